@@ -1,0 +1,222 @@
+"""Command line: ``python -m fer_core <command>`` — the same engine as the app, headless.
+
+Every command prints a progress bar on stderr, a clear error (what happened, what to do next) and
+exits non-zero on failure: 1 for errors, 2 for usage errors, 130 when cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from fer_core.errors import Cancelled, FerError
+from fer_core.progress import CancelToken, FileProgress, TqdmProgress, combine
+
+
+class Ctx:
+    """What every command gets: cache root, progress sinks, cancel token."""
+
+    def __init__(self, args):
+        self.args = args
+        self.cache = args.cache
+        self.cancel = CancelToken(args.cancel_file)
+        self.file_progress = FileProgress(args.progress_json) if args.progress_json else None
+        self.bar = TqdmProgress(disable=args.quiet)
+        self.progress = combine(self.bar, self.file_progress)
+        self.result: dict = {}   # what a background job reports when done (shown by the UI)
+
+    def out(self, text: str = "") -> None:
+        print(text, flush=True)
+
+
+# ---- commands -------------------------------------------------------------------------------
+
+def cmd_datasets(ctx: Ctx) -> int:
+    from fer_core import catalog, datasets
+    from fer_core.sources import registry
+
+    imported = []
+    for name in datasets.list_datasets(ctx.cache):
+        ds = datasets.load(name, ctx.cache)
+        cat = ds.catalog
+
+        def nested(by):
+            t = catalog.counts(cat, by).drop(columns="total")
+            return {str(i): {str(c): int(v) for c, v in row.items()} for i, row in t.iterrows()}
+
+        imported.append({"name": name, "spec": ds.meta.get("spec"), "images": int(len(cat)),
+                         "rejected": int(ds.meta.get("n_rejected", 0)), "source": ds.meta.get("source"),
+                         "by_usage": nested("usage"), "by_split": nested("split"),
+                         "catalog_hash": ds.meta.get("catalog_hash")})
+    if ctx.args.json:
+        reg = [{"name": s.name, "title": s.title, "kaggle_slug": s.kaggle_slug, "reader": s.reader,
+                "layout": s.layout, "verified": s.verified} for s in registry.SPECS.values()]
+        ctx.out(json.dumps({"imported": imported, "registry": reg}, indent=1))
+        return 0
+    ctx.out("Known datasets:")
+    for s in registry.SPECS.values():
+        ctx.out(f"  {s.name:12s} {s.kaggle_slug or '(local folders)':55s} {s.title}  [{s.verified}]")
+    ctx.out("")
+    if not imported:
+        ctx.out("Nothing imported yet: `python -m fer_core download fer2013` or `python -m fer_core import PATH --name N`.")
+    for d in imported:
+        ctx.out(f"{d['name']}: {d['images']:,} images ({d['rejected']:,} rejected at import), spec {d['spec']}")
+        for split, labs in d["by_split"].items():
+            ctx.out(f"  {split:6s} {sum(labs.values()):7,d}  " + "  ".join(f"{k} {v:,}" for k, v in labs.items()))
+    return 0
+
+
+def cmd_download(ctx: Ctx) -> int:
+    from fer_core import acquire
+
+    res = acquire.download_and_import(ctx.args.what, name=ctx.args.name, progress=ctx.progress,
+                                      cancel=ctx.cancel, cache=ctx.cache)
+    ctx.bar.close()
+    ctx.out(res.summary())
+    _print_rejected(ctx, res.dataset)
+    ctx.result = {"dataset": res.dataset.name, "summary": res.summary()}
+    return 0
+
+
+def cmd_import(ctx: Ctx) -> int:
+    from fer_core import datasets
+    from fer_core.config import ImportLimits
+
+    limits = ImportLimits(max_members=ctx.args.max_members, max_uncompressed_bytes=int(ctx.args.max_gib * 2**30))
+    res = datasets.import_dataset(ctx.args.path, ctx.args.name, spec=ctx.args.spec, limits=limits,
+                                  progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache)
+    ctx.bar.close()
+    ctx.out(res.summary())
+    _print_rejected(ctx, res.dataset)
+    ctx.result = {"dataset": res.dataset.name, "summary": res.summary()}
+    return 0
+
+
+def _print_rejected(ctx: Ctx, ds) -> None:
+    rej = ds.rejected
+    if len(rej):
+        ctx.out(f"Rejected at import ({len(rej):,}); first ones:")
+        for _, r in rej.head(10).iterrows():
+            ctx.out(f"  {r['path']}: {r['reason']}")
+
+
+class _exclusive:
+    """Hold a per-key lock for the command's duration; wait (state "queued") while another holds it."""
+
+    def __init__(self, ctx: Ctx):
+        self.ctx, self.fh = ctx, None
+
+    def __enter__(self):
+        key = self.ctx.args.exclusive
+        if not key:
+            return self
+        import fcntl
+        import re
+        import time
+
+        from fer_core.progress import check_cancel
+        from fer_core.store_paths import jobs_root
+
+        lock_dir = jobs_root(self.ctx.cache) / "locks"
+        lock_dir.mkdir(exist_ok=True)
+        self.fh = open(lock_dir / (re.sub(r"[^\w.-]", "_", key) + ".lock"), "w")
+        announced = False
+        while True:
+            try:
+                fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not announced and self.ctx.file_progress:
+                    self.ctx.file_progress.state["queued"] = True
+                    self.ctx.file_progress.finish("running")
+                    announced = True
+                check_cancel(self.ctx.cancel)
+                time.sleep(0.5)
+        if announced and self.ctx.file_progress:
+            self.ctx.file_progress.state["queued"] = False
+            self.ctx.file_progress.finish("running")
+        return self
+
+    def __exit__(self, *exc):
+        if self.fh:
+            self.fh.close()
+
+
+# ---- parser ---------------------------------------------------------------------------------
+
+COMMANDS = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fer_core", description="FER Curation Studio engine (headless).")
+    p.add_argument("--cache", default=None, help="cache directory (default ./cache or $FER_CACHE_DIR)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--progress-json", default=None, help=argparse.SUPPRESS)  # used by background jobs
+    p.add_argument("--cancel-file", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--exclusive", default=None, help=argparse.SUPPRESS)  # one job per key at a time
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("datasets", help="list known and imported datasets")
+    s.add_argument("--json", action="store_true", help="machine-readable counts per usage/split × label")
+    s.set_defaults(fn=cmd_datasets)
+
+    s = sub.add_parser("download", help="download a dataset from Kaggle and import it")
+    s.add_argument("what", help="registry name (e.g. fer2013) or Kaggle slug owner/name")
+    s.add_argument("--name", default=None, help="name to register it under (default: the registry name)")
+    s.set_defaults(fn=cmd_download)
+
+    s = sub.add_parser("import", help="import a folder, a zip or a fer2013.csv from disk")
+    s.add_argument("path")
+    s.add_argument("--name", required=True)
+    s.add_argument("--spec", default=None, help="layout (registry name); default: detected")
+    s.add_argument("--max-members", type=int, default=2_000_000, help="zip: most files allowed")
+    s.add_argument("--max-gib", type=float, default=50.0, help="zip: most uncompressed GiB allowed")
+    s.set_defaults(fn=cmd_import)
+
+    for register in COMMANDS.values():
+        register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    ctx = Ctx(args)
+
+    def _term(signum, frame):  # a job's cancel button sends SIGTERM
+        ctx.cancel.cancel()
+
+    signal.signal(signal.SIGTERM, _term)
+    try:
+        with _exclusive(ctx):
+            rc = args.fn(ctx)
+        if ctx.file_progress:
+            ctx.file_progress.finish("done" if rc == 0 else "failed", info=ctx.result)
+        return rc
+    except (Cancelled, KeyboardInterrupt):
+        ctx.bar.close()
+        print("\nCancelled. Nothing partial was registered.", file=sys.stderr)
+        if ctx.file_progress:
+            ctx.file_progress.finish("cancelled", error={"code": "cancelled", "message": "Cancelled.", "hint": ""})
+        return 130
+    except FerError as exc:
+        ctx.bar.close()
+        print(f"\nError: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"What to do: {exc.hint}", file=sys.stderr)
+        if ctx.file_progress:
+            ctx.file_progress.finish("failed", error=exc.to_dict())
+        return 1
+    except Exception as exc:  # noqa: BLE001
+        ctx.bar.close()
+        import traceback
+
+        traceback.print_exc()
+        if ctx.file_progress:
+            ctx.file_progress.finish("failed", error={"code": "bug", "message": f"{type(exc).__name__}: {exc}",
+                                                      "hint": "Unexpected error; the job log has the traceback."})
+        return 1

@@ -1,0 +1,285 @@
+"""The dataset store: import (folder, zip, fer2013.csv), atomic registration, loading.
+
+Layout under ``cache/datasets/<name>/``::
+
+    data -> data-<stamp>-<hash>/      symlink, swapped atomically on re-import
+        images/...                    the imported files, as they came (CSV rows become PNGs)
+        catalog.parquet               one row per usable image (see fer_core.catalog)
+        rejected.parquet              files that could not be used, with the reason
+        dataset.json                  source, counts, catalog hash, app version, time
+    signals/ review.sqlite recipes/   the person's work: never touched by a re-import
+
+A dataset is registered once ``data`` points at a complete directory; a failed or cancelled import
+leaves nothing registered (and an earlier good import stays as it was).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+import fer_core
+from fer_core import catalog as catalog_mod
+from fer_core.config import DEFAULT_LIMITS, ImportLimits
+from fer_core.errors import Busy, DatasetError, DiskFull, FerError, InvalidInput
+from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, check_cancel, emit
+from fer_core.sources import registry
+from fer_core.sources.archive import safe_extract
+from fer_core.sources.fer_csv import materialize_csv
+from fer_core.store_paths import check_name, data_dir, dataset_dir, datasets_root
+
+
+@dataclass
+class Dataset:
+    name: str
+    root: Path   # the resolved data directory (images, catalog, meta)
+    home: Path   # cache/datasets/<name>: the person's work on it lives here (signals, review, recipes)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+    @cached_property
+    def catalog(self) -> pd.DataFrame:
+        return pd.read_parquet(self.root / "catalog.parquet")
+
+    @cached_property
+    def rejected(self) -> pd.DataFrame:
+        return pd.read_parquet(self.root / "rejected.parquet")
+
+    def image_path(self, rel: str) -> Path:
+        return self.images / rel
+
+    @property
+    def spec(self) -> registry.DatasetSpec:
+        return registry.get_spec(self.meta.get("spec", "folders"))
+
+
+@dataclass
+class ImportResult:
+    dataset: Dataset
+    changed: bool
+    n_images: int
+    n_rejected: int
+    seconds: float
+
+    def summary(self) -> str:
+        state = "imported" if self.changed else "unchanged (identical re-import)"
+        return (f"{self.dataset.name}: {self.n_images:,} images {state}, "
+                f"{self.n_rejected:,} rejected at import, {self.seconds:.1f} s")
+
+
+def list_datasets(cache=None) -> list[str]:
+    root = datasets_root(cache)
+    out = []
+    for d in sorted(root.iterdir()):
+        if d.is_dir() and (d / "data" / "dataset.json").exists():
+            out.append(d.name)
+    return out
+
+
+def exists(name: str, cache=None) -> bool:
+    return (data_dir(name, cache) / "dataset.json").exists()
+
+
+def load(name: str, cache=None) -> Dataset:
+    d = data_dir(name, cache)
+    meta_path = d / "dataset.json"
+    if not meta_path.exists():
+        raise DatasetError(f"No dataset named '{name}' is imported.",
+                           "Download or import it first (Datasets page, or `python -m fer_core download|import`).")
+    real = d.resolve()
+    meta = json.loads(meta_path.read_text())
+    return Dataset(name, real, dataset_dir(name, cache), meta)
+
+
+@contextmanager
+def dataset_lock(name: str, cache=None, what: str = "import"):
+    d = dataset_dir(name, cache)
+    d.mkdir(parents=True, exist_ok=True)
+    fh = open(d / ".lock", "w")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise Busy(f"Another {what} of '{name}' is running.",
+                       "Wait for it to finish (see its progress), then try again.") from exc
+        yield
+    finally:
+        fh.close()
+
+
+def _copy_tree(src: Path, dst: Path, progress: ProgressFn | None, cancel: CancelToken | None,
+               on_file=None) -> int:
+    from fer_core.sources.readers import walk_files
+
+    files = list(walk_files(src))
+    emit(progress, "copy", 0, len(files), "files")
+    for n, rel in enumerate(files, 1):
+        out = dst / Path(*rel.parts)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        source_file = src / Path(*rel.parts)
+        if on_file is not None and source_file.stat().st_size <= (64 << 20):
+            data = source_file.read_bytes()
+            out.write_bytes(data)
+            on_file(str(rel), data)
+        else:
+            shutil.copyfile(source_file, out)
+        if n % 1000 == 0:
+            check_cancel(cancel)
+            emit(progress, "copy", n, len(files), "files")
+    emit(progress, "copy", len(files), len(files), "files")
+    return len(files)
+
+
+def _has_images(root: Path) -> bool:
+    from fer_core.sources.readers import classify_file, walk_files
+
+    return any(classify_file(f) == "image" for f in walk_files(root))
+
+
+def _source_kind(path: Path) -> str:
+    if path.is_dir():
+        return "folder"
+    suf = path.suffix.lower()
+    if suf == ".zip":
+        return "zip"
+    if suf == ".csv":
+        return "csv"
+    raise InvalidInput(f"Cannot import '{path}': expected a folder, a .zip or a fer2013 .csv file.",
+                       "Point to the dataset folder (one sub-folder per label), its zip, or fer2013.csv.")
+
+
+def import_dataset(source: str | os.PathLike, name: str, spec: str | None = None,
+                   limits: ImportLimits = DEFAULT_LIMITS, progress: ProgressFn | None = None,
+                   cancel: CancelToken | None = None, source_info: dict | None = None,
+                   cache=None) -> ImportResult:
+    """Import a folder, zip or fer2013.csv as dataset ``name`` (idempotent; atomic)."""
+    t0 = time.time()
+    check_name(name)
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise InvalidInput(f"'{source}' does not exist.", "Check the path (it is read on the server's disk).")
+    kind = _source_kind(source)
+    with dataset_lock(name, cache):
+        ddir = dataset_dir(name, cache)
+        for old in ddir.glob(".staging-*"):  # left by a killed import; we hold the lock
+            shutil.rmtree(old, ignore_errors=True)
+        staging = ddir / f".staging-{uuid.uuid4().hex[:8]}"
+        images = staging / "images"
+        raw = staging / "raw"
+        raw.mkdir(parents=True)
+        try:
+            extra_rejected: list[dict] = []
+            inspector = catalog_mod.Inspector(limits)
+            if kind == "folder":
+                _copy_tree(source, raw, progress, cancel, on_file=inspector)
+            elif kind == "zip":
+                safe_extract(source, raw, limits, progress, cancel, on_file=inspector)
+            csv_file = source if kind == "csv" else None
+            if csv_file is None and spec in (None, "fer2013-csv") and not _has_images(raw):
+                csv_file = registry.find_fer_csv(raw)
+            if csv_file is not None:
+                images.mkdir()
+                extra_rejected = materialize_csv(csv_file, images, progress, cancel)
+                spec = "fer2013-csv"
+                shutil.rmtree(raw)
+            else:
+                os.rename(raw, images)
+            check_cancel(cancel)
+            the_spec = registry.get_spec(spec) if spec else registry.detect_spec(images)
+            records = list(the_spec.read(images))
+            emit(progress, "import", 0, len(records), "images", message=f"reader: {the_spec.reader}")
+            inspected = inspector.results()  # keyed by path relative to raw/ == images/
+            cat, rej = catalog_mod.build_catalog(images, records, name, limits, progress, cancel,
+                                                 inspected=inspected)
+            if extra_rejected:
+                rej = pd.concat([rej, pd.DataFrame(extra_rejected, columns=catalog_mod.REJECTED_COLUMNS)],
+                                ignore_index=True)
+            if cat.empty:
+                raise InvalidInput(
+                    f"No usable images found in '{source.name}' ({len(rej):,} files rejected).",
+                    "Expected one sub-folder per label (optionally under train/val/test), a zip of that, "
+                    "or fer2013.csv." + (f" First problem: {rej.iloc[0]['path']}: {rej.iloc[0]['reason']}" if len(rej) else ""))
+            chash = catalog_mod.catalog_hash(cat)
+            meta = {
+                "name": name, "spec": the_spec.name, "title": the_spec.title,
+                "source": source_info or {"kind": kind, "path": str(source.resolve())},
+                "imported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "app_version": fer_core.__version__,
+                "catalog_hash": chash, "n_images": int(len(cat)), "n_rejected": int(len(rej)),
+                "splits": {k: int(v) for k, v in cat["split"].value_counts().sort_index().items()},
+                "labels": {k: int(v) for k, v in cat["label"].value_counts().sort_index().items()},
+                "has_official_split": bool(set(cat["split"]) - {"train"}),
+            }
+            cat.to_parquet(staging / "catalog.parquet", index=False)
+            rej.to_parquet(staging / "rejected.parquet", index=False)
+            atomic_write_json(staging / "dataset.json", meta)
+            check_cancel(cancel)
+            changed = _commit(ddir, staging, chash, rej)
+            ds = load(name, cache)
+            emit(progress, "import", len(records), len(records), "images", message="done")
+            return ImportResult(ds, changed, len(cat), len(rej), time.time() - t0)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise DiskFull("The disk filled up during the import; nothing was registered.",
+                               f"Free space on the disk holding {ddir.parent} and import again.") from exc
+            raise
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+
+def _commit(ddir: Path, staging: Path, chash: str, rej: pd.DataFrame) -> bool:
+    """Make ``staging`` the dataset's data, atomically. Returns False for an identical re-import."""
+    link = ddir / "data"
+    if link.exists():
+        try:
+            old_meta = json.loads((link / "dataset.json").read_text())
+            old_rej = pd.read_parquet(link / "rejected.parquet")
+            if old_meta.get("catalog_hash") == chash and old_rej["path"].tolist() == rej["path"].tolist():
+                return False
+        except (OSError, ValueError, KeyError):
+            pass
+    final = ddir / f"data-{time.strftime('%Y%m%d%H%M%S')}-{chash[:8]}"
+    os.rename(staging, final)
+    tmp_link = ddir / f".data-link-{uuid.uuid4().hex[:6]}"
+    os.symlink(final.name, tmp_link)
+    old_target = link.resolve() if link.is_symlink() else None
+    os.replace(tmp_link, link)  # atomic switch
+    if old_target is not None and old_target != final and old_target.exists():
+        shutil.rmtree(old_target, ignore_errors=True)
+    return True
+
+
+def delete_dataset(name: str, cache=None, keep_work: bool = True) -> None:
+    """Unregister a dataset's data. The person's work (signals, overrides, recipes) is kept unless asked."""
+    ddir = dataset_dir(name, cache)
+    with dataset_lock(name, cache, "change"):
+        link = ddir / "data"
+        target = link.resolve() if link.is_symlink() else None
+        if link.is_symlink():
+            link.unlink()
+        if target is not None and target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        if not keep_work:
+            shutil.rmtree(ddir, ignore_errors=True)
+
+
+def describe_error(exc: BaseException) -> FerError:
+    """Wrap any exception into a FerError for display."""
+    if isinstance(exc, FerError):
+        return exc
+    return FerError(f"Unexpected error: {type(exc).__name__}: {exc}",
+                    "This is a bug or an environment problem; the log has the details.")

@@ -1,0 +1,196 @@
+"""Background jobs: long work (download, scan, training) runs as a ``python -m fer_core`` subprocess.
+
+The subprocess survives page switches, reloads and widget clicks; it writes its progress to
+``cache/jobs/<id>/progress.json`` (replaced atomically) and its output to ``log.txt``. The UI holds
+the :class:`JobManager` in ``st.cache_resource`` and polls. Cancelling touches a flag file and sends
+SIGTERM to the job's process group; the job stops at its next check and marks itself cancelled
+(a job that does not stop within the grace period is killed and marked cancelled here).
+
+Secrets (Kaggle keys) travel to the child in its environment only, never on its command line.
+Jobs with the same ``exclusive`` key run one at a time; later ones wait, marked "queued".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fer_core.config import PROJECT_ROOT, cache_root
+from fer_core.progress import atomic_write_json
+from fer_core.store_paths import jobs_root
+
+_SECRET_ENV = ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN")
+TERMINAL = ("done", "failed", "cancelled")
+
+
+@dataclass
+class JobStatus:
+    id: str
+    kind: str
+    dataset: str | None
+    state: str                     # starting | queued | running | done | failed | cancelled
+    stage: str | None = None
+    fraction: float | None = None
+    done: float = 0
+    total: float | None = None
+    unit: str = ""
+    message: str = ""
+    error: dict | None = None
+    created: float = 0.0
+    updated: float = 0.0
+    info: dict = field(default_factory=dict)
+    stages: dict = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class JobManager:
+    def __init__(self, cache=None):
+        self.cache = cache
+        self._procs: dict[str, subprocess.Popen] = {}
+
+    @property
+    def root(self) -> Path:
+        """Resolved on each use, so a long-lived manager follows $FER_CACHE_DIR."""
+        return jobs_root(self.cache)
+
+    # -- start
+    def start(self, kind: str, argv: list[str], dataset: str | None = None, env: dict | None = None,
+              exclusive: str | None = None, label: str = "") -> str:
+        job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{uuid.uuid4().hex[:6]}"
+        jdir = self.root / job_id
+        jdir.mkdir(parents=True)
+        child_env = {k: v for k, v in os.environ.items() if not (env and k in _SECRET_ENV)}
+        child_env.update(env or {})
+        child_env["PYTHONUNBUFFERED"] = "1"
+        child_env["PYTHONPATH"] = str(PROJECT_ROOT) + os.pathsep + child_env.get("PYTHONPATH", "")
+        cmd = [sys.executable, "-m", "fer_core", "--quiet", "--cache", str(cache_root(self.cache)),
+               "--progress-json", str(jdir / "progress.json"), "--cancel-file", str(jdir / "cancel")]
+        if exclusive:
+            cmd += ["--exclusive", exclusive]
+        cmd += argv
+        meta = {"id": job_id, "kind": kind, "dataset": dataset, "argv": argv, "label": label,
+                "created": time.time(), "exclusive": exclusive}
+        atomic_write_json(jdir / "progress.json", {"state": "starting", "stages": {}, "updated": time.time()})
+        with open(jdir / "log.txt", "ab") as log:
+            proc = subprocess.Popen(cmd, cwd=str(PROJECT_ROOT), env=child_env, stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        meta["pid"] = proc.pid
+        atomic_write_json(jdir / "job.json", meta)
+        self._procs[job_id] = proc
+        return job_id
+
+    # -- read
+    def _meta(self, job_id: str) -> dict:
+        return json.loads((self.root / job_id / "job.json").read_text())
+
+    def status(self, job_id: str) -> JobStatus:
+        jdir = self.root / job_id
+        meta = self._meta(job_id)
+        try:
+            prog = json.loads((jdir / "progress.json").read_text())
+        except (OSError, ValueError):
+            prog = {"state": "starting", "stages": {}}
+        proc = self._procs.get(job_id)
+        if proc is not None:
+            proc.poll()  # reaps the child when it has exited
+        state = prog.get("state", "running")
+        if state not in TERMINAL and not _alive(meta["pid"]):
+            # the process is gone without saying how it ended
+            cancelled = (jdir / "cancel").exists()
+            state = "cancelled" if cancelled else "failed"
+            err = None if cancelled else {"code": "died", "message": "The job's process ended unexpectedly.",
+                                          "hint": "See the job log; run it again (downloads and scans resume)."}
+            prog.update({"state": state, "error": err, "updated": time.time()})
+            atomic_write_json(jdir / "progress.json", prog)
+        st = JobStatus(job_id, meta["kind"], meta.get("dataset"), state, created=meta["created"],
+                       updated=prog.get("updated", 0), error=prog.get("error"), info=prog.get("info") or {},
+                       stages=prog.get("stages") or {})
+        stage = prog.get("stage")
+        if stage and stage in st.stages:
+            ev = st.stages[stage]
+            st.stage, st.fraction, st.done, st.total = stage, ev.get("fraction"), ev.get("done", 0), ev.get("total")
+            st.unit, st.message = ev.get("unit", ""), ev.get("message", "")
+        if st.state == "running" and prog.get("queued"):
+            st.state = "queued"
+        return st
+
+    def list(self, kind: str | tuple | None = None, dataset: str | None = None, limit: int = 50) -> list[JobStatus]:
+        kinds = (kind,) if isinstance(kind, str) else kind
+        out = []
+        for jdir in sorted(self.root.iterdir(), reverse=True):
+            if not (jdir / "job.json").exists():
+                continue
+            try:
+                meta = self._meta(jdir.name)
+            except (OSError, ValueError):
+                continue
+            if kinds and meta["kind"] not in kinds or dataset and meta.get("dataset") != dataset:
+                continue
+            out.append(self.status(jdir.name))
+            if len(out) >= limit:
+                break
+        return out
+
+    def active(self, kind: str | tuple | None = None, dataset: str | None = None) -> list[JobStatus]:
+        return [j for j in self.list(kind, dataset) if not j.finished]
+
+    def log(self, job_id: str, tail: int = 4000) -> str:
+        try:
+            data = (self.root / job_id / "log.txt").read_bytes()
+        except OSError:
+            return ""
+        return data[-tail:].decode(errors="replace")
+
+    # -- control
+    def cancel(self, job_id: str, grace: float = 10.0) -> JobStatus:
+        jdir = self.root / job_id
+        (jdir / "cancel").touch()
+        pid = self._meta(job_id)["pid"]
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+        deadline = time.time() + grace
+        while time.time() < deadline:
+            st = self.status(job_id)
+            if st.finished:
+                return st
+            time.sleep(0.1)
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        time.sleep(0.2)
+        return self.status(job_id)
+
+    def wait(self, job_id: str, timeout: float = 600.0, poll: float = 0.2) -> JobStatus:
+        deadline = time.time() + timeout
+        while True:
+            st = self.status(job_id)
+            if st.finished or time.time() > deadline:
+                return st
+            time.sleep(poll)

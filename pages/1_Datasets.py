@@ -1,0 +1,214 @@
+"""Datasets: Kaggle credentials, download with live progress, local import, per-dataset summary."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import plotly.express as px
+import streamlit as st
+
+from fer_core import catalog, datasets
+from fer_core.config import cache_root
+from fer_core.montage import montage_rows
+from fer_core.sources import kaggle, registry
+from ui.common import job_manager, render_jobs, setup_page, show_error
+
+selected = setup_page("Datasets", "📥")
+st.title("📥 Datasets")
+st.caption("Get a facial-expression dataset into the studio: from Kaggle, or from a folder, zip or fer2013.csv "
+           "on this server. Downloads and imports run in the background; you can leave this page.")
+
+# ---- credentials ---------------------------------------------------------------------------
+typed: kaggle.KaggleCredentials | None = st.session_state.get("kaggle_creds")
+try:
+    effective = kaggle.resolve_credentials(typed)
+except Exception:  # noqa: BLE001 - NoCredentials
+    effective = None
+
+tab_dl, tab_local = st.tabs(["⬇️ Download from Kaggle", "📂 Import from disk"])
+
+with tab_dl:
+    c1, c2 = st.columns([1, 1])
+    with c1:
+        st.subheader("Kaggle credentials")
+        if effective is None:
+            st.warning("No Kaggle credentials yet. Type them below, or set KAGGLE_USERNAME/KAGGLE_KEY "
+                       "(or KAGGLE_API_TOKEN), or put kaggle.json in ~/.kaggle on the server.")
+        else:
+            src = {"typed": "typed here (this browser session only)", "env": "from the server's environment",
+                   "kaggle.json": f"from {kaggle.kaggle_json_path()}", "access_token": "from ~/.kaggle/access_token"}
+            st.success(f"Using credentials of **{effective.username or 'a token'}** — {src.get(effective.source)}.")
+        with st.form("kaggle_creds_form", clear_on_submit=True):
+            user = st.text_input("Kaggle username", key="kg_user")
+            key = st.text_input("Kaggle key", type="password", key="kg_key",
+                                help="From kaggle.com → Settings → API → Create New Token (kaggle.json).")
+            token = st.text_input("…or an API token (KAGGLE_API_TOKEN)", type="password", key="kg_token")
+            remember = st.checkbox("Remember on this server (writes ~/.kaggle/kaggle.json, mode 0600)", key="kg_remember")
+            if st.form_submit_button("Use these credentials"):
+                if token.strip():
+                    st.session_state["kaggle_creds"] = kaggle.KaggleCredentials(username=user.strip(), token=token.strip())
+                elif user.strip() and key.strip():
+                    creds = kaggle.KaggleCredentials(user.strip(), key.strip())
+                    st.session_state["kaggle_creds"] = creds
+                    if remember:
+                        try:
+                            p = kaggle.save_kaggle_json(creds)
+                            st.session_state["_creds_saved"] = str(p)
+                        except Exception as exc:  # noqa: BLE001
+                            show_error(exc)
+                else:
+                    st.session_state["_creds_problem"] = "Type a username and a key, or a token."
+                st.rerun()
+        if st.session_state.pop("_creds_problem", None):
+            st.error("Type a username and a key, or a token.")
+        if saved := st.session_state.pop("_creds_saved", None):
+            st.info(f"Saved to {saved} (mode 0600).")
+        if typed is not None and st.button("Forget the typed credentials"):
+            del st.session_state["kaggle_creds"]
+            st.rerun()
+
+    with c2:
+        st.subheader("Download")
+        specs = [s for s in registry.SPECS.values() if s.kaggle_slug]
+        options = [s.name for s in specs] + ["__other__"]
+        choice = st.selectbox("Dataset", options, key="dl_choice", persist_state="session",
+                              format_func=lambda n: "Other Kaggle slug…" if n == "__other__"
+                              else f"{registry.SPECS[n].title} — {registry.SPECS[n].kaggle_slug}")
+        if choice == "__other__":
+            what = st.text_input("Kaggle slug (owner/dataset)", key="dl_slug", placeholder="owner/dataset")
+            default_name = what.split("/")[-1].lower() if "/" in what else ""
+            spec = None
+        else:
+            spec = registry.SPECS[choice]
+            what = spec.name
+            default_name = spec.name
+            with st.expander("Layout and licence", expanded=False):
+                st.markdown(f"**Layout:** {spec.layout}\n\n**Notes:** {spec.notes}\n\n"
+                            f"**Layout knowledge:** {'checked on the real archive' if spec.verified == 'archive' else 'from public loaders, checked on fixtures only'}\n\n"
+                            f"**Licence:** {spec.licence or 'see the dataset page'}")
+        name = st.text_input("Register as", value=default_name, key=f"dl_name_{choice}")
+        if st.button("Download and import", type="primary", disabled=not (what and name)):
+            try:
+                creds = kaggle.resolve_credentials(typed)
+                from fer_core.store_paths import check_name
+                check_name(name)
+                env = creds.as_env() if creds.source == "typed" else None
+                job_manager().start("download", ["download", what, "--name", name], dataset=name, env=env,
+                                    exclusive=f"dataset-{name}")
+                st.rerun()
+            except Exception as exc:  # noqa: BLE001
+                show_error(exc)
+
+    @st.fragment(run_every=1.0)
+    def _download_jobs():
+        render_jobs(kind=("download",), key="dl")
+
+    _download_jobs()
+
+with tab_local:
+    st.subheader("Import from disk")
+    st.caption("A folder with one sub-folder per label (optionally under train/val/test), a zip of that "
+               "(the Kaggle archive itself works), or the original fer2013.csv.")
+    spec_names = ["(detect)"] + list(registry.SPECS)
+    lc1, lc2 = st.columns(2)
+
+    def _auto_name():
+        """Suggest a dataset name from the chosen path or upload (the person can change it)."""
+        up_ = st.session_state.get("imp_upload")
+        src_ = up_.name if up_ is not None else (st.session_state.get("imp_path") or "").rstrip("/")
+        if src_:
+            st.session_state["imp_name"] = Path(src_).stem.lower().replace(" ", "-")
+
+    with lc1:
+        path = st.text_input("Path on the server", key="imp_path", placeholder="/data/fer2013.zip",
+                             on_change=_auto_name)
+        up = st.file_uploader("…or upload a zip or csv", type=["zip", "csv"], key="imp_upload",
+                              on_change=_auto_name)
+    with lc2:
+        imp_name = st.text_input("Register as", key="imp_name")
+        imp_spec = st.selectbox("Layout", spec_names, key="imp_spec",
+                                format_func=lambda n: n if n == "(detect)" else f"{n} — {registry.SPECS[n].title}")
+    if st.button("Import", type="primary", disabled=not (imp_name and (path or up is not None))):
+        try:
+            from fer_core.store_paths import check_name
+            check_name(imp_name)
+            if up is not None:
+                dest = cache_root() / "uploads" / uuid.uuid4().hex[:10] / Path(up.name).name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(up.getbuffer())
+                src = str(dest)
+            else:
+                src = str(Path(path).expanduser())
+                if not Path(src).exists():
+                    raise FileNotFoundError(f"'{src}' does not exist on the server.")
+            argv = ["import", src, "--name", imp_name] + ([] if imp_spec == "(detect)" else ["--spec", imp_spec])
+            job_manager().start("import", argv, dataset=imp_name, exclusive=f"dataset-{imp_name}")
+            st.rerun()
+        except FileNotFoundError as exc:
+            st.error(str(exc))
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc)
+
+    @st.fragment(run_every=1.0)
+    def _import_jobs():
+        render_jobs(kind=("import",), key="imp")
+
+    _import_jobs()
+
+# ---- summary of the selected dataset ---------------------------------------------------------
+st.divider()
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _samples(name: str, chash: str, per_label: int = 14) -> np.ndarray:
+    ds = datasets.load(name)
+    cat = ds.catalog
+    groups = {}
+    for lab, g in cat.groupby("label", sort=False):
+        pick = g.sample(min(per_label, len(g)), random_state=0)
+        groups[lab] = [ds.image_path(p) for p in pick["path"]]
+    order = [l for l in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt") if l in groups]
+    return montage_rows({k: groups[k] for k in order}, ncols=per_label, tile=56)
+
+
+if selected:
+    try:
+        ds = datasets.load(selected)
+    except Exception as exc:  # noqa: BLE001
+        show_error(exc)
+        st.stop()
+    cat, rej, meta = ds.catalog, ds.rejected, ds.meta
+    st.header(f"Summary: {selected}")
+    src = meta.get("source", {})
+    src_txt = f"Kaggle `{src.get('slug')}` v{src.get('version')}" if src.get("kind") == "kaggle" else f"{src.get('kind')} `{src.get('path')}`"
+    m = st.columns(6)
+    m[0].metric("Images", f"{len(cat):,}")
+    m[1].metric("Rejected at import", f"{len(rej):,}")
+    m[2].metric("Labels", f"{cat['label'].nunique()}")
+    sp = meta.get("splits", {})
+    for col, split in zip(m[3:], ("train", "val", "test")):
+        col.metric(split.capitalize(), f"{sp.get(split, 0):,}")
+    st.caption(f"Layout: {meta.get('title')} · source: {src_txt} · imported {meta.get('imported_at')} · "
+               f"catalog {meta.get('catalog_hash', '')[:12]}")
+    t1, t2 = st.columns([1, 1])
+    with t1:
+        st.markdown("**Images per split × label**")
+        st.dataframe(catalog.counts(cat, "split"), width="stretch")
+        if cat["usage"].nunique() > 1:
+            st.markdown("**Images per original usage × label**")
+            st.dataframe(catalog.counts(cat, "usage"), width="stretch")
+    with t2:
+        agg = cat.groupby(["split", "label"]).size().reset_index(name="images")
+        fig = px.bar(agg, x="label", y="images", color="split", barmode="group",
+                     category_orders={"split": ["train", "val", "test"]}, height=360)
+        fig.update_layout(margin=dict(l=10, r=10, t=30, b=10), legend_title_text="split")
+        st.plotly_chart(fig, width="stretch", key="counts_chart")
+    st.markdown("**Sample images per label**")
+    st.image(_samples(selected, meta.get("catalog_hash", "")), width="content")
+    st.markdown(f"**Rejected at import ({len(rej):,})**")
+    if len(rej):
+        st.dataframe(rej, width="stretch", hide_index=True, height=min(400, 38 + 35 * len(rej)))
+    else:
+        st.caption("Every file was readable.")

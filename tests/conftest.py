@@ -1,0 +1,129 @@
+"""Shared fixtures: real FER2013 images, isolated cache dirs, the fake Kaggle server."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FER_ZIP = (ROOT.parent / "shared" / "datasets" / "fer2013" / "archive.zip").resolve()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+FER_COUNTS = {"angry": 4953, "disgust": 547, "fear": 5121, "happy": 8989, "sad": 6077, "surprise": 4002,
+              "neutral": 6198}
+FER_USAGE = {"Training": 28709, "PublicTest": 3589, "PrivateTest": 3589}
+
+
+def pytest_collection_modifyitems(config, items):
+    if not FER_ZIP.exists():
+        skip = pytest.mark.skip(reason=f"real FER2013 archive not found at {FER_ZIP} (../shared missing)")
+        for item in items:
+            if "needs_fer" in item.keywords or "fer_zip" in getattr(item, "fixturenames", ()):
+                item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _isolate_env(tmp_path, monkeypatch):
+    """No test reads the developer's ~/.kaggle or real Kaggle env; each test gets its own cache."""
+    for k in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_API_ENVIRONMENT", "HTTP_PROXY",
+              "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(k, raising=False)
+    kdir = tmp_path / "kaggle-config"
+    kdir.mkdir()
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(kdir))
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def fer_zip() -> Path:
+    if not FER_ZIP.exists():
+        pytest.skip(f"real FER2013 archive not found at {FER_ZIP}")
+    return FER_ZIP
+
+
+@pytest.fixture(scope="session")
+def fer_members(fer_zip) -> list[str]:
+    with zipfile.ZipFile(fer_zip) as zf:
+        return sorted(n for n in zf.namelist() if n.endswith(".jpg"))
+
+
+def read_member(fer_zip: Path, name: str) -> bytes:
+    with zipfile.ZipFile(fer_zip) as zf:
+        return zf.read(name)
+
+
+@pytest.fixture(scope="session")
+def fer_sample(fer_zip, fer_members):
+    """A deterministic stratified sample of real FER2013 files: {member name: bytes} (~40 per label×split dir)."""
+    rng = np.random.default_rng(0)
+    by_dir: dict[str, list[str]] = {}
+    for n in fer_members:
+        by_dir.setdefault(n.rsplit("/", 1)[0], []).append(n)
+    pick = []
+    for d, names in sorted(by_dir.items()):
+        k = min(len(names), 40 if d.startswith("train") else 20)
+        pick += list(rng.choice(names, size=k, replace=False))
+    with zipfile.ZipFile(fer_zip) as zf:
+        return {n: zf.read(n) for n in sorted(pick)}
+
+
+def decode_gray(data: bytes) -> np.ndarray:
+    import cv2
+
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+
+
+@pytest.fixture
+def fake_kaggle(fer_zip, monkeypatch):
+    from fake_kaggle import FakeKaggle
+
+    with FakeKaggle({"msambare/fer2013": fer_zip}) as fk:
+        for k, v in fk.env(with_creds=False).items():
+            monkeypatch.setenv(k, v)
+        yield fk
+
+
+@pytest.fixture(scope="session")
+def fer2013_store(fer_zip, tmp_path_factory):
+    """The full FER2013 downloaded through the fake Kaggle server into a session cache (shared, read-only)."""
+    from fake_kaggle import FakeKaggle
+
+    cache = tmp_path_factory.mktemp("fer-session-cache")
+    saved = {k: os.environ.get(k) for k in ("KAGGLE_API_ENVIRONMENT", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")}
+    with FakeKaggle({"msambare/fer2013": fer_zip}) as fk:
+        os.environ.update(fk.env(with_creds=False))
+        try:
+            from fer_core import acquire
+            from fer_core.sources.kaggle import KaggleCredentials
+
+            res = acquire.download_and_import("fer2013", creds=KaggleCredentials(fk.username, fk.key), cache=cache)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    return cache, res
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> Path:
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    return root
+
+
+def zip_tree(files: dict[str, bytes], path: Path) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for rel, data in files.items():
+            zf.writestr(rel, data)
+    return path

@@ -1,0 +1,105 @@
+"""Zip import refuses traversal, absolute paths, symlinks and bombs; nothing is written outside its target."""
+
+from __future__ import annotations
+
+import os
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from fer_core import datasets
+from fer_core.config import ImportLimits
+from fer_core.errors import UnsafeArchive
+from fer_core.sources.archive import safe_extract
+
+
+def _snapshot(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def _good(fer_sample) -> dict[str, bytes]:
+    return dict(list(fer_sample.items())[:5])
+
+
+def _zip(path: Path, entries: list[tuple[zipfile.ZipInfo | str, bytes]]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for info, data in entries:
+            zf.writestr(info, data)
+    return path
+
+
+@pytest.mark.parametrize("evil_name", ["../evil.jpg", "train/../../evil.jpg", "/tmp/evil_abs.jpg",
+                                       "C:/evil.jpg", "..\\evil.jpg"])
+def test_traversal_and_absolute_paths_refused(tmp_path, fer_sample, evil_name):
+    entries = [(n, b) for n, b in _good(fer_sample).items()] + [(evil_name, b"x" * 10)]
+    z = _zip(tmp_path / "evil.zip", entries)
+    before = _snapshot(tmp_path)
+    with pytest.raises(UnsafeArchive):
+        datasets.import_dataset(z, "evil")
+    assert datasets.list_datasets() == []
+    after = _snapshot(tmp_path)
+    # nothing appeared next to the zip, in /tmp, or in the store
+    assert {p for p in after - before if "cache" not in p} == set()
+    assert not Path("/tmp/evil_abs.jpg").exists()
+    assert not (tmp_path / "evil.jpg").exists() and not (tmp_path.parent / "evil.jpg").exists()
+    assert not list(datasets.dataset_dir("evil").glob(".staging-*"))
+
+
+def test_symlink_member_refused(tmp_path, fer_sample):
+    link = zipfile.ZipInfo("train/happy/link.jpg")
+    link.create_system = 3
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    z = _zip(tmp_path / "link.zip", [(n, b) for n, b in _good(fer_sample).items()] + [(link, b"/etc/passwd")])
+    with pytest.raises(UnsafeArchive, match="symbolic link"):
+        datasets.import_dataset(z, "links")
+    assert datasets.list_datasets() == []
+
+
+def test_zip_bomb_ratio_refused(tmp_path):
+    z = _zip(tmp_path / "bomb.zip", [("train/happy/bomb.jpg", b"\0" * (64 * 2**20))])  # 64 MiB of zeros
+    assert z.stat().st_size < 2**20
+    target = tmp_path / "out"
+    target.mkdir()
+    with pytest.raises(UnsafeArchive, match="zip bomb"):
+        safe_extract(z, target)
+    assert list(target.iterdir()) == []
+
+
+def test_uncompressed_size_and_member_limits(tmp_path, fer_sample):
+    z = _zip(tmp_path / "many.zip", [(f"train/happy/{i}.jpg", b) for i, b in enumerate(fer_sample.values())])
+    with pytest.raises(UnsafeArchive, match="members"):
+        datasets.import_dataset(z, "many", limits=ImportLimits(max_members=10))
+    with pytest.raises(UnsafeArchive, match="expands to"):
+        datasets.import_dataset(z, "many", limits=ImportLimits(max_uncompressed_bytes=10_000))
+    assert datasets.list_datasets() == []
+    # within limits it imports
+    assert len(datasets.import_dataset(z, "many").dataset.catalog) == len(fer_sample)
+
+
+def test_lying_header_is_caught_while_writing(tmp_path, fer_sample):
+    z = tmp_path / "liar.zip"
+    data = b"A" * 100_000
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("train/happy/a.jpg", data)
+    raw = bytearray(z.read_bytes())
+    # shrink the declared uncompressed size in the central directory (and local header) to 10 bytes
+    for sig in (b"PK\x01\x02", b"PK\x03\x04"):
+        i = raw.find(sig)
+        off = 24 if sig == b"PK\x01\x02" else 22
+        raw[i + off:i + off + 4] = (10).to_bytes(4, "little")
+    z.write_bytes(bytes(raw))
+    target = tmp_path / "out"
+    target.mkdir()
+    with pytest.raises(Exception):
+        safe_extract(z, target)
+    written = [p for p in target.rglob("*") if p.is_file()]
+    assert all(p.stat().st_size <= 10 for p in written)
+
+
+def test_not_a_zip(tmp_path):
+    p = tmp_path / "fake.zip"
+    p.write_bytes(b"definitely not a zip")
+    with pytest.raises(Exception, match="not a readable zip"):
+        datasets.import_dataset(p, "fake")

@@ -1,0 +1,1 @@
+"""Streamlit helpers shared by app.py and pages/ (UI only; all logic lives in fer_core)."""
