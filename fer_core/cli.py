@@ -96,6 +96,60 @@ def cmd_import(ctx: Ctx) -> int:
     return 0
 
 
+def cmd_scan(ctx: Ctx) -> int:
+    from fer_core import store
+
+    fams = [f.strip() for f in ctx.args.signals.split(",") if f.strip()]
+    res = store.scan(ctx.args.name, fams, workers=ctx.args.workers, batch_size=ctx.args.batch_size,
+                     progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache)
+    ctx.bar.close()
+    ctx.out(res.summary())
+    ctx.result = {"dataset": ctx.args.name, "summary": res.summary()}
+    return 0
+
+
+def _recipe_for(ctx: Ctx, inputs):
+    from fer_core import recipe as recipe_mod
+
+    if ctx.args.recipe:
+        return recipe_mod.Recipe.load(ctx.args.recipe)
+    return recipe_mod.default_recipe(inputs.signals)
+
+
+def cmd_decide(ctx: Ctx) -> int:
+    import time
+
+    from fer_core import decisions, recipe as recipe_mod
+
+    inputs = decisions.load_inputs(ctx.args.name, ctx.cache)
+    rec = _recipe_for(ctx, inputs)
+    overrides = None if ctx.args.no_overrides else decisions.overrides_for(ctx.args.name, ctx.cache)
+    t0 = time.perf_counter()
+    dec = decisions.run(inputs, rec, overrides)
+    ms = (time.perf_counter() - t0) * 1000
+    summary = recipe_mod.summarize(inputs.signals, dec)
+    ctx.out(f"recipe: {ctx.args.recipe or 'data-derived default'} (scope: {', '.join(rec.scope)}); decided in {ms:.0f} ms")
+    ctx.out(recipe_mod.format_summary(summary))
+    if ctx.args.out:
+        p = decisions.write_decisions(decisions.decisions_table(inputs, dec), ctx.args.out)
+        ctx.out(f"decisions written to {p}")
+    ctx.result = {"dataset": ctx.args.name, "summary": f"{summary['kept']:,} kept, {summary['rejected']:,} rejected"}
+    return 0
+
+
+def cmd_recipe(ctx: Ctx) -> int:
+    from fer_core import recipe as recipe_mod, store
+
+    sig = store.load_signals(ctx.args.name, ctx.cache, require=("quality",))
+    rec = recipe_mod.default_recipe(sig, name=ctx.args.recipe_name or f"{ctx.args.name}-default")
+    if ctx.args.out:
+        rec.save(ctx.args.out)
+        ctx.out(f"data-derived default recipe written to {ctx.args.out}")
+    else:
+        ctx.out(rec.to_yaml())
+    return 0
+
+
 def _print_rejected(ctx: Ctx, ds) -> None:
     rej = ds.rejected
     if len(rej):
@@ -176,6 +230,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-members", type=int, default=2_000_000, help="zip: most files allowed")
     s.add_argument("--max-gib", type=float, default=50.0, help="zip: most uncompressed GiB allowed")
     s.set_defaults(fn=cmd_import)
+
+    s = sub.add_parser("scan", help="compute signals (cached; resumes after an interruption)")
+    s.add_argument("name")
+    s.add_argument("--signals", default="quality,duplicates", help="comma-separated families")
+    s.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    s.add_argument("--batch-size", type=int, default=1024, help="images per batch (the unit of resume)")
+    s.set_defaults(fn=cmd_scan)
+
+    s = sub.add_parser("decide", help="apply a recipe: keep/reject per image, summary")
+    s.add_argument("name")
+    s.add_argument("--recipe", default=None, help="recipe YAML/JSON (default: data-derived)")
+    s.add_argument("--out", default=None, help="decisions file (.csv or .parquet)")
+    s.add_argument("--no-overrides", action="store_true", help="ignore manual overrides")
+    s.set_defaults(fn=cmd_decide)
+
+    s = sub.add_parser("recipe", help="write the data-derived default recipe")
+    s.add_argument("name")
+    s.add_argument("--out", default=None, help="YAML (or .json) path; default: print")
+    s.add_argument("--recipe-name", default=None)
+    s.set_defaults(fn=cmd_recipe)
 
     for register in COMMANDS.values():
         register(sub)

@@ -127,3 +127,33 @@ def zip_tree(files: dict[str, bytes], path: Path) -> Path:
         for rel, data in files.items():
             zf.writestr(rel, data)
     return path
+
+
+def import_and_scan(tmp_path, files: dict[str, bytes], name: str, scan: bool = True, **scan_kw):
+    """Import ``files`` (rel path → bytes) as dataset ``name`` and scan it; returns the Dataset."""
+    from fer_core import datasets, store
+
+    src = write_tree(tmp_path / f"src-{name}", files)
+    ds = datasets.import_dataset(src, name).dataset
+    if scan:
+        store.scan(name, workers=scan_kw.pop("workers", 1), **scan_kw)
+    return ds
+
+
+def encode(img, ext: str = ".png", quality: int = 95) -> bytes:
+    import cv2
+
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext == ".jpg" else []
+    ok, buf = cv2.imencode(ext, img, params)
+    assert ok
+    return buf.tobytes()
+
+
+@pytest.fixture(scope="session")
+def fer2013_scanned(fer2013_store):
+    """The session FER2013 store with quality + duplicate signals computed."""
+    from fer_core import store
+
+    cache, res = fer2013_store
+    store.scan("fer2013", cache=cache)
+    return cache, res

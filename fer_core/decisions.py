@@ -1,0 +1,84 @@
+"""Glue for callers (CLI, UI, export): load a dataset's signals and pairs once, decide, write files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fer_core import datasets, recipe as recipe_mod, review, store
+from fer_core.errors import InvalidInput
+
+
+@dataclass
+class Inputs:
+    name: str
+    signals: pd.DataFrame        # sorted by id
+    pairs: recipe_mod.Pairs
+
+    @property
+    def catalog_hash(self) -> str:
+        return self.signals.attrs.get("catalog_hash", "")
+
+
+def load_inputs(name: str, cache=None) -> Inputs:
+    sig = store.load_signals(name, cache, require=("quality", "duplicates"))
+    ds = datasets.load(name, cache)
+    pairs_df = store.load_derived(ds, "duplicates", "pairs")
+    return Inputs(name, sig, recipe_mod.Pairs.from_frame(pairs_df, sig["id"].to_numpy()))
+
+
+def overrides_for(name: str, cache=None) -> pd.DataFrame:
+    return review.store_for(datasets.load(name, cache)).overrides()
+
+
+def recipes_dir(name: str, cache=None) -> Path:
+    p = datasets.load(name, cache).home / "recipes"
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def run(inputs: Inputs, rec: recipe_mod.Recipe, overrides: pd.DataFrame | None = None) -> pd.DataFrame:
+    return recipe_mod.decide(inputs.signals, rec, overrides, inputs.pairs)
+
+
+SIGNAL_EXCLUDE = {"id", "path", "split", "usage", "label", "label_orig"}
+
+
+def decisions_table(inputs: Inputs, dec: pd.DataFrame) -> pd.DataFrame:
+    """One row per image: id, path, split, usage, label, keep, reasons, and every signal value."""
+    s = inputs.signals
+    out = pd.DataFrame({
+        "id": s["id"], "path": s["path"], "split": s["split"], "usage": s["usage"], "label": s["label"],
+        "keep": dec["keep"].to_numpy(), "reasons": recipe_mod.reasons_text(dec["reasons"]),
+        "flags": recipe_mod.reasons_text(dec["flags"]), "label_final": dec["label_final"].to_numpy(),
+        "override": dec["override"].to_numpy(), "dup_group": dec["group"].to_numpy(),
+        "dup_representative": dec["representative"].to_numpy(), "eval_leaked": dec["eval_leaked"].to_numpy(),
+    })
+    for c in s.columns:
+        if c not in SIGNAL_EXCLUDE and c not in out:
+            v = s[c]
+            if v.dtype == np.uint64:  # hashes: hex strings read better and survive CSV
+                v = v.map(lambda x: f"{int(x):016x}")
+            out[c] = v.to_numpy()
+    return out
+
+
+def write_decisions(table: pd.DataFrame, path: str | Path) -> Path:
+    from fer_core.progress import atomic_write_text
+    import os
+    import uuid
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}")
+        table.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    elif path.suffix == ".csv":
+        atomic_write_text(path, table.to_csv(index=False))
+    else:
+        raise InvalidInput(f"Unknown decisions format '{path.suffix}'.", "Use .csv or .parquet.")
+    return path

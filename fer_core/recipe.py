@@ -1,0 +1,413 @@
+"""Recipes: thresholds and switches → keep/reject decisions with reasons. Pure, vectorised, instant.
+
+A recipe is a small versioned YAML/JSON document. Its default thresholds come from the dataset's own
+distribution (median ± k·MAD on each signal's natural scale, or a 0.5%/99.5% percentile where the
+distribution is too concentrated for MAD), never from fixed constants, so FER2013 at 48×48 and a
+224×224 dataset both start somewhere sensible.
+
+``decide(signals, recipe, overrides, pairs)`` never touches an image file: it works on the signal table
+and the precomputed duplicate candidate pairs, and returns one row per image with ``keep``, a reason
+bitmask, the duplicate group and the override applied.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from fer_core.errors import InvalidInput
+from fer_core.signals.base import COLUMN_META
+
+FORMAT = "fer-recipe/1"
+SPLIT_ORDER = ("test", "val", "train")
+POLICIES = ("keep_one", "drop_all", "keep_all")
+
+# Reason bits. Filter reasons are named after their signal; the rest are fixed.
+FIXED_REASONS = ["duplicate", "leak", "manual"]
+
+
+def filter_columns() -> list[str]:
+    return [c.name for c in COLUMN_META.values() if c.filterable and c.direction != "none"]
+
+
+def reason_names() -> list[str]:
+    return filter_columns() + FIXED_REASONS
+
+
+def reason_bit(name: str) -> int:
+    return 1 << reason_names().index(name)
+
+
+REASON_TEXT = {"duplicate": "extra copy in a duplicate group", "leak": "training copy of a val/test image",
+               "manual": "rejected by hand"}
+
+
+@dataclass
+class Filter:
+    enabled: bool = True
+    min: float | None = None   # reject values below
+    max: float | None = None   # reject values above
+
+
+@dataclass
+class Duplicates:
+    exact: bool = True            # group pixel-identical images
+    near: bool = True             # group perceptual-hash near duplicates
+    near_threshold: int = 4       # Hamming bits (of 64)
+    mirror: bool = False          # also mirrored copies (unreliable above 2 bits: faces mirror into other faces)
+    mirror_threshold: int = 2
+    policy: str = "keep_one"      # keep_one | drop_all | keep_all
+    drop_leaked: bool = True      # drop training copies of val/test images (even with keep_all)
+    prefer: list[str] = field(default_factory=lambda: list(SPLIT_ORDER))
+
+
+@dataclass
+class Recipe:
+    name: str = "default"
+    scope: list[str] = field(default_factory=lambda: ["train"])
+    filters: dict[str, Filter] = field(default_factory=dict)
+    duplicates: Duplicates = field(default_factory=Duplicates)
+    derived_from: dict = field(default_factory=dict)
+    notes: str = ""
+
+    # -- serialisation
+    def to_dict(self) -> dict:
+        d = {"format": FORMAT, "name": self.name, "scope": list(self.scope),
+             "filters": {k: {kk: _clean(vv) for kk, vv in asdict(f).items()} for k, f in self.filters.items()},
+             "duplicates": asdict(self.duplicates), "derived_from": self.derived_from}
+        if self.notes:
+            d["notes"] = self.notes
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def save(self, path: str | Path) -> Path:
+        from fer_core.progress import atomic_write_text
+
+        path = Path(path)
+        text = json.dumps(self.to_dict(), indent=1) if path.suffix == ".json" else self.to_yaml()
+        atomic_write_text(path, text)
+        return path
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recipe":
+        if not isinstance(d, dict):
+            raise InvalidInput("A recipe must be a mapping.", "See `python -m fer_core recipe NAME --out R.yaml`.")
+        fmt = d.get("format", FORMAT)
+        if fmt != FORMAT:
+            raise InvalidInput(f"Unknown recipe format '{fmt}'.", f"This version reads {FORMAT}.")
+        known = set(reason_names())
+        filters = {}
+        for k, v in (d.get("filters") or {}).items():
+            if k not in known:
+                raise InvalidInput(f"The recipe filters on unknown signal '{k}'.", "Known: " + ", ".join(filter_columns()))
+            filters[k] = Filter(bool(v.get("enabled", True)), _num(v.get("min")), _num(v.get("max")))
+        dd = d.get("duplicates") or {}
+        dup = Duplicates(**{k: v for k, v in dd.items() if k in Duplicates.__dataclass_fields__})
+        if dup.policy not in POLICIES:
+            raise InvalidInput(f"Unknown duplicate policy '{dup.policy}'.", "Use keep_one, drop_all or keep_all.")
+        scope = list(d.get("scope") or ["train"])
+        bad = set(scope) - set(SPLIT_ORDER)
+        if bad:
+            raise InvalidInput(f"Unknown split(s) in scope: {sorted(bad)}.", "Use train, val and/or test.")
+        return cls(str(d.get("name", "recipe")), scope, filters, dup, d.get("derived_from") or {}, d.get("notes", ""))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Recipe":
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise InvalidInput(f"Cannot read recipe '{path}' ({exc.strerror}).", "Check the path.") from exc
+        try:
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise InvalidInput(f"'{path.name}' is not valid YAML/JSON ({exc}).", "Fix the file or save it again from the app.") from exc
+        return cls.from_dict(data)
+
+    def copy(self) -> "Recipe":
+        return Recipe.from_dict(json.loads(json.dumps(self.to_dict())))
+
+    def fingerprint(self) -> str:
+        import hashlib
+
+        d = self.to_dict()
+        d.pop("name", None)
+        d.pop("notes", None)
+        return hashlib.blake2b(json.dumps(d, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+def _num(v):
+    if v is None or v == "":
+        return None
+    return float(v)
+
+
+def _clean(v):
+    if isinstance(v, float):
+        return float(f"{v:.6g}")
+    return v
+
+
+# ---- defaults from the data ---------------------------------------------------------------------
+
+def _forward(x: np.ndarray, transform: str) -> np.ndarray:
+    return np.log1p(np.maximum(x, 0)) if transform == "log" else x
+
+
+def _backward(x: float, transform: str) -> float:
+    return float(np.expm1(x)) if transform == "log" else float(x)
+
+
+def robust_cut(values: np.ndarray, direction: str, k: float, transform: str = "linear",
+               lower_bound: float | None = None, upper_bound: float | None = None) -> tuple[float | None, float | None]:
+    """(min, max) cut-offs from the distribution of ``values``: median ± k·MAD on the transformed scale.
+
+    Where the distribution is too concentrated for MAD (≥ 25% of the values equal the median, e.g. a
+    clipping share that is 0 for most images), the 0.5% / 99.5% percentile is used instead.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None, None
+    t = _forward(v, transform)
+    med = float(np.median(t))
+    mad = 1.4826 * float(np.median(np.abs(t - med)))
+    concentrated = mad == 0 or float(np.mean(t == med)) >= 0.25
+    lo = hi = None
+    if direction in ("low", "both"):
+        lo = float(np.percentile(v, 0.5)) if concentrated else _backward(med - k * mad, transform)
+    if direction in ("high", "both"):
+        hi = float(np.percentile(v, 99.5)) if concentrated else _backward(med + k * mad, transform)
+    if lo is not None and lower_bound is not None and lo < lower_bound:
+        lo = None if direction == "low" else float(lower_bound)
+    if hi is not None and upper_bound is not None and hi > upper_bound:
+        hi = None if direction == "high" else float(upper_bound)
+    return lo, hi
+
+
+def default_recipe(signals: pd.DataFrame, name: str = "default", scope: list[str] | None = None) -> Recipe:
+    """The data-derived starting recipe: one filter per signal column present, cut-offs from its distribution."""
+    scope = scope or ["train"]
+    base = signals[signals["split"].isin(scope)] if "split" in signals else signals
+    if base.empty:
+        base = signals
+    filters = {}
+    for col in filter_columns():
+        if col not in signals:
+            continue
+        m = COLUMN_META[col]
+        lo, hi = robust_cut(base[col].to_numpy(), m.direction, m.k, m.transform, m.lower_bound, m.upper_bound)
+        filters[col] = Filter(m.default_enabled and (lo is not None or hi is not None), lo, hi)
+    derived = {"dataset": signals.attrs.get("dataset"), "catalog_hash": signals.attrs.get("catalog_hash"),
+               "method": "median ± k·MAD per signal (k in its metadata); 0.5/99.5 percentiles where MAD is degenerate",
+               "images": int(len(base))}
+    return Recipe(name=name, scope=scope, filters=filters, duplicates=Duplicates(), derived_from=derived)
+
+
+# ---- decisions ----------------------------------------------------------------------------------
+
+METHOD_CODE = {"exact": 0, "phash": 1, "mirror": 2, "shift": 3}
+
+
+@dataclass
+class Pairs:
+    """Duplicate candidate pairs as positions into a signal table sorted by id."""
+
+    ia: np.ndarray
+    ib: np.ndarray
+    distance: np.ndarray
+    method: np.ndarray  # METHOD_CODE
+
+    @classmethod
+    def empty(cls) -> "Pairs":
+        z = np.zeros(0, np.int64)
+        return cls(z, z, z.astype(np.int16), z.astype(np.int8))
+
+    @classmethod
+    def from_frame(cls, pairs: pd.DataFrame | None, ids: np.ndarray) -> "Pairs":
+        if pairs is None or pairs.empty:
+            return cls.empty()
+        ia = np.searchsorted(ids, pairs["a"].to_numpy())
+        ib = np.searchsorted(ids, pairs["b"].to_numpy())
+        n = len(ids)
+        ok = (ia < n) & (ib < n)
+        ok &= (ids[np.minimum(ia, n - 1)] == pairs["a"].to_numpy()) & (ids[np.minimum(ib, n - 1)] == pairs["b"].to_numpy())
+        return cls(ia[ok].astype(np.int64), ib[ok].astype(np.int64), pairs["distance"].to_numpy()[ok].astype(np.int16),
+                   pairs["method"].map(METHOD_CODE).to_numpy()[ok].astype(np.int8))
+
+
+def duplicate_groups(n: int, pairs: Pairs, dup: Duplicates) -> np.ndarray:
+    """Group id per image (-1 = in no group), transitive over the pairs the recipe accepts."""
+    sel = np.zeros(len(pairs.ia), bool)
+    if dup.exact:
+        sel |= pairs.method == METHOD_CODE["exact"]
+    if dup.near:
+        near = (pairs.distance <= dup.near_threshold) & np.isin(pairs.method, (METHOD_CODE["phash"], METHOD_CODE["shift"]))
+        if dup.mirror:
+            near |= (pairs.distance <= min(dup.near_threshold, dup.mirror_threshold)) & (pairs.method == METHOD_CODE["mirror"])
+        sel |= near
+    group = np.full(n, -1, np.int64)
+    if not sel.any():
+        return group
+    a, b = pairs.ia[sel], pairs.ib[sel]
+    nodes, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+    m = len(nodes)
+    g = coo_matrix((np.ones(len(a), np.int8), (inv[:len(a)], inv[len(a):])), shape=(m, m))
+    _, lab = connected_components(g, directed=False)
+    group[nodes] = lab
+    return group
+
+
+def decide(signals: pd.DataFrame, recipe: Recipe, overrides: pd.DataFrame | None = None,
+           pairs: Pairs | pd.DataFrame | None = None) -> pd.DataFrame:
+    """Keep/reject per image with every reason that applies. Pure and vectorised.
+
+    ``signals`` must be sorted by id (as :func:`fer_core.store.load_signals` returns it). Returns a frame
+    aligned with ``signals``:
+
+    - ``flags``: bitmask (see :func:`reason_names`) of every reason that applies to the image, whatever
+      its split; ``reasons``: the flags that count, i.e. those of images in the recipe's scope, plus
+      "manual" for a reject override;
+    - ``keep``: no counting reason, or a keep override (overrides apply within the scope: the test split
+      stays untouched unless the scope includes it);
+    - ``group``/``representative``: duplicate group (-1 for none) and the copy the policy keeps;
+      ``eval_leaked``: a val/test image that has a copy in train;
+    - ``override`` (keep/reject/relabel/""), ``label_final`` (the label after accepted relabels).
+    """
+    n = len(signals)
+    ids = signals["id"].to_numpy()
+    split = signals["split"].to_numpy()
+    in_scope = np.isin(split, recipe.scope)
+    names = reason_names()
+    flags = np.zeros(n, np.int64)
+    for col, f in recipe.filters.items():
+        if not f.enabled or col not in signals:
+            continue
+        v = signals[col].to_numpy(np.float64, na_value=np.nan)
+        if f.min is not None:
+            flags[v < f.min] |= 1 << names.index(col)
+        if f.max is not None:
+            flags[v > f.max] |= 1 << names.index(col)
+    # duplicates and leakage
+    if isinstance(pairs, pd.DataFrame) or pairs is None:
+        pairs = Pairs.from_frame(pairs, ids)
+    dup = recipe.duplicates
+    group = duplicate_groups(n, pairs, dup)
+    rep = np.zeros(n, bool)
+    eval_leaked = np.zeros(n, bool)
+    members = np.flatnonzero(group >= 0)
+    if len(members):
+        rank = {s: i for i, s in enumerate(dup.prefer)}
+        srank = np.array([rank.get(s, len(rank)) for s in split[members]])
+        sharp = (signals["sharpness"].to_numpy(np.float64, na_value=0.0)[members] if "sharpness" in signals
+                 else np.zeros(len(members)))
+        order = np.lexsort((members, -sharp, srank, group[members]))  # best copy first within each group
+        m_sorted = members[order]
+        g_sorted = group[m_sorted]
+        first = np.ones(len(m_sorted), bool)
+        first[1:] = g_sorted[1:] != g_sorted[:-1]
+        rep[m_sorted[first]] = True
+        gm = group[members]
+        eval_groups = np.unique(gm[np.isin(split[members], ("val", "test"))])
+        train_groups = np.unique(gm[split[members] == "train"])
+        leak = (group >= 0) & np.isin(group, eval_groups) & (split == "train")
+        eval_leaked = (group >= 0) & np.isin(group, train_groups) & np.isin(split, ("val", "test"))
+        if dup.policy == "keep_one":
+            extra = (group >= 0) & ~rep
+        elif dup.policy == "drop_all":
+            extra = group >= 0
+        else:
+            extra = np.zeros(n, bool)
+        flags[extra & ~leak] |= reason_bit("duplicate")
+        if dup.drop_leaked:
+            flags[leak] |= reason_bit("leak")
+        elif dup.policy != "keep_all":
+            flags[leak & extra] |= reason_bit("duplicate")
+    # overrides: recorded for every image, applied within the recipe's scope
+    override = np.full(n, "", dtype=object)
+    label_final = signals["label"].to_numpy(dtype=object).copy()
+    if overrides is not None and len(overrides):
+        oid = overrides["image_id"].to_numpy()
+        pos = np.searchsorted(ids, oid)
+        okp = pos < n
+        okp &= ids[np.minimum(pos, n - 1)] == oid
+        ov = overrides[okp]
+        pos = pos[okp]
+        override[pos] = ov["action"].to_numpy()
+        relabel = (ov["action"].to_numpy() == "relabel") & in_scope[pos]
+        label_final[pos[relabel]] = ov["label"].to_numpy()[relabel]
+    manual = (override == "reject") & in_scope
+    reasons = np.where(in_scope, flags, 0)
+    reasons[manual] |= reason_bit("manual")
+    keep = (reasons == 0) | ((override == "keep") & in_scope)
+    return pd.DataFrame({"id": ids, "keep": keep, "reasons": reasons, "flags": flags, "group": group,
+                         "representative": rep, "eval_leaked": eval_leaked, "override": override,
+                         "label_final": label_final, "in_scope": in_scope})
+
+
+def reasons_text(bits: np.ndarray | pd.Series, sep: str = ";") -> np.ndarray:
+    """Bitmasks → "sharpness;duplicate" strings (vectorised over the few distinct masks)."""
+    bits = np.asarray(bits, dtype=np.int64)
+    names = reason_names()
+    uniq, inv = np.unique(bits, return_inverse=True)
+    texts = np.array([sep.join(nm for i, nm in enumerate(names) if u >> i & 1) for u in uniq], dtype=object)
+    return texts[inv]
+
+
+def has_reason(bits: np.ndarray | pd.Series, name: str) -> np.ndarray:
+    return (np.asarray(bits, dtype=np.int64) & reason_bit(name)) != 0
+
+
+def summarize(signals: pd.DataFrame, decisions: pd.DataFrame) -> dict:
+    """Counts kept/rejected overall, per split, per label and per reason (an image may have several)."""
+    keep = decisions["keep"].to_numpy()
+    out = {"images": int(len(keep)), "kept": int(keep.sum()), "rejected": int((~keep).sum())}
+
+    def by(col):
+        t = pd.crosstab(signals[col].to_numpy(), keep)
+        t = t.reindex(columns=[True, False], fill_value=0)
+        return {str(k): {"kept": int(r[True]), "rejected": int(r[False])} for k, r in t.iterrows()}
+
+    out["by_split"] = {k: v for k, v in sorted(by("split").items(), key=lambda kv: ["train", "val", "test"].index(kv[0])
+                                                 if kv[0] in ("train", "val", "test") else 9)}
+    out["by_label"] = by("label")
+    bits = decisions["reasons"].to_numpy()
+    names = reason_names()
+    out["by_reason"] = {nm: int(((bits >> i) & 1).sum()) for i, nm in enumerate(names) if ((bits >> i) & 1).any()}
+    single = bits & (bits - 1) == 0
+    out["only_reason"] = {nm: int((((bits >> i) & 1) == 1)[single].sum()) for i, nm in enumerate(names)
+                          if ((bits >> i) & 1).any()}
+    out["overridden"] = int((decisions["override"] != "").sum())
+    out["relabelled"] = int(((decisions["override"] == "relabel") & decisions["in_scope"]).sum())
+    out["duplicate_groups"] = int(decisions.loc[decisions["group"] >= 0, "group"].nunique())
+    out["eval_leaked"] = {s: int((decisions["eval_leaked"] & (signals["split"] == s)).sum()) for s in ("val", "test")}
+    out["train_leak_copies"] = int(has_reason(decisions["flags"], "leak").sum())
+    return out
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"{s['images']:,} images: {s['kept']:,} kept, {s['rejected']:,} rejected"]
+    for k, v in s["by_split"].items():
+        lines.append(f"  {k:6s} kept {v['kept']:7,d}  rejected {v['rejected']:6,d}")
+    lines.append("per label (kept / rejected):")
+    for k, v in s["by_label"].items():
+        lines.append(f"  {k:9s} {v['kept']:7,d} / {v['rejected']:,}")
+    lines.append("per reason (an image may have several; 'only' = its single reason):")
+    for k, v in s["by_reason"].items():
+        lines.append(f"  {k:13s} {v:6,d}  (only {s['only_reason'].get(k, 0):,})")
+    lines.append(f"duplicate groups: {s['duplicate_groups']:,}; val/test images with a copy in train: "
+                 f"val {s['eval_leaked']['val']:,}, test {s['eval_leaked']['test']:,} "
+                 f"({s['train_leak_copies']:,} training copies flagged)")
+    if s["overridden"]:
+        lines.append(f"manual overrides: {s['overridden']:,} ({s['relabelled']:,} relabels applied)")
+    return "\n".join(lines)
