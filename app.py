@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from fer_core import datasets
-from ui.common import setup_page
+from ui.common import page_done, setup_page
 
 selected = setup_page("Home", "🙂")
 
@@ -31,4 +31,10 @@ else:
         ds = datasets.load(n)
         st.markdown(f"- **{n}** — {ds.meta.get('n_images', 0):,} images "
                     f"({ds.meta.get('n_rejected', 0):,} rejected at import), {ds.meta.get('title', '')}")
-st.page_link("pages/1_Datasets.py", label="Go to Datasets", icon="📥")
+cols = st.columns(5)
+for col, (page, label, icon) in zip(cols, [("pages/1_Datasets.py", "Datasets", "📥"), ("pages/2_Quality.py", "Quality", "🔍"),
+                                          ("pages/3_Duplicates.py", "Duplicates & leakage", "👯"),
+                                          ("pages/4_Review.py", "Review", "🧐"), ("pages/5_Export.py", "Export", "📦")]):
+    col.page_link(page, label=label, icon=icon)
+
+page_done()

@@ -150,6 +150,34 @@ def cmd_recipe(ctx: Ctx) -> int:
     return 0
 
 
+def cmd_export(ctx: Ctx) -> int:
+    from pathlib import Path
+
+    from fer_core import export, recipe as recipe_mod, store
+
+    a = ctx.args
+    if a.recipe:
+        rec = recipe_mod.Recipe.load(a.recipe)
+    else:
+        rec = recipe_mod.default_recipe(store.load_signals(a.name, ctx.cache))
+    clahe = export.Clahe(a.clahe_clip, a.clahe_tile) if a.clahe else None
+    out = Path(a.out) if a.out else None
+    export_name = a.export_name or (out.name if out else f"{a.name}-clean")
+    res = export.export(a.name, rec, export_name, clahe=clahe, csv=a.csv, use_overrides=not a.no_overrides,
+                        out_dir=out, progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache)
+    ctx.bar.close()
+    if a.zip:
+        z = export.zip_export(res.path)
+        ctx.out(f"zip: {z}")
+    ctx.out(res.summary())
+    m = res.manifest
+    for split, labs in m["counts"]["after"].items():
+        before = sum(m["counts"]["before"].get(split, {}).values())
+        ctx.out(f"  {split:6s} {sum(labs.values()):7,d} of {before:,}")
+    ctx.result = {"dataset": a.name, "export": str(res.path), "summary": res.summary()}
+    return 0
+
+
 def _print_rejected(ctx: Ctx, ds) -> None:
     rej = ds.rejected
     if len(rej):
@@ -250,6 +278,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="YAML (or .json) path; default: print")
     s.add_argument("--recipe-name", default=None)
     s.set_defaults(fn=cmd_recipe)
+
+    s = sub.add_parser("export", help="export the kept images (ImageFolder; optional fer2013.csv, CLAHE)")
+    s.add_argument("name")
+    s.add_argument("--recipe", default=None, help="recipe YAML/JSON (default: data-derived)")
+    s.add_argument("--out", default=None, help="output folder (default: cache/exports/<export-name>)")
+    s.add_argument("--export-name", default=None)
+    s.add_argument("--clahe", action="store_true", help="apply CLAHE (contrast-limited histogram equalisation)")
+    s.add_argument("--clahe-clip", type=float, default=2.0)
+    s.add_argument("--clahe-tile", type=int, default=8)
+    s.add_argument("--csv", action="store_true", help="also write fer2013.csv")
+    s.add_argument("--zip", action="store_true", help="also write a zip beside the folder")
+    s.add_argument("--no-overrides", action="store_true")
+    s.set_defaults(fn=cmd_export)
 
     for register in COMMANDS.values():
         register(sub)

@@ -25,6 +25,9 @@ class Inputs:
 
 def load_inputs(name: str, cache=None) -> Inputs:
     sig = store.load_signals(name, cache, require=("quality", "duplicates"))
+    for c in ("id", "path", "split", "usage", "label", "label_orig", "scan_error"):
+        if c in sig:  # plain object arrays: to_numpy() is then free on every decide
+            sig[c] = sig[c].astype(object)
     ds = datasets.load(name, cache)
     pairs_df = store.load_derived(ds, "duplicates", "pairs")
     return Inputs(name, sig, recipe_mod.Pairs.from_frame(pairs_df, sig["id"].to_numpy()))

@@ -72,6 +72,8 @@ def montage(images: Sequence[np.ndarray | str | Path | None], ncols: int = 20, t
     step = tile + pad
     out = np.full((nrows * step - pad if n else tile, ncols * step - pad, 3), background, np.uint8)
     for i, im in enumerate(images):
+        if im is None and borders is not None and borders[i] == "blank":
+            continue
         if isinstance(im, (str, Path)):
             im = load_gray_or_color(im)
         t = _tile(im, tile)

@@ -368,29 +368,50 @@ def has_reason(bits: np.ndarray | pd.Series, name: str) -> np.ndarray:
     return (np.asarray(bits, dtype=np.int64) & reason_bit(name)) != 0
 
 
+def _codes(signals: pd.DataFrame, col: str):
+    """(categories, integer codes) of a column, cached on the frame (signal tables are reused read-only)."""
+    cache = signals.attrs.setdefault("_codes", {})
+    if col not in cache:
+        inv, cats = pd.factorize(signals[col], sort=True)
+        cache[col] = (np.asarray(cats).astype(str), inv)
+    return cache[col]
+
+
+def _kept_rejected_by(coded, keep: np.ndarray, order: list[str] | None = None) -> dict:
+    cats, inv = coded
+    kept = np.bincount(inv, weights=keep, minlength=len(cats)).astype(int)
+    total = np.bincount(inv, minlength=len(cats))
+    out = {str(c): {"kept": int(k), "rejected": int(t - k)} for c, k, t in zip(cats, kept, total)}
+    if order:
+        out = {k: out[k] for k in order if k in out} | {k: v for k, v in out.items() if k not in order}
+    return out
+
+
 def summarize(signals: pd.DataFrame, decisions: pd.DataFrame) -> dict:
     """Counts kept/rejected overall, per split, per label and per reason (an image may have several)."""
+    from fer_core.sources.labels import CANONICAL
+
     keep = decisions["keep"].to_numpy()
     out = {"images": int(len(keep)), "kept": int(keep.sum()), "rejected": int((~keep).sum())}
-
-    def by(col):
-        t = pd.crosstab(signals[col].to_numpy(), keep)
-        t = t.reindex(columns=[True, False], fill_value=0)
-        return {str(k): {"kept": int(r[True]), "rejected": int(r[False])} for k, r in t.iterrows()}
-
-    out["by_split"] = {k: v for k, v in sorted(by("split").items(), key=lambda kv: ["train", "val", "test"].index(kv[0])
-                                                 if kv[0] in ("train", "val", "test") else 9)}
-    out["by_label"] = by("label")
+    out["by_split"] = _kept_rejected_by(_codes(signals, "split"), keep, ["train", "val", "test"])
+    out["by_label"] = _kept_rejected_by(_codes(signals, "label"), keep, list(CANONICAL))
     bits = decisions["reasons"].to_numpy()
     names = reason_names()
-    out["by_reason"] = {nm: int(((bits >> i) & 1).sum()) for i, nm in enumerate(names) if ((bits >> i) & 1).any()}
     single = bits & (bits - 1) == 0
-    out["only_reason"] = {nm: int((((bits >> i) & 1) == 1)[single].sum()) for i, nm in enumerate(names)
-                          if ((bits >> i) & 1).any()}
-    out["overridden"] = int((decisions["override"] != "").sum())
-    out["relabelled"] = int(((decisions["override"] == "relabel") & decisions["in_scope"]).sum())
-    out["duplicate_groups"] = int(decisions.loc[decisions["group"] >= 0, "group"].nunique())
-    out["eval_leaked"] = {s: int((decisions["eval_leaked"] & (signals["split"] == s)).sum()) for s in ("val", "test")}
+    out["by_reason"], out["only_reason"] = {}, {}
+    for i, nm in enumerate(names):
+        has = ((bits >> i) & 1) == 1
+        if has.any():
+            out["by_reason"][nm] = int(has.sum())
+            out["only_reason"][nm] = int((has & single).sum())
+    override = decisions["override"].to_numpy()
+    out["overridden"] = int((override != "").sum())
+    out["relabelled"] = int(((override == "relabel") & decisions["in_scope"].to_numpy()).sum())
+    g = decisions["group"].to_numpy()
+    out["duplicate_groups"] = int(len(np.unique(g[g >= 0])))
+    split = signals["split"].to_numpy()
+    leaked = decisions["eval_leaked"].to_numpy()
+    out["eval_leaked"] = {s: int((leaked & (split == s)).sum()) for s in ("val", "test")}
     out["train_leak_copies"] = int(has_reason(decisions["flags"], "leak").sum())
     return out
 

@@ -260,7 +260,9 @@ def _write_derived(fdir: Path, mod, table: pd.DataFrame, catalog_hash: str) -> N
 
 def family_status(name: str, cache=None) -> dict[str, dict]:
     ds = datasets.load(name, cache)
-    n = len(ds.catalog)
+    n = int(ds.meta.get("n_images", -1))
+    if n < 0:
+        n = len(ds.catalog)
     out = {}
     for mod in families():
         d = family_dir(ds, mod.FAMILY)

@@ -13,7 +13,7 @@ from fer_core import catalog, datasets
 from fer_core.config import cache_root
 from fer_core.montage import montage_rows
 from fer_core.sources import kaggle, registry
-from ui.common import job_manager, render_jobs, setup_page, show_error
+from ui.common import page_done, job_manager, render_jobs, setup_page, show_error
 
 selected = setup_page("Datasets", "📥")
 st.title("📥 Datasets")
@@ -212,3 +212,5 @@ if selected:
         st.dataframe(rej, width="stretch", hide_index=True, height=min(400, 38 + 35 * len(rej)))
     else:
         st.caption("Every file was readable.")
+
+page_done()

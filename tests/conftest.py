@@ -157,3 +157,18 @@ def fer2013_scanned(fer2013_store):
     cache, res = fer2013_store
     store.scan("fer2013", cache=cache)
     return cache, res
+
+
+@pytest.fixture
+def fer2013_workspace(fer2013_scanned, tmp_path, monkeypatch):
+    """A private copy (hard links, instant) of the downloaded + scanned FER2013 store; FER_CACHE_DIR points at it."""
+    import subprocess
+
+    cache, _ = fer2013_scanned
+    mine = tmp_path / "ws-cache"
+    (mine / "datasets").mkdir(parents=True)
+    subprocess.run(["cp", "-al", str(cache / "datasets" / "fer2013"), str(mine / "datasets" / "fer2013")], check=True)
+    for f in (mine / "datasets" / "fer2013").glob("review.sqlite*"):
+        f.unlink()
+    monkeypatch.setenv("FER_CACHE_DIR", str(mine))
+    return mine

@@ -1,0 +1,238 @@
+"""Export the kept images as a cleaned dataset: ImageFolder layout, optional fer2013.csv, optional CLAHE.
+
+``cache/exports/<name>/``::
+
+    train|val|test/<label>/<file>      kept images; relabelled images under their new label
+    fer2013.csv                        optional: emotion,pixels,Usage (48×48 grey) for FER-style tools
+    manifest.json                      source + catalog hash, full recipe, overrides, counts before/after,
+                                       reasons, CLAHE settings, app version, time
+
+Atomic: everything is written to a temporary folder beside the target, then renamed into place (an
+existing export of the same name is replaced only once the new one is complete). A lock makes a second
+concurrent export of the same name fail with a clear message; a killed export leaves only a temporary
+folder, removed by the next export. Deterministic: the same inputs give byte-identical files and a
+byte-identical manifest apart from its ``created`` time stamp; without CLAHE, image files are copied
+byte for byte.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+import fer_core
+from fer_core import datasets, decisions as dec_mod, recipe as recipe_mod, review
+from fer_core.errors import Busy, InvalidInput
+from fer_core.progress import CancelToken, ProgressFn, atomic_write_text, check_cancel, emit
+from fer_core.sources.labels import CANONICAL, FER2013_IDS
+from fer_core.store_paths import check_name, exports_root
+
+USAGE_OF_SPLIT = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+_FER_ID = {v: k for k, v in FER2013_IDS.items()}
+
+
+@dataclass(frozen=True)
+class Clahe:
+    clip_limit: float = 2.0
+    tile: int = 8
+
+    def apply(self, img: np.ndarray) -> np.ndarray:
+        c = cv2.createCLAHE(clipLimit=float(self.clip_limit), tileGridSize=(int(self.tile), int(self.tile)))
+        if img.ndim == 2:
+            return c.apply(img)
+        bgr = img[:, :, :3]
+        lab = cv2.cvtColor(bgr, cv2.COLOR_BGR2LAB)
+        lab[:, :, 0] = c.apply(lab[:, :, 0])
+        out = cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+        return out if img.shape[2] == 3 else np.dstack([out, img[:, :, 3]])
+
+
+@dataclass
+class ExportResult:
+    name: str
+    path: Path
+    manifest: dict
+    seconds: float
+
+    def summary(self) -> str:
+        m = self.manifest
+        return (f"export '{self.name}': {m['counts']['after_total']:,} of {m['counts']['before_total']:,} images "
+                f"→ {self.path} ({self.seconds:.1f} s)")
+
+
+def _counts(df: pd.DataFrame, label_col: str) -> dict:
+    t = pd.crosstab(df["split"], df[label_col])
+    return {s: {l: int(t.loc[s, l]) for l in t.columns if t.loc[s, l]} for s in t.index}
+
+
+def _target_names(sel: pd.DataFrame, clahe: Clahe | None) -> list[str]:
+    """Relative output paths: split/label/<original file name>, made unique with the image id if needed."""
+    base = sel["path"].str.rsplit("/", n=1).str[-1]
+    if clahe is not None:
+        base = base.str.replace(r"\.[^.]+$", "", regex=True) + ".png"
+    rel = sel["split"] + "/" + sel["label_final"] + "/" + base
+    dup = rel.duplicated(keep=False)
+    if dup.any():
+        stem = base.str.replace(r"\.[^.]+$", "", regex=True)
+        ext = base.str.extract(r"(\.[^.]+)$")[0].fillna("")
+        rel[dup] = (sel["split"] + "/" + sel["label_final"] + "/" + stem + "_" + sel["id"] + ext)[dup]
+    return rel.tolist()
+
+
+def _fer_row(img: np.ndarray) -> str:
+    g = img if img.ndim == 2 else cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
+    if g.shape != (48, 48):
+        g = cv2.resize(g, (48, 48), interpolation=cv2.INTER_AREA)
+    return " ".join(map(str, g.ravel().tolist()))
+
+
+def export(name: str, rec: recipe_mod.Recipe, export_name: str, clahe: Clahe | None = None, csv: bool = False,
+           use_overrides: bool = True, out_dir: str | os.PathLike | None = None, replace: bool = True,
+           progress: ProgressFn | None = None, cancel: CancelToken | None = None, cache=None,
+           now: float | None = None) -> ExportResult:
+    t0 = time.time()
+    check_name(export_name)
+    ds = datasets.load(name, cache)
+    inputs = dec_mod.load_inputs(name, cache)
+    overrides = review.store_for(ds).overrides() if use_overrides else None
+    dec = dec_mod.run(inputs, rec, overrides)
+    sig = inputs.signals
+    root = Path(out_dir) if out_dir else exports_root(cache) / export_name
+    parent = root.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    lock_fh = open(parent / f".{root.name}.lock", "w")
+    try:
+        try:
+            fcntl.flock(lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise Busy(f"Another export to '{root}' is running.", "Wait for it to finish, or export under another name.") from exc
+        if root.exists() and not replace:
+            raise InvalidInput(f"'{root}' already exists.", "Choose another name or allow replacing it.")
+        for old in parent.glob(f".{root.name}.tmp-*"):
+            shutil.rmtree(old, ignore_errors=True)  # left by a killed export (we hold the lock)
+        tmp = parent / f".{root.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            manifest = _write(ds, sig, dec, rec, tmp, clahe, csv, overrides, progress, cancel, now)
+            if root.exists():
+                trash = parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
+                os.rename(root, trash)
+                os.rename(tmp, root)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.rename(tmp, root)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        lock_fh.close()
+    return ExportResult(export_name, root, manifest, time.time() - t0)
+
+
+def _write(ds, sig, dec, rec, tmp: Path, clahe, csv, overrides, progress, cancel, now) -> dict:
+    full = sig[["id", "path", "split", "usage", "label"]].copy()
+    full["label_final"] = dec["label_final"].to_numpy()
+    full["keep"] = dec["keep"].to_numpy()
+    sel = full[full["keep"]].sort_values(["split", "label_final", "path"]).reset_index(drop=True)
+    rel = _target_names(sel, clahe)
+    total = len(sel)
+    emit(progress, "export", 0, total, "images")
+    rows_csv = []
+    skipped_csv = 0
+    made = set()
+    for i, (src_rel, out_rel, split, lab) in enumerate(zip(sel["path"], rel, sel["split"], sel["label_final"])):
+        if i % 500 == 0:
+            check_cancel(cancel)
+            emit(progress, "export", i, total, "images")
+        dst = tmp / out_rel
+        if dst.parent not in made:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dst.parent)
+        src = ds.image_path(src_rel)
+        img = None
+        if clahe is not None:
+            img = cv2.imdecode(np.fromfile(src, np.uint8), cv2.IMREAD_UNCHANGED)
+            if img is None:
+                raise InvalidInput(f"Cannot decode {src_rel} while exporting.", "Re-import the dataset.")
+            out = clahe.apply(img)
+            ok, buf = cv2.imencode(".png", out)
+            dst.write_bytes(buf.tobytes())
+            img = out
+        else:
+            shutil.copyfile(src, dst)
+        if csv:
+            if lab not in _FER_ID:
+                skipped_csv += 1
+                continue
+            if img is None:
+                img = cv2.imdecode(np.fromfile(dst, np.uint8), cv2.IMREAD_UNCHANGED)
+            rows_csv.append(f"{_FER_ID[lab]},{_fer_row(img)},{USAGE_OF_SPLIT[split]}")
+    emit(progress, "export", total, total, "images")
+    if csv:
+        atomic_write_text(tmp / "fer2013.csv", "emotion,pixels,Usage\n" + "".join(r + "\n" for r in rows_csv))
+    summary = recipe_mod.summarize(sig, dec)
+    files_hash = hashlib.blake2b(digest_size=16)
+    for out_rel in sorted(rel):
+        files_hash.update(out_rel.encode() + b"\0" + hashlib.blake2b((tmp / out_rel).read_bytes(), digest_size=16).digest())
+    n_over = 0 if overrides is None else len(overrides)
+    relabels = int(((dec["override"] == "relabel") & dec["in_scope"] & dec["keep"]).sum())
+    manifest = {
+        "format": "fer-export/1",
+        "source": {"dataset": ds.name, "catalog_hash": ds.meta["catalog_hash"], "spec": ds.meta.get("spec"),
+                   "origin": ds.meta.get("source")},
+        "recipe": rec.to_dict(),
+        "recipe_fingerprint": rec.fingerprint(),
+        "overrides": {"count": n_over, "relabels_applied": relabels,
+                      "rejects_applied": int(recipe_mod.has_reason(dec["reasons"], "manual").sum()),
+                      "keeps_applied": int(((dec["override"] == "keep") & dec["in_scope"]).sum())},
+        "counts": {"before": _counts(full, "label"), "after": _counts(sel, "label_final"),
+                   "before_total": int(len(full)), "after_total": int(len(sel))},
+        "reasons": summary["by_reason"],
+        "leakage": {"eval_images_with_train_copy": summary["eval_leaked"],
+                    "train_copies_flagged": summary["train_leak_copies"]},
+        "clahe": asdict(clahe) if clahe else None,
+        "fer2013_csv": {"written": bool(csv), "rows": len(rows_csv), "skipped_unmappable_labels": skipped_csv} if csv else None,
+        "layout": "split/label/file (ImageFolder)",
+        "files": {"count": len(rel), "content_hash": files_hash.hexdigest()},
+        "app_version": fer_core.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now if now is not None else time.time())),
+    }
+    atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest
+
+
+def list_exports(cache=None) -> list[dict]:
+    out = []
+    for d in sorted(exports_root(cache).iterdir()):
+        if d.is_dir() and not d.name.startswith(".") and (d / "manifest.json").exists():
+            m = json.loads((d / "manifest.json").read_text())
+            out.append({"name": d.name, "path": d, "manifest": m})
+    return out
+
+
+def zip_export(path: str | os.PathLike) -> Path:
+    """A deterministic zip of an export folder (fixed time stamps, sorted names), written atomically."""
+    path = Path(path)
+    target = path.parent / f"{path.name}.zip"
+    tmp = path.parent / f".{path.name}.zip.{uuid.uuid4().hex[:6]}"
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in files:
+            info = zipfile.ZipInfo(f"{path.name}/{p.relative_to(path).as_posix()}", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, p.read_bytes())
+    os.replace(tmp, target)
+    return target

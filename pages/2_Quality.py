@@ -1,0 +1,137 @@
+"""Quality: tune each filter by eye and by numbers — histogram with the cut, counts, and the images on
+both sides of the cut. Moving a slider never touches an image file's signals (decide is ~20 ms)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from fer_core import recipe as recipe_mod
+from fer_core.signals.base import COLUMN_META
+from ui import quality_view as qv
+from ui.common import page_done, raw_figure, setup_page
+from ui.curation import (LABEL_ORDER, clickable_montage, current_decisions, current_recipe, fmt_value, inputs_or_scan,
+                         inspector, recipe_sidebar, summary_sidebar, wkey)
+
+name = setup_page("Quality", "🔍")
+st.title("🔍 Quality")
+if not name:
+    st.stop()
+inputs = inputs_or_scan(name)
+if inputs is None:
+    st.stop()
+sig = inputs.signals
+rec = current_recipe(name, inputs)
+recipe_sidebar(name, inputs)
+
+cols = [c for c in recipe_mod.filter_columns() if c in sig and c in rec.filters]
+if "q_signal" not in st.session_state or st.session_state["q_signal"] not in cols:
+    st.session_state["q_signal"] = cols[0]
+
+
+def _bind(key: str, col: str, what: str):
+    def cb():
+        val = st.session_state[key]
+        f = rec.filters[col]
+        if what == "enabled":
+            f.enabled = bool(val)
+        elif what == "min":
+            f.min = float(val)
+        elif what == "max":
+            f.max = float(val)
+        elif what == "range":
+            f.min, f.max = float(val[0]), float(val[1])
+    return cb
+
+
+scope_mask = sig["split"].isin(rec.scope).to_numpy()
+top = st.columns([2, 1, 1, 1])
+col = top[0].selectbox("Signal to tune", cols, key="q_signal", persist_state="session",
+                       format_func=lambda c: f"{COLUMN_META[c].title}" + ("" if rec.filters[c].enabled else " (off)"))
+meta = COLUMN_META[col]
+f = rec.filters[col]
+values = sig[col].to_numpy(np.float64, na_value=np.nan)
+en_key = wkey(name, "en", col)
+if en_key not in st.session_state:
+    st.session_state[en_key] = f.enabled
+top[1].toggle("Filter on", key=en_key, on_change=_bind(en_key, col, "enabled"))
+per_label = top[2].toggle("Per label", key="q_per_label", persist_state="session")
+logx = top[3].toggle("Log scale", value=qv.use_log(col), key=f"q_log_{col}", persist_state="session",
+                     help="Log value axis (skewed signals start on it); counts stay linear")
+
+main, side = st.columns([3, 1.15])
+with main:
+    st.caption(f"{meta.description} **Direction:** {'low is bad' if meta.direction == 'low' else 'high is bad' if meta.direction == 'high' else 'outside a range is bad'} · "
+               f"scope: {', '.join(rec.scope)} ({int(scope_mask.sum()):,} images). Default cut derived from this dataset: "
+               f"median ± {meta.k:g}·MAD{' on log values' if meta.transform == 'log' else ''}.")
+    grid = qv.threshold_grid(values[scope_mask], extra=(f.min, f.max), logx=qv.use_log(col))
+    if meta.direction == "both":
+        key = wkey(name, "range", col)
+        if key not in st.session_state:
+            lo = f.min if f.min is not None else grid[0]
+            hi = f.max if f.max is not None else grid[-1]
+            st.session_state[key] = (min(grid, key=lambda g: abs(g - lo)), min(grid, key=lambda g: abs(g - hi)))
+        st.select_slider(f"Keep {meta.title.lower()} between", grid, key=key, on_change=_bind(key, col, "range"),
+                         format_func=lambda v: f"{v:,.4g}", disabled=not f.enabled)
+    else:
+        what = "min" if meta.direction == "low" else "max"
+        key = wkey(name, what, col)
+        cur = getattr(f, what)
+        if key not in st.session_state:
+            st.session_state[key] = min(grid, key=lambda g: abs(g - cur)) if cur is not None else (grid[0] if what == "min" else grid[-1])
+        st.select_slider(f"Reject {meta.title.lower()} {'below' if what == 'min' else 'above'}", grid, key=key,
+                         on_change=_bind(key, col, what), format_func=lambda v: f"{v:,.4g}", disabled=not f.enabled)
+
+dec = current_decisions(name, inputs)
+summary_sidebar(inputs, dec)
+
+with main:
+    flag_this = recipe_mod.has_reason(dec["reasons"], col)
+    only_this = dec["reasons"].to_numpy() == recipe_mod.reason_bit(col)
+    m = st.columns(4)
+    m[0].metric("Rejected by this filter", f"{int(flag_this.sum()):,}")
+    m[1].metric("…for this reason only", f"{int(only_this.sum()):,}")
+    m[2].metric("Kept overall", f"{int(dec['keep'].sum()):,}")
+    m[3].metric("Share of scope rejected here", f"{100 * flag_this.sum() / max(1, scope_mask.sum()):.2f}%")
+    labels = sig["label"].to_numpy()
+    edges, counts = qv.hist_bins(values[scope_mask], labels[scope_mask] if per_label else None, logx)
+    if per_label:
+        counts = {k: counts[k] for k in LABEL_ORDER if k in counts}
+    st.plotly_chart(raw_figure(qv.histogram_figure(col, edges, counts, f, logx, False)), width="stretch", key="q_hist")
+    with st.expander("Rejected by this filter, per label", expanded=False):
+        present = [l for l in LABEL_ORDER if l in set(labels[scope_mask])]
+        lab_s, fl_s = labels[scope_mask], flag_this[scope_mask]
+        st.dataframe(pd.DataFrame({l: {"rejected here": int((fl_s & (lab_s == l)).sum()),
+                                       "kept here": int((~fl_s & (lab_s == l)).sum())} for l in present}),
+                     width="stretch")
+    rej_near, kept_near, worst = qv.montage_sets(col, values, scope_mask, f)
+    ids = sig["id"].to_numpy()
+    keep_all = dec["keep"].to_numpy()
+
+    def _borders(idx):
+        return ["reject" if flag_this[i] else ("keep" if keep_all[i] else "review") for i in idx]
+
+    def _caps(idx):
+        return [f"{values[i]:,.3g}" for i in idx]
+
+    st.markdown(f"**Rejected, nearest the cut** ({len(rej_near)} of {int(flag_this.sum()):,}) — red border: rejected by this filter")
+    clickable_montage(name, inputs, list(ids[rej_near]), "m_rej", _borders(rej_near), _caps(rej_near))
+    st.markdown("**Kept, nearest the cut** — green: kept; orange: kept by this filter but rejected for another reason")
+    clickable_montage(name, inputs, list(ids[kept_near]), "m_kept", _borders(kept_near), _caps(kept_near))
+    st.markdown(f"**Worst scored** by {meta.title.lower()}")
+    clickable_montage(name, inputs, list(ids[worst]), "m_worst", _borders(worst), _caps(worst))
+
+with side:
+    inspector(name, inputs, dec, rec)
+    with st.expander("All filters", expanded=False):
+        rows = []
+        for c in cols:
+            fc = rec.filters[c]
+            rows.append({"signal": COLUMN_META[c].title, "on": fc.enabled,
+                         "min": fmt_value(c, fc.min) if fc.min is not None else "",
+                         "max": fmt_value(c, fc.max) if fc.max is not None else "",
+                         "rejected": int(recipe_mod.has_reason(dec["reasons"], c).sum())})
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+page_done()

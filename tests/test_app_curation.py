@@ -1,0 +1,174 @@
+"""AppTest on a real FER2013 subset: Quality, Duplicates, Review and Export pages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT, import_and_scan
+from fer_core import datasets, decisions, recipe, review
+
+
+@pytest.fixture
+def subset(tmp_path, fer_sample):
+    import_and_scan(tmp_path, fer_sample, "sub")
+    return decisions.load_inputs("sub")
+
+
+def _page(path: str) -> AppTest:
+    """A fresh browser session: open the app, then go to ``path`` (as the sidebar link does)."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page(path)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_quality_page_offers_a_scan_when_signals_are_missing(tmp_path, fer_sample):
+    import_and_scan(tmp_path, dict(list(fer_sample.items())[:30]), "noscan", scan=False)
+    at = _page("pages/2_Quality.py")
+    assert any("not computed yet" in w.value for w in at.warning)
+    next(b for b in at.button if b.label == "Scan signals").click()
+    at.run()
+    from ui.common import job_manager
+    jm = job_manager()
+    job = jm.list("scan", "noscan")[0]
+    assert jm.wait(job.id, 120).state == "done", jm.log(job.id)
+    at.run()
+    assert not at.exception and any(m.label == "Rejected by this filter" for m in at.metric)
+
+
+def test_slider_changes_counts_to_what_decide_computes(subset):
+    at = _page("pages/2_Quality.py")
+    assert at.selectbox(key="q_signal").value == "sharpness"
+    slider = at.select_slider[0]
+    default = recipe.default_recipe(subset.signals)
+    assert float(slider.value) == pytest.approx(default.filters["sharpness"].min, rel=1e-3)
+    before = int(_metric(at, "Rejected by this filter").replace(",", ""))
+    options = [float(o.replace(",", "")) for o in slider.options]
+    new = options[len(options) // 5]
+    slider.set_value(new)
+    at.run()
+    assert not at.exception
+    after = int(_metric(at, "Rejected by this filter").replace(",", ""))
+    default.filters["sharpness"].min = new
+    dec = decisions.run(subset, default)
+    expected = int(recipe.has_reason(dec["reasons"], "sharpness").sum())
+    assert after == expected != before
+    assert _metric(at, "Kept") == f"{int(dec['keep'].sum()):,}"
+    # the recipe now has unsaved changes, visibly
+    assert any("unsaved changes" in m.value for m in at.sidebar.markdown)
+    # turning the filter off removes its rejections
+    at.toggle[0].set_value(False)
+    at.run()
+    assert _metric(at, "Rejected by this filter") == "0"
+    # the recipe (and its effect) survives a page switch
+    at.switch_page("pages/3_Duplicates.py")
+    at.run()
+    assert not at.exception
+    default.filters["sharpness"].enabled = False
+    assert _metric(at, "Kept") == f"{int(decisions.run(subset, default)['keep'].sum()):,}"
+
+
+def test_override_flips_a_decision_and_persists(subset):
+    sig = subset.signals
+    dec = decisions.run(subset, recipe.default_recipe(sig))
+    target = sig.loc[dec["keep"] & (sig["split"] == "train"), "id"].iloc[0]
+    at = _page("pages/2_Quality.py")
+    kept_before = _metric(at, "Kept")
+    at.session_state["inspect"] = target
+    at.run()
+    assert any("KEPT" in m.value for m in at.markdown)
+    at.button(key=f"ins-rej-{target}").click()
+    at.run()
+    assert any("REJECTED" in m.value for m in at.markdown)
+    assert int(_metric(at, "Kept").replace(",", "")) == int(kept_before.replace(",", "")) - 1
+    assert review.store_for(datasets.load("sub")).get(target) == ("reject", None)
+    # a new session (reload) sees it: the Review page lists it
+    at2 = _page("pages/4_Review.py")
+    assert any(t.label == "Overrides (1)" for t in at2.tabs)
+    table = at2.dataframe[0].value
+    assert target in set(table["image id"])
+    # and it can be reversed from the inspector
+    at.button(key=f"ins-keep-{target}").click()
+    at.run()
+    assert _metric(at, "Kept") == kept_before
+
+
+def test_recipe_save_and_load_round_trip(subset):
+    at = _page("pages/2_Quality.py")
+    slider = at.select_slider[0]
+    new = float(slider.options[len(slider.options) // 4].replace(",", ""))
+    slider.set_value(new)
+    at.run()
+    at.sidebar.text_input(key="rsave-sub").input("strict")
+    at.sidebar.button(key="rsave-btn-sub").click()
+    at.run()
+    path = datasets.load("sub").home / "recipes" / "strict.yaml"
+    saved = recipe.Recipe.load(path)
+    assert saved.filters["sharpness"].min == pytest.approx(new) and saved.name == "strict"
+    assert any("`strict`" in m.value for m in at.sidebar.markdown)
+    assert not any("unsaved" in m.value for m in at.sidebar.markdown)
+    # reset to defaults, then load the saved recipe back
+    at.sidebar.button(key="rreset-sub").click()
+    at.run()
+    assert float(at.select_slider[0].value) != pytest.approx(new)
+    at.sidebar.selectbox(key="rload-sub").set_value("strict")
+    at.sidebar.button(key="rload-btn-sub").click()
+    at.run()
+    assert float(at.select_slider[0].value) == pytest.approx(new)
+    assert at.session_state["recipe_state"]["sub"]["recipe"].to_dict() == saved.to_dict()
+    # the same file works with the CLI's decide
+    dec = decisions.run(subset, saved)
+    assert int(dec["keep"].sum()) == int(_metric(at, "Kept").replace(",", ""))
+
+
+def test_duplicates_page_renders_groups_and_leakage(subset):
+    at = _page("pages/3_Duplicates.py")
+    dec = decisions.run(subset, recipe.default_recipe(subset.signals))
+    assert _metric(at, "Duplicate groups") == f"{dec.loc[dec['group'] >= 0, 'group'].nunique():,}"
+    assert _metric(at, "Val/test images with a copy in train") == f"{int(dec['eval_leaked'].sum()):,}"
+    at.select_slider[0].set_value(0)
+    at.run()
+    assert not at.exception
+
+
+def test_review_queue_bulk_reject_and_undo(subset):
+    at = _page("pages/4_Review.py")
+    boxes = at.checkbox
+    assert 0 < len(boxes) <= 100
+    at.button(key="rv_all").click()
+    at.run()
+    n = len(at.checkbox)
+    assert all(c.value for c in at.checkbox)
+    at.button(key="rv_reject").click()
+    at.run()
+    rs = review.store_for(datasets.load("sub"))
+    assert rs.count() == n
+    at.button(key="rv_undo").click()
+    at.run()
+    assert rs.count() == 0
+
+
+def test_export_page_exports_in_background(subset):
+    at = _page("pages/5_Export.py")
+    assert any("exported untouched" in i.value for i in at.info)
+    at.checkbox(key="ex_clahe").check()
+    at.run()
+    assert not at.exception
+    at.button(key="ex_go").click()
+    at.run()
+    from ui.common import job_manager
+    jm = job_manager()
+    job = jm.list("export", "sub")[0]
+    st = jm.wait(job.id, 180)
+    assert st.state == "done", jm.log(job.id)
+    at.run()
+    assert any(e.label.startswith("sub-clean") for e in at.expander)
+    assert any(b.label.startswith("Download sub-clean.zip") for b in at.get("download_button"))

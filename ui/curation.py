@@ -1,0 +1,348 @@
+"""Shared curation state for the Quality, Duplicates, Review and Export pages.
+
+- signal inputs (signals table + duplicate pairs) cached per dataset and scan stamp;
+- the current recipe per dataset in session state (survives page switches), with its name, whether it
+  has unsaved changes, and save / load / reset controls;
+- overrides read from and written to SQLite at each click;
+- clickable montages (a plotly image with one invisible point per tile: clicking a tile selects it) and
+  an image inspector with keep / reject / relabel / clear.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+
+import cv2
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from fer_core import datasets, decisions as dec_mod, recipe as recipe_mod, review, store
+from fer_core.montage import COLORS, load_gray_or_color, montage
+from fer_core.signals.base import COLUMN_META
+from fer_core.sources.labels import CANONICAL
+from ui.common import job_manager, raw_figure, render_jobs, show_error
+
+LABEL_ORDER = list(CANONICAL)
+
+
+# ---- inputs ---------------------------------------------------------------------------------------
+
+def scan_stamp(name: str) -> tuple | None:
+    st_ = store.family_status(name)
+    if not (st_["quality"]["complete"] and st_["duplicates"]["complete"]):
+        return None
+    ds = datasets.load(name)
+    return (ds.meta["catalog_hash"], st_["quality"]["finished"], st_["duplicates"]["finished"],
+            st_["quality"]["version"], st_["duplicates"]["version"])
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading signals…")
+def _load_inputs(name: str, stamp: tuple) -> dec_mod.Inputs:
+    return dec_mod.load_inputs(name)
+
+
+def inputs_or_scan(name: str) -> dec_mod.Inputs | None:
+    """The dataset's signal inputs, or a scan panel (button + progress) when they are missing."""
+    stamp = scan_stamp(name)
+    if stamp is not None:
+        return _load_inputs(name, stamp)
+    st.warning(f"The signals of **{name}** are not computed yet (or are out of date). A scan computes them once "
+               "(a few seconds for FER2013) and caches them; it resumes if interrupted.")
+    running = job_manager().active("scan", name)
+    if st.button("Scan signals", type="primary", disabled=bool(running), key="scan_btn"):
+        job_manager().start("scan", ["scan", name], dataset=name, exclusive=f"dataset-{name}")
+        st.rerun()
+
+    @st.fragment(run_every=1.0)
+    def _scan_jobs():
+        render_jobs(kind=("scan",), dataset=name, key=f"scan-{name}")
+
+    _scan_jobs()
+    return None
+
+
+# ---- recipe state -------------------------------------------------------------------------------
+
+def _rs(name: str) -> dict:
+    return st.session_state.setdefault("recipe_state", {}).setdefault(name, {})
+
+
+def recipe_state(name: str, inputs: dec_mod.Inputs) -> dict:
+    rs = _rs(name)
+    if rs.get("catalog_hash") != inputs.catalog_hash or "recipe" not in rs:
+        rec = recipe_mod.default_recipe(inputs.signals, name="default")
+        rs.update({"recipe": rec, "name": "default (data-derived)", "saved_fp": rec.fingerprint(), "epoch": 0,
+                   "catalog_hash": inputs.catalog_hash})
+    return rs
+
+
+def current_recipe(name: str, inputs: dec_mod.Inputs) -> recipe_mod.Recipe:
+    return recipe_state(name, inputs)["recipe"]
+
+
+def set_recipe(name: str, rec: recipe_mod.Recipe, label: str, saved: bool) -> None:
+    rs = _rs(name)
+    rs["recipe"] = rec
+    rs["name"] = label
+    rs["saved_fp"] = rec.fingerprint() if saved else None
+    rs["epoch"] = rs.get("epoch", 0) + 1  # widgets bound to the recipe re-initialise from it
+
+
+def wkey(name: str, *parts) -> str:
+    """Widget key bound to the recipe; changes when a recipe is loaded/reset so widgets re-read it."""
+    return "w::" + name + "::" + str(_rs(name).get("epoch", 0)) + "::" + "::".join(map(str, parts))
+
+
+def dirty(name: str) -> bool:
+    rs = _rs(name)
+    return rs.get("saved_fp") != rs["recipe"].fingerprint()
+
+
+def recipe_sidebar(name: str, inputs: dec_mod.Inputs) -> None:
+    rs = recipe_state(name, inputs)
+    rdir = dec_mod.recipes_dir(name)
+    with st.sidebar:
+        st.markdown(f"**Recipe:** `{rs['name']}`" + ("  \n:orange[● unsaved changes]" if dirty(name) else "  \n:green[saved]"))
+        with st.expander("Save / load recipe"):
+            new_name = st.text_input("Save as", value=rs["name"].split(" ")[0] if rs["name"] else "", key=f"rsave-{name}")
+            if st.button("Save recipe", key=f"rsave-btn-{name}"):
+                try:
+                    from fer_core.store_paths import check_name
+                    check_name(new_name)
+                    rec = rs["recipe"]
+                    rec.name = new_name
+                    rec.save(rdir / f"{new_name}.yaml")
+                    set_recipe(name, rec, new_name, saved=True)
+                    st.session_state["_recipe_msg"] = f"Saved as {rdir / (new_name + '.yaml')}"
+                    st.rerun()
+                except Exception as exc:  # noqa: BLE001
+                    show_error(exc)
+            saved = sorted(p.stem for p in rdir.glob("*.yaml"))
+            if saved:
+                pick = st.selectbox("Saved recipes", saved, key=f"rload-{name}")
+                if st.button("Load", key=f"rload-btn-{name}"):
+                    try:
+                        rec = recipe_mod.Recipe.load(rdir / f"{pick}.yaml")
+                        set_recipe(name, rec, pick, saved=True)
+                        st.rerun()
+                    except Exception as exc:  # noqa: BLE001
+                        show_error(exc)
+            up = st.file_uploader("Load a recipe file", type=["yaml", "yml", "json"], key=f"rup-{name}")
+            if up is not None and st.button("Use uploaded recipe", key=f"rup-btn-{name}"):
+                try:
+                    import json as _json
+                    import yaml as _yaml
+                    text = up.getvalue().decode()
+                    data = _json.loads(text) if up.name.endswith(".json") else _yaml.safe_load(text)
+                    rec = recipe_mod.Recipe.from_dict(data)
+                    set_recipe(name, rec, rec.name or up.name, saved=False)
+                    st.rerun()
+                except Exception as exc:  # noqa: BLE001
+                    show_error(exc)
+            st.download_button("Download YAML", rs["recipe"].to_yaml, file_name=f"{rs['recipe'].name}.yaml",
+                               mime="text/yaml", key=f"rdl-{name}")
+            if st.button("Reset to data-derived defaults", key=f"rreset-{name}"):
+                rec = recipe_mod.default_recipe(inputs.signals, name="default")
+                set_recipe(name, rec, "default (data-derived)", saved=True)
+                st.rerun()
+        if msg := st.session_state.pop("_recipe_msg", None):
+            st.success(msg)
+
+
+# ---- decisions and overrides ------------------------------------------------------------------------
+
+def review_store(name: str) -> review.ReviewStore:
+    return review.store_for(datasets.load(name))
+
+
+def current_decisions(name: str, inputs: dec_mod.Inputs) -> pd.DataFrame:
+    return dec_mod.run(inputs, current_recipe(name, inputs), review_store(name).overrides())
+
+
+def session_author() -> str:
+    sid = st.session_state.setdefault("_author", f"session-{int(time.time() * 1000) % 10**9}")
+    return sid
+
+
+def set_override(name: str, ids, action: str, label: str | None = None) -> None:
+    review_store(name).set(ids, action, label=label, author=session_author())
+
+
+def summary_sidebar(inputs: dec_mod.Inputs, dec: pd.DataFrame) -> dict:
+    s = recipe_mod.summarize(inputs.signals, dec)
+    with st.sidebar:
+        st.markdown("**Decisions**")
+        c1, c2 = st.columns(2)
+        c1.metric("Kept", f"{s['kept']:,}")
+        c2.metric("Rejected", f"{s['rejected']:,}")
+        rows = [f"{k}: {v['kept']:,} kept / {v['rejected']:,} rejected" for k, v in s["by_split"].items()]
+        st.caption("  \n".join(rows))
+        labs = [l for l in LABEL_ORDER if l in s["by_label"]]
+        fig = {"data": [{"type": "bar", "x": labs, "y": [s["by_label"][l][k] for l in labs], "name": k,
+                         "marker": {"color": c}} for k, c in (("kept", "#2e9f43"), ("rejected", "#d62728"))],
+               "layout": {"barmode": "stack", "height": 200, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
+                          "showlegend": False}}
+        st.plotly_chart(raw_figure(fig), width="stretch", key="sb_labels", config={"displayModeBar": False})
+        if s["by_reason"]:
+            funnel = funnel_counts(inputs, dec)
+            ff = {"data": [{"type": "funnel", "y": [f[0] for f in funnel], "x": [f[1] for f in funnel],
+                            "texttemplate": "%{x:,}"}],
+                  "layout": {"height": 40 + 28 * len(funnel), "margin": {"l": 0, "r": 0, "t": 0, "b": 0}}}
+            st.plotly_chart(raw_figure(ff), width="stretch", key="sb_funnel", config={"displayModeBar": False})
+            st.caption("Funnel: images left in scope after each family of reasons, in order.")
+    return s
+
+
+def funnel_counts(inputs: dec_mod.Inputs, dec: pd.DataFrame) -> list[tuple[str, int]]:
+    bits = dec["reasons"].to_numpy()
+    scope = dec["in_scope"].to_numpy()
+    keep_override = (dec["override"].to_numpy() == "keep") & scope
+    names = recipe_mod.reason_names()
+    quality_mask = 0
+    for nm in recipe_mod.filter_columns():
+        quality_mask |= 1 << names.index(nm)
+    steps = [("in scope", scope)]
+    alive = scope.copy()
+    for label, mask in (("after quality filters", quality_mask), ("after duplicates", recipe_mod.reason_bit("duplicate")),
+                        ("after leakage", recipe_mod.reason_bit("leak")), ("after manual rejects", recipe_mod.reason_bit("manual"))):
+        alive = alive & (((bits & mask) == 0) | keep_override)
+        steps.append((label, alive))
+    return [(k, int(v.sum())) for k, v in steps]
+
+
+# ---- montages and the inspector ------------------------------------------------------------------
+
+def _data_uri(img: np.ndarray) -> str:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode()
+
+
+def clickable_montage(name: str, inputs: dec_mod.Inputs, ids: list, key: str, borders=None, captions=None,
+                      ncols: int = 12, tile: int = 64, hover: list[str] | None = None, picker: bool = True) -> None:
+    """A montage; clicking a tile (or choosing it in the list under it) opens it in the inspector.
+
+    ``ids`` may contain None for an empty tile (used to start each duplicate group on a new row)."""
+    real = [i for i in ids if i is not None]
+    if not real:
+        st.caption("No images.")
+        return
+    sig = inputs.signals
+    all_ids = sig["id"].to_numpy()
+    ds = datasets.load(name)
+    paths_all = sig["path"].to_numpy()
+    labels_all = sig["label"].to_numpy()
+    pos = {i: int(np.searchsorted(all_ids, i)) for i in real}
+    imgs = [None if i is None else ds.image_path(paths_all[pos[i]]) for i in ids]
+    img, layout = montage(imgs, ncols=ncols, tile=tile, borders=borders, captions=captions)
+    blank = [k for k, i in enumerate(ids) if i is None]
+    if blank:  # paint empty tiles white
+        step = tile + layout.pad
+        for k in blank:
+            r, c = divmod(k, layout.ncols)
+            img[r * step:r * step + tile, c * step:c * step + tile] = 255
+    h, w = img.shape[:2]
+    step = tile + layout.pad
+    where = [k for k, i in enumerate(ids) if i is not None]
+    xs = [(k % layout.ncols) * step + tile / 2 for k in where]
+    ys = [(k // layout.ncols) * step + tile / 2 for k in where]
+    text = [hover[k] for k in where] if hover else [f"{labels_all[pos[ids[k]]]}" for k in where]
+    # a plain figure dict (graph-object validation costs ~30 ms per montage)
+    fig = {"data": [{"type": "scatter", "x": xs, "y": ys, "mode": "markers", "customdata": [ids[k] for k in where],
+                     "text": text, "hoverinfo": "text",
+                     "marker": {"size": tile * 0.9, "symbol": "square", "color": "rgba(0,0,0,0.01)"}}],
+           "layout": {"images": [{"source": _data_uri(img), "x": 0, "y": 0, "sizex": w, "sizey": h, "xref": "x",
+                                  "yref": "y", "sizing": "stretch", "layer": "below"}],
+                      "xaxis": {"visible": False, "range": [0, w], "fixedrange": True},
+                      "yaxis": {"visible": False, "range": [h, 0], "fixedrange": True, "scaleanchor": "x"},
+                      "height": h + 10, "width": w + 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
+                      "dragmode": False, "plot_bgcolor": "white", "clickmode": "event+select", "showlegend": False}}
+    ev = st.plotly_chart(raw_figure(fig), key=key, on_select="rerun", selection_mode="points", width="content",
+                         config={"displayModeBar": False})
+    try:
+        pts = ev.selection.points if ev is not None else []
+    except AttributeError:
+        pts = []
+    if pts:
+        chosen = pts[0].get("customdata")
+        if chosen and st.session_state.get(f"_last_{key}") != chosen:
+            st.session_state[f"_last_{key}"] = chosen
+            st.session_state["inspect"] = chosen
+    if not picker:
+        return
+    labels_for = [(captions[k] if captions else text[n]) for n, k in enumerate(where)]
+    choice = st.selectbox("Inspect", ["—"] + [f"{n + 1}: {c}" for n, c in enumerate(labels_for)],
+                          key=f"pick_{key}", label_visibility="collapsed",
+                          format_func=lambda c: "Inspect an image of this grid…" if c == "—" else f"image {c}")
+    if choice != "—":
+        idx = int(choice.split(":")[0]) - 1
+        if st.session_state.get(f"_lastpick_{key}") != choice:
+            st.session_state[f"_lastpick_{key}"] = choice
+            st.session_state["inspect"] = ids[where[idx]]
+
+
+def fmt_value(col: str, v) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "—"
+    if isinstance(v, (float, np.floating)):
+        return f"{v:,.4g}"
+    return str(v)
+
+
+def inspector(name: str, inputs: dec_mod.Inputs, dec: pd.DataFrame, rec: recipe_mod.Recipe) -> None:
+    image_id = st.session_state.get("inspect")
+    st.markdown("#### Inspector")
+    if not image_id:
+        st.caption("Click an image (or pick it in the list under a grid) to see it large with its signals.")
+        return
+    sig = inputs.signals
+    pos = int(np.searchsorted(sig["id"].to_numpy(), image_id))
+    if pos >= len(sig) or sig["id"].iat[pos] != image_id:
+        st.caption("That image is not in this dataset.")
+        return
+    row, d = sig.iloc[pos], dec.iloc[pos]
+    ds = datasets.load(name)
+    img = load_gray_or_color(ds.image_path(row["path"]))
+    if img is not None:
+        big = cv2.resize(img, (192, int(192 * img.shape[0] / img.shape[1])), interpolation=cv2.INTER_NEAREST)
+        st.image(big, caption=row["path"])
+    state = "kept" if d["keep"] else "rejected"
+    st.markdown(f"**{state.upper()}** · label **{row['label']}**"
+                + (f" → **{d['label_final']}**" if d["label_final"] != row["label"] else "")
+                + f" · split {row['split']} ({row['usage']})")
+    reasons = recipe_mod.reasons_text([d["flags"] | (d["reasons"])], ", ")[0]
+    if reasons:
+        st.markdown(f"Reasons: `{reasons}`" + ("" if d["in_scope"] else " (out of the recipe's scope: not applied)"))
+    if d["override"]:
+        st.markdown(f"Manual override: **{d['override']}**")
+    if d["group"] >= 0:
+        members = sig["id"].to_numpy()[dec["group"].to_numpy() == d["group"]]
+        st.caption(f"Duplicate group of {len(members)}; " + ("this copy is kept by the policy." if d["representative"]
+                                                             else "another copy is preferred."))
+    vals = []
+    for col, meta in COLUMN_META.items():
+        if col in sig and meta.filterable:
+            f = rec.filters.get(col)
+            cut = ""
+            if f is not None and f.enabled:
+                cut = " / ".join(x for x in (f"min {f.min:,.4g}" if f.min is not None else "",
+                                             f"max {f.max:,.4g}" if f.max is not None else "") if x)
+            vals.append({"signal": meta.title, "value": fmt_value(col, row[col]), "cut": cut})
+    st.dataframe(pd.DataFrame(vals), hide_index=True, width="stretch", height=min(420, 38 + 35 * len(vals)))
+    c1, c2, c3 = st.columns(3)
+    if c1.button("Keep", key=f"ins-keep-{image_id}"):
+        set_override(name, image_id, "keep")
+        st.rerun()
+    if c2.button("Reject", key=f"ins-rej-{image_id}"):
+        set_override(name, image_id, "reject")
+        st.rerun()
+    if c3.button("Clear", key=f"ins-clear-{image_id}", disabled=not d["override"]):
+        set_override(name, image_id, "clear")
+        st.rerun()
+    new_label = st.selectbox("Relabel as", ["—"] + [l for l in LABEL_ORDER if l != row["label"]],
+                             key=f"ins-relabel-{image_id}")
+    if new_label != "—" and st.button("Apply relabel", key=f"ins-relabel-btn-{image_id}"):
+        set_override(name, image_id, "relabel", label=new_label)
+        st.rerun()
