@@ -178,6 +178,16 @@ def cmd_export(ctx: Ctx) -> int:
     return 0
 
 
+def cmd_map(ctx: Ctx) -> int:
+    from fer_core import embedmap
+
+    out = embedmap.compute_map(ctx.args.name, ctx.args.method, progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache)
+    ctx.bar.close()
+    ctx.out(f"{ctx.args.method} map of {len(out):,} embeddings written")
+    ctx.result = {"dataset": ctx.args.name, "summary": f"{ctx.args.method} map of {len(out):,} images"}
+    return 0
+
+
 def _print_rejected(ctx: Ctx, ds) -> None:
     rej = ds.rejected
     if len(rej):
@@ -261,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("scan", help="compute signals (cached; resumes after an interruption)")
     s.add_argument("name")
-    s.add_argument("--signals", default="quality,duplicates", help="comma-separated families")
+    s.add_argument("--signals", default="quality,duplicates",
+                   help="comma-separated families: quality, duplicates, faces, embeddings")
     s.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     s.add_argument("--batch-size", type=int, default=1024, help="images per batch (the unit of resume)")
     s.set_defaults(fn=cmd_scan)
@@ -291,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--zip", action="store_true", help="also write a zip beside the folder")
     s.add_argument("--no-overrides", action="store_true")
     s.set_defaults(fn=cmd_export)
+
+    s = sub.add_parser("map", help="compute the 2-D embedding map (cached)")
+    s.add_argument("name")
+    s.add_argument("--method", choices=["umap", "pca"], default="umap")
+    s.set_defaults(fn=cmd_map)
 
     for register in COMMANDS.values():
         register(sub)

@@ -30,6 +30,11 @@ def load_inputs(name: str, cache=None) -> Inputs:
             sig[c] = sig[c].astype(object)
     ds = datasets.load(name, cache)
     pairs_df = store.load_derived(ds, "duplicates", "pairs")
+    status = store.family_status(name, cache)
+    if status.get("embeddings", {}).get("complete"):
+        emb = store.load_derived(ds, "embeddings", "pairs")
+        if emb is not None and len(emb):
+            pairs_df = pd.concat([pairs_df, emb], ignore_index=True)
     return Inputs(name, sig, recipe_mod.Pairs.from_frame(pairs_df, sig["id"].to_numpy()))
 
 
@@ -56,6 +61,7 @@ def decisions_table(inputs: Inputs, dec: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({
         "id": s["id"], "path": s["path"], "split": s["split"], "usage": s["usage"], "label": s["label"],
         "keep": dec["keep"].to_numpy(), "reasons": recipe_mod.reasons_text(dec["reasons"]),
+        "review": recipe_mod.reasons_text(dec["review"]),
         "flags": recipe_mod.reasons_text(dec["flags"]), "label_final": dec["label_final"].to_numpy(),
         "override": dec["override"].to_numpy(), "dup_group": dec["group"].to_numpy(),
         "dup_representative": dec["representative"].to_numpy(), "eval_leaked": dec["eval_leaked"].to_numpy(),

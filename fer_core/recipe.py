@@ -31,7 +31,7 @@ SPLIT_ORDER = ("test", "val", "train")
 POLICIES = ("keep_one", "drop_all", "keep_all")
 
 # Reason bits. Filter reasons are named after their signal; the rest are fixed.
-FIXED_REASONS = ["duplicate", "leak", "manual"]
+FIXED_REASONS = ["duplicate", "leak", "manual", "conflict"]
 
 
 def filter_columns() -> list[str]:
@@ -47,7 +47,7 @@ def reason_bit(name: str) -> int:
 
 
 REASON_TEXT = {"duplicate": "extra copy in a duplicate group", "leak": "training copy of a val/test image",
-               "manual": "rejected by hand"}
+               "manual": "rejected by hand", "conflict": "copies of it carry other labels (review)"}
 
 
 @dataclass
@@ -55,6 +55,8 @@ class Filter:
     enabled: bool = True
     min: float | None = None   # reject values below
     max: float | None = None   # reject values above
+    review_min: float | None = None  # send values below to the review queue (not rejected)
+    review_max: float | None = None  # send values above to the review queue
 
 
 @dataclass
@@ -67,6 +69,10 @@ class Duplicates:
     policy: str = "keep_one"      # keep_one | drop_all | keep_all
     drop_leaked: bool = True      # drop training copies of val/test images (even with keep_all)
     prefer: list[str] = field(default_factory=lambda: list(SPLIT_ORDER))
+    embedding: bool = True        # near copies found by face embeddings (when computed)
+    embed_threshold: float = 0.80  # cosine similarity of the whole-crop embeddings (looked at by eye on
+                                   # FER2013: from ~0.78 up, pairs are the same photo re-cropped/re-contrasted;
+                                   # below, different people and non-faces start to pair up)
 
 
 @dataclass
@@ -110,7 +116,8 @@ class Recipe:
         for k, v in (d.get("filters") or {}).items():
             if k not in known:
                 raise InvalidInput(f"The recipe filters on unknown signal '{k}'.", "Known: " + ", ".join(filter_columns()))
-            filters[k] = Filter(bool(v.get("enabled", True)), _num(v.get("min")), _num(v.get("max")))
+            filters[k] = Filter(bool(v.get("enabled", True)), _num(v.get("min")), _num(v.get("max")),
+                                _num(v.get("review_min")), _num(v.get("review_max")))
         dd = d.get("duplicates") or {}
         dup = Duplicates(**{k: v for k, v in dd.items() if k in Duplicates.__dataclass_fields__})
         if dup.policy not in POLICIES:
@@ -195,6 +202,16 @@ def robust_cut(values: np.ndarray, direction: str, k: float, transform: str = "l
     return lo, hi
 
 
+def _low_tail_cut(v: np.ndarray, q: float) -> float:
+    """A cut with at least q% of the values strictly below it: halfway between the ⌈q%·n⌉-th smallest value
+    and the next larger distinct value (ties at the bottom, e.g. many zeros, stay below the cut)."""
+    s = np.sort(v.astype(np.float64))
+    k = max(1, int(np.ceil(q / 100.0 * len(s))))
+    at = s[k - 1]
+    above = s[s > at]
+    return float((at + above[0]) / 2) if len(above) else float(at)
+
+
 def default_recipe(signals: pd.DataFrame, name: str = "default", scope: list[str] | None = None) -> Recipe:
     """The data-derived starting recipe: one filter per signal column present, cut-offs from its distribution."""
     scope = scope or ["train"]
@@ -206,17 +223,38 @@ def default_recipe(signals: pd.DataFrame, name: str = "default", scope: list[str
         if col not in signals:
             continue
         m = COLUMN_META[col]
-        lo, hi = robust_cut(base[col].to_numpy(), m.direction, m.k, m.transform, m.lower_bound, m.upper_bound)
-        filters[col] = Filter(m.default_enabled and (lo is not None or hi is not None), lo, hi)
+        vals = base[col].to_numpy()
+        lo, hi = robust_cut(vals, m.direction, m.k, m.transform, m.lower_bound, m.upper_bound)
+        rlo = rhi = None
+        if m.default_rule == "percentile":
+            v = vals[np.isfinite(vals.astype(np.float64))] if len(vals) else vals
+            lo = hi = None
+            if len(v):
+                def cap(x, c):
+                    return min(x, c) if c is not None else x
+                if m.direction == "low":
+                    rlo = cap(_low_tail_cut(v, m.review_q), m.review_cap)
+                    lo = None if m.review_only else cap(_low_tail_cut(v, m.reject_q), m.reject_cap)
+                else:
+                    rhi = float(np.percentile(v, 100 - m.review_q))
+                    hi = None if m.review_only else float(np.percentile(v, 100 - m.reject_q))
+        elif m.review_only:
+            (rlo, rhi), lo, hi = (lo, hi), None, None
+        elif m.review_k is not None:
+            rlo, rhi = robust_cut(vals, m.direction, m.review_k, m.transform, m.lower_bound, m.upper_bound)
+        any_cut = any(v is not None for v in (lo, hi, rlo, rhi))
+        filters[col] = Filter(m.default_enabled and any_cut, lo, hi, rlo, rhi)
     derived = {"dataset": signals.attrs.get("dataset"), "catalog_hash": signals.attrs.get("catalog_hash"),
-               "method": "median ± k·MAD per signal (k in its metadata); 0.5/99.5 percentiles where MAD is degenerate",
+               "method": "median ± k·MAD per signal (k in its metadata); 0.5/99.5 percentiles where MAD is degenerate; "
+              "face score: 1% / 0.3% percentiles capped at 0.5 / 0.2",
                "images": int(len(base))}
     return Recipe(name=name, scope=scope, filters=filters, duplicates=Duplicates(), derived_from=derived)
 
 
 # ---- decisions ----------------------------------------------------------------------------------
 
-METHOD_CODE = {"exact": 0, "phash": 1, "mirror": 2, "shift": 3}
+METHOD_CODE = {"exact": 0, "phash": 1, "mirror": 2, "shift": 3, "embedding": 4}
+METHOD_NAME = {v: k for k, v in METHOD_CODE.items()}
 
 
 @dataclass
@@ -225,25 +263,36 @@ class Pairs:
 
     ia: np.ndarray
     ib: np.ndarray
-    distance: np.ndarray
-    method: np.ndarray  # METHOD_CODE
+    distance: np.ndarray          # Hamming bits (hash methods); 0 for embedding pairs
+    method: np.ndarray            # METHOD_CODE
+    similarity: np.ndarray | None = None  # cosine (embedding pairs); 1 for hash pairs
+
+    def __post_init__(self):
+        if self.similarity is None:
+            self.similarity = np.ones(len(self.ia), np.float32)
 
     @classmethod
     def empty(cls) -> "Pairs":
         z = np.zeros(0, np.int64)
-        return cls(z, z, z.astype(np.int16), z.astype(np.int8))
+        return cls(z, z, z.astype(np.int16), z.astype(np.int8), z.astype(np.float32))
 
     @classmethod
     def from_frame(cls, pairs: pd.DataFrame | None, ids: np.ndarray) -> "Pairs":
         if pairs is None or pairs.empty:
             return cls.empty()
+        if "distance" not in pairs:
+            pairs = pairs.assign(distance=0)
+        if "similarity" not in pairs:
+            pairs = pairs.assign(similarity=1.0)
+        pairs = pairs.assign(distance=pairs["distance"].fillna(0), similarity=pairs["similarity"].fillna(1.0))
         ia = np.searchsorted(ids, pairs["a"].to_numpy())
         ib = np.searchsorted(ids, pairs["b"].to_numpy())
         n = len(ids)
         ok = (ia < n) & (ib < n)
         ok &= (ids[np.minimum(ia, n - 1)] == pairs["a"].to_numpy()) & (ids[np.minimum(ib, n - 1)] == pairs["b"].to_numpy())
         return cls(ia[ok].astype(np.int64), ib[ok].astype(np.int64), pairs["distance"].to_numpy()[ok].astype(np.int16),
-                   pairs["method"].map(METHOD_CODE).to_numpy()[ok].astype(np.int8))
+                   pairs["method"].map(METHOD_CODE).to_numpy()[ok].astype(np.int8),
+                   pairs["similarity"].to_numpy()[ok].astype(np.float32))
 
 
 def duplicate_groups(n: int, pairs: Pairs, dup: Duplicates) -> np.ndarray:
@@ -256,6 +305,8 @@ def duplicate_groups(n: int, pairs: Pairs, dup: Duplicates) -> np.ndarray:
         if dup.mirror:
             near |= (pairs.distance <= min(dup.near_threshold, dup.mirror_threshold)) & (pairs.method == METHOD_CODE["mirror"])
         sel |= near
+    if dup.embedding:
+        sel |= (pairs.method == METHOD_CODE["embedding"]) & (pairs.similarity >= dup.embed_threshold)
     group = np.full(n, -1, np.int64)
     if not sel.any():
         return group
@@ -290,14 +341,20 @@ def decide(signals: pd.DataFrame, recipe: Recipe, overrides: pd.DataFrame | None
     in_scope = np.isin(split, recipe.scope)
     names = reason_names()
     flags = np.zeros(n, np.int64)
+    review = np.zeros(n, np.int64)
     for col, f in recipe.filters.items():
         if not f.enabled or col not in signals:
             continue
         v = signals[col].to_numpy(np.float64, na_value=np.nan)
+        bit = 1 << names.index(col)
         if f.min is not None:
-            flags[v < f.min] |= 1 << names.index(col)
+            flags[v < f.min] |= bit
         if f.max is not None:
-            flags[v > f.max] |= 1 << names.index(col)
+            flags[v > f.max] |= bit
+        if f.review_min is not None:
+            review[v < f.review_min] |= bit
+        if f.review_max is not None:
+            review[v > f.review_max] |= bit
     # duplicates and leakage
     if isinstance(pairs, pd.DataFrame) or pairs is None:
         pairs = Pairs.from_frame(pairs, ids)
@@ -333,6 +390,12 @@ def decide(signals: pd.DataFrame, recipe: Recipe, overrides: pd.DataFrame | None
             flags[leak] |= reason_bit("leak")
         elif dup.policy != "keep_all":
             flags[leak & extra] |= reason_bit("duplicate")
+        # copies that carry different labels: a review queue (relabel or drop)
+        labs = signals["label"].to_numpy()
+        g_lab = pd.DataFrame({"g": group[members], "l": labs[members]})
+        n_lab = g_lab.groupby("g")["l"].nunique()
+        conflict_groups = n_lab.index[n_lab.to_numpy() > 1].to_numpy()
+        review[(group >= 0) & np.isin(group, conflict_groups)] |= reason_bit("conflict")
     # overrides: recorded for every image, applied within the recipe's scope
     override = np.full(n, "", dtype=object)
     label_final = signals["label"].to_numpy(dtype=object).copy()
@@ -350,8 +413,9 @@ def decide(signals: pd.DataFrame, recipe: Recipe, overrides: pd.DataFrame | None
     reasons = np.where(in_scope, flags, 0)
     reasons[manual] |= reason_bit("manual")
     keep = (reasons == 0) | ((override == "keep") & in_scope)
-    return pd.DataFrame({"id": ids, "keep": keep, "reasons": reasons, "flags": flags, "group": group,
-                         "representative": rep, "eval_leaked": eval_leaked, "override": override,
+    review &= ~flags  # an image already flagged for rejection on a signal is not also "to review" on it
+    return pd.DataFrame({"id": ids, "keep": keep, "reasons": reasons, "flags": flags, "review": review,
+                         "group": group, "representative": rep, "eval_leaked": eval_leaked, "override": override,
                          "label_final": label_final, "in_scope": in_scope})
 
 
@@ -413,6 +477,9 @@ def summarize(signals: pd.DataFrame, decisions: pd.DataFrame) -> dict:
     leaked = decisions["eval_leaked"].to_numpy()
     out["eval_leaked"] = {s: int((leaked & (split == s)).sum()) for s in ("val", "test")}
     out["train_leak_copies"] = int(has_reason(decisions["flags"], "leak").sum())
+    if "review" in decisions:
+        rv = decisions["review"].to_numpy() & np.where(decisions["in_scope"].to_numpy(), -1, 0)
+        out["to_review"] = {nm: int(((rv >> i) & 1).sum()) for i, nm in enumerate(names) if ((rv >> i) & 1).any()}
     return out
 
 
@@ -429,6 +496,8 @@ def format_summary(s: dict) -> str:
     lines.append(f"duplicate groups: {s['duplicate_groups']:,}; val/test images with a copy in train: "
                  f"val {s['eval_leaked']['val']:,}, test {s['eval_leaked']['test']:,} "
                  f"({s['train_leak_copies']:,} training copies flagged)")
+    if s.get("to_review"):
+        lines.append("sent to review (not rejected): " + ", ".join(f"{k} {v:,}" for k, v in s["to_review"].items()))
     if s["overridden"]:
         lines.append(f"manual overrides: {s['overridden']:,} ({s['relabelled']:,} relabels applied)")
     return "\n".join(lines)

@@ -93,8 +93,9 @@ def decode_batch(items: list[tuple[str, str, int, int]]) -> ImageBatch:
 
 
 def _work(args) -> tuple[int, dict[str, dict[str, np.ndarray]]]:
-    batch_no, items, fams = args
+    batch_no, items, fams, extra = args
     batch = decode_batch(items)
+    batch.extra = extra
     out = {}
     for f in fams:
         cols = get_family(f).compute(batch)
@@ -160,21 +161,68 @@ def _consolidate(fdir: Path, catalog_ids: pd.Index, fresh: dict[Path, pd.DataFra
     return t
 
 
+def _phases(fams: list[str]) -> list[list[str]]:
+    """Families grouped so that each runs after the families it depends on (``DEPENDS``)."""
+    todo = list(dict.fromkeys(fams))
+    for f in list(todo):
+        for d in getattr(get_family(f), "DEPENDS", ()):
+            if d not in todo:
+                todo.insert(0, d)
+    phases, done = [], set()
+    while todo:
+        ready = [f for f in todo if set(getattr(get_family(f), "DEPENDS", ())) <= done]
+        phases.append(ready)
+        done |= set(ready)
+        todo = [f for f in todo if f not in ready]
+    return phases
+
+
 def scan(name: str, signals: list[str] | tuple[str, ...] = DEFAULT_FAMILIES, workers: int | None = None,
          batch_size: int = BATCH, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
          cache=None) -> ScanResult:
-    """Compute every missing signal of ``signals`` for dataset ``name``; resumable and incremental."""
+    """Compute every missing signal of ``signals`` (and what they depend on) for dataset ``name``;
+    resumable and incremental."""
     t0 = time.time()
     ds = datasets.load(name, cache)
+    for f in signals:
+        ok, why = family_available(f)
+        if not ok:
+            from fer_core.models import ModelMissing
+            raise ModelMissing(f"Cannot compute the {f} signals: {why}", "Install what it names, then scan again.")
+    total = ScanResult(name, {}, {}, 0.0, 0)
+    for phase in _phases(list(signals)):
+        r = _scan_phase(ds, phase, workers, batch_size, progress, cancel)
+        total.computed.update(r.computed)
+        total.reused.update(r.reused)
+        total.errors = max(total.errors, r.errors)
+    total.seconds = time.time() - t0
+    return total
+
+
+def family_available(family: str) -> tuple[bool, str]:
+    mod = get_family(family)
+    check = getattr(mod, "available", None)
+    return check() if check else (True, "")
+
+
+def _scan_phase(ds, fams: list[str], workers, batch_size, progress, cancel) -> ScanResult:
+    t0 = time.time()
     cat = ds.catalog.sort_values("id").reset_index(drop=True)
     all_ids = pd.Index(cat["id"])
-    fams = list(dict.fromkeys(signals))
     fdirs = {f: family_dir(ds, f) for f in fams}
+    batch_size = min([batch_size] + [getattr(get_family(f), "BATCH", batch_size) for f in fams])
     missing = {}
     for f, d in fdirs.items():
         d.mkdir(parents=True, exist_ok=True)
         have = _existing_ids(d)
         missing[f] = ~all_ids.isin(list(have)) if have else np.ones(len(all_ids), bool)
+    extra_cols: dict[str, np.ndarray] = {}
+    for f in fams:
+        for dep, cols in getattr(get_family(f), "EXTRA_COLUMNS", {}).items():
+            t = load_family(ds, dep)
+            t = t.set_index("id").reindex(all_ids)
+            for c in cols:
+                extra_cols[c] = t[c].to_numpy()
     any_missing = np.zeros(len(all_ids), bool)
     for m in missing.values():
         any_missing |= m
@@ -186,15 +234,16 @@ def scan(name: str, signals: list[str] | tuple[str, ...] = DEFAULT_FAMILIES, wor
         fam_b = [f for f in fams if missing[f][sel].any()]
         items = list(zip(cat["id"].to_numpy()[sel], paths[sel], cat["width"].to_numpy()[sel],
                          cat["height"].to_numpy()[sel]))
-        jobs.append((b, items, fam_b, sel))
+        jobs.append((b, items, fam_b, sel, {c: v[sel] for c, v in extra_cols.items()}))
     computed = {f: 0 for f in fams}
     fresh: dict[str, dict[Path, pd.DataFrame]] = {f: {} for f in fams}
-    emit(progress, "scan", 0, len(todo), "images", message=", ".join(fams))
+    stage = "scan" if set(fams) <= set(DEFAULT_FAMILIES) else "scan:" + "+".join(fams)
+    emit(progress, stage, 0, len(todo), "images", message=", ".join(fams))
     done = 0
     if jobs:
         workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-        sels = {b: sel for b, _, _, sel in jobs}
-        args = [(b, items, fam_b) for b, items, fam_b, _ in jobs]
+        sels = {b: sel for b, _, _, sel, _ in jobs}
+        args = [(b, items, fam_b, extra) for b, items, fam_b, _, extra in jobs]
         pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
         try:
             results = pool.imap_unordered(_work, args) if pool else map(_work, args)
@@ -207,7 +256,7 @@ def scan(name: str, signals: list[str] | tuple[str, ...] = DEFAULT_FAMILIES, wor
                     fresh[f][path] = df
                     computed[f] += int(keep.sum())
                 done += len(sel)
-                emit(progress, "scan", done, len(todo), "images", message=", ".join(fams))
+                emit(progress, stage, done, len(todo), "images", message=", ".join(fams))
         finally:
             if pool is not None:
                 pool.terminate()
@@ -235,7 +284,7 @@ def scan(name: str, signals: list[str] | tuple[str, ...] = DEFAULT_FAMILIES, wor
             if f == "quality":
                 errors = int((table["scan_error"].fillna("") != "").sum())
             if hasattr(mod, "finalize"):
-                derived_jobs.append(side.submit(_write_derived, fdirs[f], mod, table, ds.meta["catalog_hash"]))
+                derived_jobs.append(side.submit(_write_derived, fdirs[f], mod, table, ds.meta["catalog_hash"], ds))
             pending_meta.append((meta_path, {
                 "family": f, "version": mod.VERSION, "rows": int(len(table)), "catalog_hash": ds.meta["catalog_hash"],
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
@@ -245,11 +294,18 @@ def scan(name: str, signals: list[str] | tuple[str, ...] = DEFAULT_FAMILIES, wor
         atomic_write_json(meta_path, meta)
     emit(progress, "finalize", len(fams), len(fams), "families")
     reused = {f: int(len(all_ids) - missing[f].sum()) for f in fams}
-    return ScanResult(name, computed, reused, time.time() - t0, errors)
+    return ScanResult(ds.name, computed, reused, time.time() - t0, errors)
 
 
-def _write_derived(fdir: Path, mod, table: pd.DataFrame, catalog_hash: str) -> None:
-    for key, df in mod.finalize(table).items():
+def _write_derived(fdir: Path, mod, table: pd.DataFrame, catalog_hash: str, ds=None) -> None:
+    import inspect
+
+    if "signals" in inspect.signature(mod.finalize).parameters:
+        cat = ds.catalog[["id", "split", "label"]] if ds is not None else None
+        derived = mod.finalize(table, signals=cat)
+    else:
+        derived = mod.finalize(table)
+    for key, df in derived.items():
         tmp = fdir / f".{key}-{uuid.uuid4().hex}.parquet"
         df.to_parquet(tmp, index=False)
         os.replace(tmp, fdir / f"{key}.parquet")
@@ -295,10 +351,18 @@ def load_signals(name: str, cache=None, require: tuple[str, ...] = ("quality",))
                                f"Run a scan first: Scan button on the Quality page, or `python -m fer_core scan {name}`.")
     out = cat
     for mod in families():
-        t = load_family(ds, mod.FAMILY)
-        if t is None or not status[mod.FAMILY]["complete"]:
+        if not status[mod.FAMILY]["complete"]:
             continue
+        exclude = set(getattr(mod, "LOAD_EXCLUDE", ()))
+        p = family_dir(ds, mod.FAMILY) / "table.parquet"
+        import pyarrow.parquet as pq
+
+        cols = [c for c in pq.ParquetFile(p).schema_arrow.names if c not in exclude]
+        t = pd.read_parquet(p, columns=cols)
         out = out.merge(t, on="id", how="left", validate="one_to_one")
+        scores = load_derived(ds, mod.FAMILY, "scores")
+        if scores is not None:
+            out = out.merge(scores, on="id", how="left", validate="one_to_one")
     out.attrs["dataset"] = name
     out.attrs["catalog_hash"] = ds.meta["catalog_hash"]
     return out

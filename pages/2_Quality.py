@@ -11,7 +11,7 @@ from fer_core import recipe as recipe_mod
 from fer_core.signals.base import COLUMN_META
 from ui import quality_view as qv
 from ui.common import page_done, raw_figure, setup_page
-from ui.curation import (LABEL_ORDER, clickable_montage, current_decisions, current_recipe, fmt_value, inputs_or_scan,
+from ui.curation import (LABEL_ORDER, clickable_montage, face_signals_panel, current_decisions, current_recipe, fmt_value, inputs_or_scan,
                          inspector, recipe_sidebar, summary_sidebar, wkey)
 
 name = setup_page("Quality", "🔍")
@@ -24,6 +24,9 @@ if inputs is None:
 sig = inputs.signals
 rec = current_recipe(name, inputs)
 recipe_sidebar(name, inputs)
+if "face_score" not in sig:
+    with st.expander("Face signals (not computed yet): is it a usable face? near copies, class outliers"):
+        face_signals_panel(name, need="embeddings")
 
 cols = [c for c in recipe_mod.filter_columns() if c in sig and c in rec.filters]
 if "q_signal" not in st.session_state or st.session_state["q_signal"] not in cols:
@@ -42,7 +45,20 @@ def _bind(key: str, col: str, what: str):
             f.max = float(val)
         elif what == "range":
             f.min, f.max = float(val[0]), float(val[1])
+        elif what in ("review_min", "review_max"):
+            setattr(f, what, float(val))
+        elif what == "reject_on":  # review-first signals: switch the (stricter) reject cut on or off
+            side = "min" if meta_of(col).direction == "low" else "max"
+            if val:
+                r = getattr(f, "review_" + side)
+                setattr(f, side, r if r is not None else None)
+            else:
+                setattr(f, side, None)
     return cb
+
+
+def meta_of(c):
+    return COLUMN_META[c]
 
 
 scope_mask = sig["split"].isin(rec.scope).to_numpy()
@@ -76,12 +92,31 @@ with main:
                          format_func=lambda v: f"{v:,.4g}", disabled=not f.enabled)
     else:
         what = "min" if meta.direction == "low" else "max"
-        key = wkey(name, what, col)
-        cur = getattr(f, what)
-        if key not in st.session_state:
-            st.session_state[key] = min(grid, key=lambda g: abs(g - cur)) if cur is not None else (grid[0] if what == "min" else grid[-1])
-        st.select_slider(f"Reject {meta.title.lower()} {'below' if what == 'min' else 'above'}", grid, key=key,
-                         on_change=_bind(key, col, what), format_func=lambda v: f"{v:,.4g}", disabled=not f.enabled)
+        word = "below" if what == "min" else "above"
+        has_review = meta.review_k is not None or meta.review_only or getattr(f, "review_" + what) is not None
+
+        def _slider(label, attr, disabled=False):
+            key = wkey(name, attr, col)
+            cur = getattr(f, attr)
+            if key not in st.session_state:
+                st.session_state[key] = (min(grid, key=lambda g: abs(g - cur)) if cur is not None
+                                         else (grid[0] if what == "min" else grid[-1]))
+            st.select_slider(label, grid, key=key, on_change=_bind(key, col, attr), format_func=lambda v: f"{v:,.4g}",
+                             disabled=disabled or not f.enabled)
+
+        if has_review:
+            _slider(f"Send to review {word}", "review_" + what)
+            rk = wkey(name, "reject_on", col)
+            if rk not in st.session_state:
+                st.session_state[rk] = getattr(f, what) is not None
+            st.checkbox(f"Also reject automatically {word} a stricter cut", key=rk, on_change=_bind(rk, col, "reject_on"),
+                        disabled=not f.enabled)
+            if getattr(f, what) is not None:
+                _slider(f"Reject {word}", what)
+            st.caption("This signal is a review signal: its flagged images go to the Review page's queue; only "
+                       "those past the stricter cut are rejected without a look.")
+        else:
+            _slider(f"Reject {meta.title.lower()} {word}", what)
 
 dec = current_decisions(name, inputs)
 summary_sidebar(inputs, dec)
@@ -89,9 +124,13 @@ summary_sidebar(inputs, dec)
 with main:
     flag_this = recipe_mod.has_reason(dec["reasons"], col)
     only_this = dec["reasons"].to_numpy() == recipe_mod.reason_bit(col)
+    review_this = recipe_mod.has_reason(dec["review"], col) & dec["in_scope"].to_numpy()
     m = st.columns(4)
     m[0].metric("Rejected by this filter", f"{int(flag_this.sum()):,}")
-    m[1].metric("…for this reason only", f"{int(only_this.sum()):,}")
+    if meta.review_k is not None or meta.review_only:
+        m[1].metric("Sent to review by it", f"{int(review_this.sum()):,}")
+    else:
+        m[1].metric("…for this reason only", f"{int(only_this.sum()):,}")
     m[2].metric("Kept overall", f"{int(dec['keep'].sum()):,}")
     m[3].metric("Share of scope rejected here", f"{100 * flag_this.sum() / max(1, scope_mask.sum()):.2f}%")
     labels = sig["label"].to_numpy()
@@ -110,14 +149,17 @@ with main:
     keep_all = dec["keep"].to_numpy()
 
     def _borders(idx):
-        return ["reject" if flag_this[i] else ("keep" if keep_all[i] else "review") for i in idx]
+        return ["reject" if flag_this[i] else "review" if review_this[i] else ("keep" if keep_all[i] else "none")
+                for i in idx]
 
     def _caps(idx):
         return [f"{values[i]:,.3g}" for i in idx]
 
-    st.markdown(f"**Rejected, nearest the cut** ({len(rej_near)} of {int(flag_this.sum()):,}) — red border: rejected by this filter")
+    cut_word = "flagged (review or reject)" if (f.review_min is not None or f.review_max is not None) else "rejected"
+    st.markdown(f"**{cut_word.capitalize()}, nearest the cut** ({len(rej_near)} shown) — red: rejected by this filter; "
+                "orange: sent to review")
     clickable_montage(name, inputs, list(ids[rej_near]), "m_rej", _borders(rej_near), _caps(rej_near))
-    st.markdown("**Kept, nearest the cut** — green: kept; orange: kept by this filter but rejected for another reason")
+    st.markdown("**Kept, nearest the cut** — green: kept; grey: passes this filter but rejected for another reason")
     clickable_montage(name, inputs, list(ids[kept_near]), "m_kept", _borders(kept_near), _caps(kept_near))
     st.markdown(f"**Worst scored** by {meta.title.lower()}")
     clickable_montage(name, inputs, list(ids[worst]), "m_worst", _borders(worst), _caps(worst))

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fer_core import recipe as recipe_mod
+from fer_core import recipe as recipe_mod, store
 from ui.common import page_done, setup_page
 from ui.curation import (clickable_montage, current_decisions, current_recipe, inputs_or_scan, inspector,
                          recipe_sidebar, summary_sidebar, wkey)
@@ -55,7 +55,19 @@ with c[4]:
     _widget(st.selectbox, "Policy", "policy", str, options=list(recipe_mod.POLICIES),
             format_func={"keep_one": "keep one copy per group", "drop_all": "drop every copy",
                          "keep_all": "keep all copies"}.get)
-_widget(st.toggle, "Drop training copies of val/test images (leakage)", "drop_leaked", bool)
+emb_ready = store.family_status(name)["embeddings"]["complete"]
+c2 = st.columns([1.6, 1, 2])
+with c2[0]:
+    _widget(st.toggle, "Drop training copies of val/test images (leakage)", "drop_leaked", bool)
+with c2[1]:
+    _widget(st.toggle, "Embedding copies", "embedding", bool, disabled=not emb_ready,
+            help="Near copies found by SFace face embeddings (re-cropped, re-contrasted, watermarked copies "
+                 "a pixel hash misses)." + ("" if emb_ready else " Compute face signals first (Embedding map page)."))
+with c2[2]:
+    _widget(st.select_slider, "Embedding similarity threshold (cosine)", "embed_threshold", float,
+            options=[round(x, 2) for x in np.arange(0.75, 1.001, 0.01)], disabled=not (emb_ready and dup.embedding),
+            help="Looked at by eye on FER2013: pairs from ~0.78 up are the same photograph (re-cropped, "
+                 "re-contrasted); below, different people and non-faces start to pair up. Default 0.80.")
 
 dec = current_decisions(name, inputs)
 summary_sidebar(inputs, dec)
@@ -81,7 +93,8 @@ main, side = st.columns([3, 1.15])
 ids = sig["id"].to_numpy()
 labels = sig["label"].to_numpy()
 with main:
-    tab_leak, tab_groups = st.tabs(["Leakage (val/test ↔ train)", "Duplicate groups"])
+    tab_leak, tab_groups, tab_id = st.tabs(["Leakage (val/test ↔ train)", "Duplicate groups",
+                                            "Same person across splits"])
     with tab_leak:
         ev = np.flatnonzero(dec["eval_leaked"].to_numpy())
         st.caption(f"{len(ev):,} val/test images have a copy in the training split "
@@ -140,6 +153,27 @@ with main:
                 borders += [None] * pad
                 caps += [""] * pad
             clickable_montage(name, inputs, tiles, "grp_m", borders, caps, ncols=width, tile=64)
+    with tab_id:
+        if not emb_ready:
+            st.info("Needs the face embeddings (compute face signals on the Embedding map page).")
+        else:
+            from fer_core import datasets as _ds
+            idp = store.load_derived(_ds.load(name), "embeddings", "identity")
+            in_dup = set(ids[group >= 0])
+            idp = idp[~(idp["a"].isin(in_dup) & idp["b"].isin(in_dup))].sort_values("similarity", ascending=False)
+            st.caption(f"{len(idp):,} train ↔ val/test pairs whose aligned face embeddings are similar (cosine ≥ 0.45; "
+                       "SFace's same-person threshold is 0.36) but that are not copies of each other: possibly the same "
+                       "person in another photo (identity leakage). Confirm by eye; mark training copies to drop by hand.")
+            per_page = 12
+            pages = max(1, -(-len(idp) // per_page))
+            page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="id_page") if pages > 1 else 1
+            tiles, caps = [], []
+            for a, b, s_ in idp.iloc[(page - 1) * per_page: page * per_page][["a", "b", "similarity"]].itertuples(index=False):
+                pa, pb = np.searchsorted(ids, a), np.searchsorted(ids, b)
+                tiles += [a, b]
+                caps += [f"{split[pa][:2]} {labels[pa][:4]}", f"{split[pb][:2]} {s_:.2f}"]
+            clickable_montage(name, inputs, tiles, "id_m", ["override"] * len(tiles), caps, ncols=6, tile=72)
+
 with side:
     inspector(name, inputs, dec, rec)
 

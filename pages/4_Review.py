@@ -31,12 +31,15 @@ ds = datasets.load(name)
 tab_q, tab_o = st.tabs(["Queue", f"Overrides ({rs.count():,})"])
 
 with tab_q:
-    flags = dec["flags"].to_numpy()
+    flags = dec["flags"].to_numpy() | dec["review"].to_numpy()
     in_scope = dec["in_scope"].to_numpy()
     present = [r for r in recipe_mod.reason_names() if recipe_mod.has_reason(flags, r).any()]
+    QUEUES = {"face_score": "Not a face (face score)", "class_outlier": "Outlier in its class",
+              "knn_disagree": "Neighbours carry other labels", "conflict": "Conflicting labels (copies disagree)"}
     c = st.columns([1.3, 1, 1.3, 1])
-    reason = c[0].selectbox("Reason", ["any"] + present, key="rv_reason", persist_state="session",
-                            format_func=lambda r: "any reason" if r == "any" else r)
+    reason = c[0].selectbox("Queue / reason", ["any"] + [r for r in QUEUES if r in present]
+                            + [r for r in present if r not in QUEUES], key="rv_reason", persist_state="session",
+                            format_func=lambda r: "any reason" if r == "any" else QUEUES.get(r, r))
     label = c[1].selectbox("Label", ["any"] + [l for l in LABEL_ORDER if l in set(sig["label"])], key="rv_label",
                            persist_state="session")
     status = c[2].selectbox("Show", ["to review", "rejected", "kept by hand", "all flagged"], key="rv_status",

@@ -172,3 +172,71 @@ def fer2013_workspace(fer2013_scanned, tmp_path, monkeypatch):
         f.unlink()
     monkeypatch.setenv("FER_CACHE_DIR", str(mine))
     return mine
+
+
+def synthetic_nonfaces(fer_sample) -> dict[str, np.ndarray]:
+    """Non-faces built here: text on a flat background, a blank frame, a random texture, and a real face
+    shrunk into the corner of a large canvas."""
+    import cv2
+
+    out = {}
+    t = np.full((48, 48), 200, np.uint8)
+    cv2.putText(t, "Sorry,", (1, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 30, 1)
+    cv2.putText(t, "image", (1, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 30, 1)
+    cv2.putText(t, "moved", (1, 44), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 30, 1)
+    out["text"] = t
+    out["blank"] = np.full((48, 48), 128, np.uint8)
+    out["texture"] = np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8)
+    face = decode_gray(list(fer_sample.values())[5])
+    canvas = np.full((192, 192), int(face.mean()), np.uint8)
+    canvas[4:52, 4:52] = face
+    out["small_face"] = canvas
+    return out
+
+
+@pytest.fixture(scope="session")
+def faces_store(fer_sample, tmp_path_factory):
+    """A real FER2013 subset plus planted non-faces and a re-cropped, relabelled cross-split copy, with every
+    signal (quality, duplicates, faces, embeddings) computed. Session-wide; tests use copies (faces_ws)."""
+    import cv2
+
+    from fer_core import datasets, store
+
+    cache = tmp_path_factory.mktemp("faces-cache")
+    items = list(fer_sample.items())
+    files = dict(items[::2])                                   # 210 real images
+    for kind, img in synthetic_nonfaces(fer_sample).items():
+        files[f"train/neutral/Training_7{len(files):07d}_{kind}.png"] = encode(img)
+    test_name, test_bytes = next((n, b) for n, b in items[::2] if "PrivateTest" in n and "/happy/" in n)
+    g = decode_gray(test_bytes)
+    recrop = cv2.resize(g[3:-3, 2:-4], (48, 48), interpolation=cv2.INTER_LINEAR)
+    recrop = np.clip((recrop.astype(np.float32) - 128) * 0.85 + 140, 0, 255).astype(np.uint8)
+    files["train/sad/Training_79999999.jpg"] = encode(recrop, ".jpg", 80)   # same photo, other label, in train
+    src = write_tree(cache / "src", files)
+    old = os.environ.get("FER_CACHE_DIR")
+    os.environ["FER_CACHE_DIR"] = str(cache)
+    try:
+        datasets.import_dataset(src, "faces")
+        store.scan("faces", ["quality", "duplicates", "faces", "embeddings"], workers=2)
+    finally:
+        if old is None:
+            os.environ.pop("FER_CACHE_DIR", None)
+        else:
+            os.environ["FER_CACHE_DIR"] = old
+    return cache, {"test_original": test_name, "recrop": "train/sad/Training_79999999.jpg"}
+
+
+@pytest.fixture
+def faces_ws(faces_store, tmp_path, monkeypatch):
+    import subprocess
+
+    cache, info = faces_store
+    mine = tmp_path / "faces-ws"
+    (mine / "datasets").mkdir(parents=True)
+    subprocess.run(["cp", "-al", str(cache / "datasets" / "faces"), str(mine / "datasets" / "faces")], check=True)
+    for f in (mine / "datasets" / "faces").glob("review.sqlite*"):
+        f.unlink()
+    if (cache / "models").exists():
+        subprocess.run(["cp", "-al", str(cache / "models"), str(mine / "models")], check=True)
+    monkeypatch.setenv("FER_CACHE_DIR", str(mine))
+    return mine, info

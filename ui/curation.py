@@ -64,6 +64,42 @@ def inputs_or_scan(name: str) -> dec_mod.Inputs | None:
     return None
 
 
+def face_signals_panel(name: str, need: str = "faces") -> bool:
+    """True when the face signals (``need``: faces or embeddings) are computed; otherwise a panel that
+    says what is missing and offers to compute them in the background."""
+    status = store.family_status(name)
+    if status[need]["complete"] and (need != "embeddings" or status["faces"]["complete"]):
+        if not status["faces_mtcnn"]["complete"] and store.family_available("faces_mtcnn")[0]:
+            with st.expander("Compare with MTCNN"):
+                st.caption("YuNet produces the default face score. MTCNN (TensorFlow) can score the same images for "
+                           "comparison; its column appears as “Face score (MTCNN)” (about a minute for FER2013).")
+                if st.button("Compute MTCNN face scores", key=f"mtcnn_btn_{need}",
+                             disabled=bool(job_manager().active("faces", name))):
+                    job_manager().start("faces", ["scan", name, "--signals", "faces_mtcnn"], dataset=name,
+                                        exclusive=f"dataset-{name}")
+                    st.rerun()
+        return True
+    ok, why = store.family_available(need)
+    if not ok:
+        st.warning(f"Face signals are unavailable: {why}. Everything else in the app works without them.")
+        return False
+    st.info("Face signals (YuNet face validity, SFace embeddings) are computed once per dataset in the background: "
+            "about a minute for the face detector on FER2013 and ~20 minutes for the embeddings on 2 CPU cores. "
+            "They resume if interrupted.")
+    running = job_manager().active("faces", name)
+    if st.button("Compute face signals", type="primary", key=f"faces_btn_{need}", disabled=bool(running)):
+        job_manager().start("faces", ["scan", name, "--signals", "faces,embeddings"], dataset=name,
+                            exclusive=f"dataset-{name}")
+        st.rerun()
+
+    @st.fragment(run_every=1.0)
+    def _face_jobs():
+        render_jobs(kind=("faces",), dataset=name, key=f"faces-{name}")
+
+    _face_jobs()
+    return False
+
+
 # ---- recipe state -------------------------------------------------------------------------------
 
 def _rs(name: str) -> dict:
@@ -346,3 +382,16 @@ def inspector(name: str, inputs: dec_mod.Inputs, dec: pd.DataFrame, rec: recipe_
     if new_label != "—" and st.button("Apply relabel", key=f"ins-relabel-btn-{image_id}"):
         set_override(name, image_id, "relabel", label=new_label)
         st.rerun()
+    if store.family_status(name)["embeddings"]["complete"]:
+        if st.button("Show its nearest neighbours", key=f"ins-nn-{image_id}"):
+            st.session_state["nn_for"] = image_id
+        if st.session_state.get("nn_for") == image_id:
+            from fer_core import embedmap
+
+            nb = embedmap.neighbours(name, image_id, k=12)
+            npos = np.searchsorted(sig["id"].to_numpy(), nb["id"].to_numpy())
+            st.caption("Nearest neighbours (face embedding), most similar first; caption: label · similarity")
+            clickable_montage(name, inputs, nb["id"].tolist(), f"nn_{image_id}",
+                              ["keep" if sig["label"].iat[i] == row["label"] else "review" for i in npos],
+                              [f"{sig['label'].iat[i][:4]} {s:.2f}" for i, s in zip(npos, nb["similarity"])],
+                              ncols=4, tile=64, picker=False)

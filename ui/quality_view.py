@@ -80,6 +80,12 @@ def histogram_figure(col: str, edges: np.ndarray, counts: dict, f: recipe_mod.Fi
             cut(tx(f.min), "left", f"min {f.min:,.4g}")
         if f.max is not None and (not logx or f.max > 0):
             cut(tx(f.max), "right", f"max {f.max:,.4g}")
+        for v, label, anchor in ((f.review_min, "review below", "left"), (f.review_max, "review above", "right")):
+            if v is not None and (not logx or v > 0):
+                shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": tx(v), "x1": tx(v), "y0": 0, "y1": 1,
+                               "line": {"color": "#ff9f1c", "width": 2, "dash": "dash"}})
+                annotations.append({"xref": "x", "yref": "paper", "x": tx(v), "y": 0.92, "showarrow": False,
+                                    "text": f"{label} {v:,.4g}", "xanchor": anchor, "font": {"color": "#c77700"}})
     xaxis = {"title": {"text": f"{meta.title} ({meta.unit})" + (" — log scale" if logx else "")}}
     if logx:
         lo, hi = np.floor(edges[0]), np.ceil(edges[-1])
@@ -128,8 +134,16 @@ def badness(col: str, values: np.ndarray) -> np.ndarray:
     return np.abs(v - med)
 
 
+def effective_cut(f: recipe_mod.Filter) -> recipe_mod.Filter:
+    """The cut the montages show: the review cut where there is one (the borderline a person tunes),
+    otherwise the reject cut."""
+    return recipe_mod.Filter(True, f.review_min if f.review_min is not None else f.min,
+                             f.review_max if f.review_max is not None else f.max)
+
+
 def montage_sets(col: str, values: np.ndarray, in_scope: np.ndarray, f: recipe_mod.Filter, n: int = 24):
-    """Positions of: rejected nearest the cut, kept nearest the cut, worst-scored (all within scope)."""
+    """Positions of: flagged nearest the cut, kept nearest the cut, worst-scored (all within scope)."""
+    f = effective_cut(f)
     logx = use_log(col)
     finite = np.isfinite(values)
     flag = flagged_by(values, f) & in_scope & finite

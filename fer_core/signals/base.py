@@ -22,6 +22,15 @@ class SignalColumn:
     filterable: bool = True     # a recipe can threshold it
     default_enabled: bool = True
     k: float = 4.0              # robust cut at median ± k·MAD (on the transformed scale)
+    review_k: float | None = None  # if set: a second, milder cut that only sends images to review
+    review_only: bool = False   # default recipe sends to review but rejects nothing on this signal
+    # "percentile" defaults (for bounded, confidence-like scores whose bulk is too tight for MAD): the cut is
+    # the q-th percentile of the data, but never above the cap (a clean dataset is not forced to flag q%)
+    default_rule: str = "mad"
+    review_q: float = 1.0
+    reject_q: float = 0.3
+    review_cap: float | None = None
+    reject_cap: float | None = None
     lower_bound: float | None = None  # values are never below this (e.g. 0)
     upper_bound: float | None = None
 
@@ -47,6 +56,9 @@ class ImageBatch:
 FAMILY_MODULES = {
     "quality": "fer_core.signals.quality",
     "duplicates": "fer_core.signals.duplicates",
+    "faces": "fer_core.signals.faces",
+    "embeddings": "fer_core.signals.embeddings",
+    "faces_mtcnn": "fer_core.signals.faces_mtcnn",
 }
 
 

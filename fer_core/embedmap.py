@@ -1,0 +1,88 @@
+"""A 2-D map of the face embeddings (UMAP, or PCA on request), computed once and cached."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+
+import numpy as np
+import pandas as pd
+
+from fer_core import datasets, store
+from fer_core.errors import DatasetError
+from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, emit
+from fer_core.signals import embeddings as emb
+
+METHODS = ("umap", "pca")
+
+
+def vectors(name: str, cache=None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids sorted, (n, 128) float32 vectors): aligned embedding where there is one, else the whole crop."""
+    ds = datasets.load(name, cache)
+    if not store.family_status(name, cache)["embeddings"]["complete"]:
+        raise DatasetError(f"The embeddings of '{name}' are not computed yet.",
+                           f"Compute face signals first (Quality page, or `python -m fer_core scan {name} --signals faces,embeddings`).")
+    t = store.load_family(ds, "embeddings")
+    crop, al = emb.from_blob(t["emb_crop"]), emb.from_blob(t["emb_aligned"])
+    v = np.where(np.all(np.isfinite(al), axis=1)[:, None], al, crop)
+    v = np.nan_to_num(v)
+    return t["id"].to_numpy(), v
+
+
+def map_path(ds, method: str):
+    return store.family_dir(ds, "embeddings") / f"map-{method}.parquet"
+
+
+def load_map(name: str, method: str, cache=None) -> pd.DataFrame | None:
+    ds = datasets.load(name, cache)
+    p = map_path(ds, method)
+    meta = p.with_suffix(".json")
+    if not p.exists() or not meta.exists():
+        return None
+    if json.loads(meta.read_text()).get("catalog_hash") != ds.meta["catalog_hash"]:
+        return None
+    return pd.read_parquet(p)
+
+
+def compute_map(name: str, method: str = "umap", progress: ProgressFn | None = None,
+                cancel: CancelToken | None = None, cache=None) -> pd.DataFrame:
+    if method not in METHODS:
+        raise DatasetError(f"Unknown map method '{method}'.", "Use umap or pca.")
+    ds = datasets.load(name, cache)
+    ids, v = vectors(name, cache)
+    emit(progress, f"map:{method}", 0, 1, "maps", message=f"{len(ids):,} embeddings")
+    t0 = time.time()
+    x = v - v.mean(axis=0)
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        xy = PCA(n_components=2, random_state=0).fit_transform(x)
+    else:
+        import umap
+
+        xy = umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=0).fit_transform(x)
+    out = pd.DataFrame({"id": ids, "x": xy[:, 0].astype(np.float32), "y": xy[:, 1].astype(np.float32)})
+    p = map_path(ds, method)
+    tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:6]}")
+    out.to_parquet(tmp, index=False)
+    os.replace(tmp, p)
+    atomic_write_json(p.with_suffix(".json"), {"catalog_hash": ds.meta["catalog_hash"], "method": method,
+                                               "seconds": round(time.time() - t0, 1), "n": int(len(out))})
+    emit(progress, f"map:{method}", 1, 1, "maps")
+    return out
+
+
+def neighbours(name: str, image_id: str, k: int = 12, cache=None) -> pd.DataFrame:
+    """The k most similar images to ``image_id`` (cosine of the embeddings), most similar first."""
+    ids, v = vectors(name, cache)
+    pos = int(np.searchsorted(ids, image_id))
+    if pos >= len(ids) or ids[pos] != image_id:
+        raise DatasetError(f"No embedding for image {image_id}.", "Scan the embeddings again.")
+    norm = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    sims = norm @ norm[pos]
+    sims[pos] = -np.inf
+    top = np.argpartition(-sims, min(k, len(sims) - 1))[:k]
+    top = top[np.argsort(-sims[top])]
+    return pd.DataFrame({"id": ids[top], "similarity": sims[top]})
