@@ -31,10 +31,12 @@ else:
         ds = datasets.load(n)
         st.markdown(f"- **{n}** — {ds.meta.get('n_images', 0):,} images "
                     f"({ds.meta.get('n_rejected', 0):,} rejected at import), {ds.meta.get('title', '')}")
-cols = st.columns(5)
+cols = st.columns(7)
 for col, (page, label, icon) in zip(cols, [("pages/1_Datasets.py", "Datasets", "📥"), ("pages/2_Quality.py", "Quality", "🔍"),
                                           ("pages/3_Duplicates.py", "Duplicates & leakage", "👯"),
-                                          ("pages/4_Review.py", "Review", "🧐"), ("pages/5_Export.py", "Export", "📦")]):
+                                          ("pages/4_Review.py", "Review", "🧐"), ("pages/5_Export.py", "Export", "📦"),
+                                          ("pages/6_Embedding_map.py", "Embedding map", "🗺️"),
+                                          ("pages/7_Train.py", "Train", "🏋️")]):
     col.page_link(page, label=label, icon=icon)
 
 page_done()

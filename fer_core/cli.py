@@ -188,6 +188,88 @@ def cmd_map(ctx: Ctx) -> int:
     return 0
 
 
+def _fmt_block(b: dict | None) -> str:
+    if not b:
+        return "n/a"
+    lo, hi = b["ci95"]["accuracy"]
+    flo, fhi = b["ci95"]["macro_f1"]
+    return (f"accuracy {b['accuracy']:.4f} [{lo:.4f}, {hi:.4f}], macro-F1 {b['macro_f1']:.4f} [{flo:.4f}, {fhi:.4f}]"
+            f" on {b['n']:,} images")
+
+
+def cmd_labels(ctx: Ctx) -> int:
+    from fer_core.train import labels
+
+    a = ctx.args
+    cfg = labels.LabelsConfig(folds=a.folds, epochs=a.epochs, seed=a.seed,
+                              sources=tuple(s.strip() for s in a.sources.split(",") if s.strip()))
+    res = labels.compute(a.name, cfg, progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache)
+    ctx.bar.close()
+    by = ", ".join(f"{k} {v:.1%}" for k, v in res["oof_accuracy_by_source"].items())
+    ctx.out(f"label signals of {a.name}: {res['train_images']:,} training images, {cfg.folds} folds, sources "
+            f"{'+'.join(res['sources'])}; out-of-fold accuracy {res['oof_accuracy']:.1%} ({by}); cleanlab flags "
+            f"{res['cleanlab_issues']:,}; {res['seconds']:.0f} s")
+    if res.get("note"):
+        ctx.out("note: " + res["note"])
+    ctx.result = {"dataset": a.name, "summary": f"label signals: out-of-fold accuracy {res['oof_accuracy']:.1%}, "
+                  f"{res['cleanlab_issues']:,} flagged by cleanlab"}
+    return 0
+
+
+def cmd_train(ctx: Ctx) -> int:
+    from fer_core.train import runner
+
+    a = ctx.args
+    if a.recipe and a.export:
+        from fer_core.errors import InvalidInput
+        raise InvalidInput("Give --recipe or --export, not both.", "One source per run.")
+    source = "recipe" if a.recipe else "export" if a.export else "raw"
+    m = runner.train(a.name, source, a.recipe, a.export, preset=a.preset, seed=a.seed, run_id=a.run_id,
+                     use_overrides=not a.no_overrides, progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache,
+                     epochs=a.epochs, max_train=a.max_train, balance=a.balance, augment=a.augment)
+    ctx.bar.close()
+    ctx.out(f"run {m['run_id']}: {m['train_images']:,} training images, {m['epochs_run']} epochs, "
+            f"{m['train_seconds']:.0f} s; val accuracy {m['val_accuracy']:.4f}")
+    ctx.out(f"test (official split, untouched): {_fmt_block(m['test'])}")
+    ctx.out(f"test without the {m.get('test_leaked_images', 0):,} images that have a training copy: "
+            f"{_fmt_block(m['test_without_leaked'])}")
+    ctx.result = {"dataset": a.name, "run_id": m["run_id"],
+                  "summary": f"test accuracy {m['test']['accuracy']:.1%}, macro-F1 {m['test']['macro_f1']:.3f}"}
+    return 0
+
+
+def cmd_ab(ctx: Ctx) -> int:
+    from fer_core.train import ab
+
+    a = ctx.args
+    seeds = list(range(a.seed0, a.seed0 + a.seeds))
+    doc = ab.run_ab(a.name, a.recipe, seeds, a.preset, relabel_arm=False if a.no_relabel_arm else None,
+                    progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache, ab_id=a.ab_id, epochs=a.epochs,
+                    max_train=a.max_train)
+    ctx.bar.close()
+    res = doc["result"]
+    for arm, r in res["arms"].items():
+        accs = ", ".join(f"{x['accuracy']:.4f}" for x in r["runs"])
+        ctx.out(f"{arm:8s} test accuracy per seed: {accs} (mean {r['mean_accuracy']:.4f})")
+    for arm, d in res["differences"].items():
+        ctx.out(f"{arm} − raw, full test split: {ab.verdict(d['full'])}")
+        if d.get("without_leaked"):
+            ctx.out(f"{arm} − raw, test without leaked images: {ab.verdict(d['without_leaked'])}")
+    ctx.result = {"dataset": a.name, "ab_id": doc["ab_id"],
+                  "summary": "; ".join(f"{k} − raw {v['full']['difference'] * 100:+.2f} pts" for k, v in res["differences"].items())}
+    return 0
+
+
+def cmd_runs(ctx: Ctx) -> int:
+    from fer_core.train import runner
+
+    for r in runner.list_runs(ctx.args.name, ctx.cache):
+        m = r["metrics"] or {}
+        acc = f"{m['test']['accuracy']:.4f}" if m else "-"
+        ctx.out(f"{r['run_id']:45s} {r['status'].get('state', '?'):9s} {r['config'].get('source', {}).get('kind', '?'):7s} test acc {acc}")
+    return 0
+
+
 def _print_rejected(ctx: Ctx, ds) -> None:
     rej = ds.rejected
     if len(rej):
@@ -307,6 +389,44 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name")
     s.add_argument("--method", choices=["umap", "pca"], default="umap")
     s.set_defaults(fn=cmd_map)
+
+    s = sub.add_parser("labels", help="find label errors: K-fold out-of-fold probabilities ranked by cleanlab")
+    s.add_argument("name")
+    s.add_argument("--folds", type=int, default=4)
+    s.add_argument("--epochs", type=int, default=7, help="CNN epochs per fold")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sources", default="cnn,embeddings", help="cnn and/or embeddings (used when computed)")
+    s.set_defaults(fn=cmd_labels)
+
+    s = sub.add_parser("train", help="train and evaluate on the untouched test split")
+    s.add_argument("name")
+    s.add_argument("--recipe", default=None, help="train on the images this recipe keeps (with overrides)")
+    s.add_argument("--export", default=None, help="train on an export folder")
+    s.add_argument("--preset", default="standard", choices=["smoke", "standard", "full"])
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    s.add_argument("--max-train", type=int, default=None, help="stratified subset of the training images")
+    s.add_argument("--balance", default=None, choices=["none", "class_weight", "sampler"])
+    s.add_argument("--augment", default=None, choices=["none", "light", "standard"])
+    s.add_argument("--run-id", default=None, help=argparse.SUPPRESS)
+    s.add_argument("--no-overrides", action="store_true")
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("ab", help="raw vs curated (and relabel) with the same budget and seeds, paired intervals")
+    s.add_argument("name")
+    s.add_argument("--recipe", required=True)
+    s.add_argument("--preset", default="standard", choices=["smoke", "standard", "full"])
+    s.add_argument("--seeds", type=int, default=3, help="number of seeds")
+    s.add_argument("--seed0", type=int, default=0, help="first seed")
+    s.add_argument("--epochs", type=int, default=None)
+    s.add_argument("--max-train", type=int, default=None)
+    s.add_argument("--no-relabel-arm", action="store_true")
+    s.add_argument("--ab-id", default=None, help=argparse.SUPPRESS)
+    s.set_defaults(fn=cmd_ab)
+
+    s = sub.add_parser("runs", help="list training runs")
+    s.add_argument("name")
+    s.set_defaults(fn=cmd_runs)
 
     for register in COMMANDS.values():
         register(sub)

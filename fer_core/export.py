@@ -188,13 +188,14 @@ def _write(ds, sig, dec, rec, tmp: Path, clahe, csv, overrides, progress, cancel
         files_hash.update(out_rel.encode() + b"\0" + hashlib.blake2b((tmp / out_rel).read_bytes(), digest_size=16).digest())
     n_over = 0 if overrides is None else len(overrides)
     relabels = int(((dec["override"] == "relabel") & dec["in_scope"] & dec["keep"]).sum())
+    auto = int((dec["auto_relabel"] & dec["keep"]).sum()) if "auto_relabel" in dec else 0
     manifest = {
         "format": "fer-export/1",
         "source": {"dataset": ds.name, "catalog_hash": ds.meta["catalog_hash"], "spec": ds.meta.get("spec"),
                    "origin": ds.meta.get("source")},
         "recipe": rec.to_dict(),
         "recipe_fingerprint": rec.fingerprint(),
-        "overrides": {"count": n_over, "relabels_applied": relabels,
+        "overrides": {"count": n_over, "relabels_applied": relabels, "policy_relabels": auto,
                       "rejects_applied": int(recipe_mod.has_reason(dec["reasons"], "manual").sum()),
                       "keeps_applied": int(((dec["override"] == "keep") & dec["in_scope"]).sum())},
         "counts": {"before": _counts(full, "label"), "after": _counts(sel, "label_final"),

@@ -75,6 +75,15 @@ class Duplicates:
                                    # below, different people and non-faces start to pair up)
 
 
+LABEL_POLICIES = ("drop", "relabel")
+
+
+@dataclass
+class LabelPolicy:
+    """What happens to images below the ``label_quality`` reject cut (when label signals exist)."""
+    policy: str = "drop"          # drop: reject them; relabel: keep them under the suggested label
+
+
 @dataclass
 class Recipe:
     name: str = "default"
@@ -83,12 +92,13 @@ class Recipe:
     duplicates: Duplicates = field(default_factory=Duplicates)
     derived_from: dict = field(default_factory=dict)
     notes: str = ""
+    labels: LabelPolicy = field(default_factory=LabelPolicy)
 
     # -- serialisation
     def to_dict(self) -> dict:
         d = {"format": FORMAT, "name": self.name, "scope": list(self.scope),
              "filters": {k: {kk: _clean(vv) for kk, vv in asdict(f).items()} for k, f in self.filters.items()},
-             "duplicates": asdict(self.duplicates), "derived_from": self.derived_from}
+             "duplicates": asdict(self.duplicates), "labels": asdict(self.labels), "derived_from": self.derived_from}
         if self.notes:
             d["notes"] = self.notes
         return d
@@ -126,7 +136,10 @@ class Recipe:
         bad = set(scope) - set(SPLIT_ORDER)
         if bad:
             raise InvalidInput(f"Unknown split(s) in scope: {sorted(bad)}.", "Use train, val and/or test.")
-        return cls(str(d.get("name", "recipe")), scope, filters, dup, d.get("derived_from") or {}, d.get("notes", ""))
+        lp = LabelPolicy(**{k: v for k, v in (d.get("labels") or {}).items() if k in LabelPolicy.__dataclass_fields__})
+        if lp.policy not in LABEL_POLICIES:
+            raise InvalidInput(f"Unknown label policy '{lp.policy}'.", "Use drop or relabel.")
+        return cls(str(d.get("name", "recipe")), scope, filters, dup, d.get("derived_from") or {}, d.get("notes", ""), lp)
 
     @classmethod
     def load(cls, path: str | Path) -> "Recipe":
@@ -355,6 +368,14 @@ def decide(signals: pd.DataFrame, recipe: Recipe, overrides: pd.DataFrame | None
             review[v < f.review_min] |= bit
         if f.review_max is not None:
             review[v > f.review_max] |= bit
+    # label issues under the relabel policy: kept, under the suggested label (a keep override reverses it)
+    auto_relabel = np.zeros(n, bool)
+    if (recipe.labels.policy == "relabel" and "label_quality" in names and "suggested_label" in signals):
+        bit = 1 << names.index("label_quality")
+        cand = ((flags & bit) != 0) & (signals["suggested_label"].to_numpy(dtype=object) != signals["label"].to_numpy(dtype=object))
+        cand &= pd.notna(signals["suggested_label"]).to_numpy()
+        flags[cand] &= ~bit
+        auto_relabel = cand
     # duplicates and leakage
     if isinstance(pairs, pd.DataFrame) or pairs is None:
         pairs = Pairs.from_frame(pairs, ids)
@@ -399,6 +420,9 @@ def decide(signals: pd.DataFrame, recipe: Recipe, overrides: pd.DataFrame | None
     # overrides: recorded for every image, applied within the recipe's scope
     override = np.full(n, "", dtype=object)
     label_final = signals["label"].to_numpy(dtype=object).copy()
+    auto_relabel &= in_scope
+    if auto_relabel.any():
+        label_final[auto_relabel] = signals["suggested_label"].to_numpy(dtype=object)[auto_relabel]
     if overrides is not None and len(overrides):
         oid = overrides["image_id"].to_numpy()
         pos = np.searchsorted(ids, oid)
@@ -409,6 +433,9 @@ def decide(signals: pd.DataFrame, recipe: Recipe, overrides: pd.DataFrame | None
         override[pos] = ov["action"].to_numpy()
         relabel = (ov["action"].to_numpy() == "relabel") & in_scope[pos]
         label_final[pos[relabel]] = ov["label"].to_numpy()[relabel]
+        reverse = (ov["action"].to_numpy() != "relabel") & auto_relabel[pos]  # a person's keep/reject wins
+        label_final[pos[reverse]] = signals["label"].to_numpy(dtype=object)[pos[reverse]]
+        auto_relabel[pos[reverse]] = False
     manual = (override == "reject") & in_scope
     reasons = np.where(in_scope, flags, 0)
     reasons[manual] |= reason_bit("manual")
@@ -416,7 +443,7 @@ def decide(signals: pd.DataFrame, recipe: Recipe, overrides: pd.DataFrame | None
     review &= ~flags  # an image already flagged for rejection on a signal is not also "to review" on it
     return pd.DataFrame({"id": ids, "keep": keep, "reasons": reasons, "flags": flags, "review": review,
                          "group": group, "representative": rep, "eval_leaked": eval_leaked, "override": override,
-                         "label_final": label_final, "in_scope": in_scope})
+                         "label_final": label_final, "in_scope": in_scope, "auto_relabel": auto_relabel})
 
 
 def reasons_text(bits: np.ndarray | pd.Series, sep: str = ";") -> np.ndarray:
@@ -471,6 +498,8 @@ def summarize(signals: pd.DataFrame, decisions: pd.DataFrame) -> dict:
     override = decisions["override"].to_numpy()
     out["overridden"] = int((override != "").sum())
     out["relabelled"] = int(((override == "relabel") & decisions["in_scope"].to_numpy()).sum())
+    if "auto_relabel" in decisions:
+        out["auto_relabelled"] = int((decisions["auto_relabel"].to_numpy() & keep).sum())
     g = decisions["group"].to_numpy()
     out["duplicate_groups"] = int(len(np.unique(g[g >= 0])))
     split = signals["split"].to_numpy()
@@ -498,6 +527,8 @@ def format_summary(s: dict) -> str:
                  f"({s['train_leak_copies']:,} training copies flagged)")
     if s.get("to_review"):
         lines.append("sent to review (not rejected): " + ", ".join(f"{k} {v:,}" for k, v in s["to_review"].items()))
+    if s.get("auto_relabelled"):
+        lines.append(f"relabelled to the suggested label (label policy 'relabel'): {s['auto_relabelled']:,}")
     if s["overridden"]:
         lines.append(f"manual overrides: {s['overridden']:,} ({s['relabelled']:,} relabels applied)")
     return "\n".join(lines)

@@ -28,13 +28,18 @@ summary_sidebar(inputs, dec)
 rs = review_store(name)
 ds = datasets.load(name)
 
-tab_q, tab_o = st.tabs(["Queue", f"Overrides ({rs.count():,})"])
+tab_q, tab_l, tab_o = st.tabs(["Queue", "Label issues", f"Overrides ({rs.count():,})"])
+
+with tab_l:
+    from ui.labels_view import label_issues_tab
+
+    label_issues_tab(name, inputs, dec, rec, rs)
 
 with tab_q:
     flags = dec["flags"].to_numpy() | dec["review"].to_numpy()
     in_scope = dec["in_scope"].to_numpy()
     present = [r for r in recipe_mod.reason_names() if recipe_mod.has_reason(flags, r).any()]
-    QUEUES = {"face_score": "Not a face (face score)", "class_outlier": "Outlier in its class",
+    QUEUES = {"label_quality": "Label issues (label quality)", "face_score": "Not a face (face score)", "class_outlier": "Outlier in its class",
               "knn_disagree": "Neighbours carry other labels", "conflict": "Conflicting labels (copies disagree)"}
     c = st.columns([1.3, 1, 1.3, 1])
     reason = c[0].selectbox("Queue / reason", ["any"] + [r for r in QUEUES if r in present]

@@ -6,6 +6,7 @@ import io
 import os
 import shutil
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -156,6 +157,10 @@ def fer2013_scanned(fer2013_store):
 
     cache, res = fer2013_store
     store.scan("fer2013", cache=cache)
+    from fer_core import datasets
+    from fer_core.train import data
+
+    data.pixels(datasets.load("fer2013", cache))   # the training pixel cache, shared (hard links) by workspaces
     return cache, res
 
 
@@ -240,3 +245,65 @@ def faces_ws(faces_store, tmp_path, monkeypatch):
         subprocess.run(["cp", "-al", str(cache / "models"), str(mine / "models")], check=True)
     monkeypatch.setenv("FER_CACHE_DIR", str(mine))
     return mine, info
+
+
+# ---- label errors: real FER2013 training images with planted noise ----------------------------------------
+
+@pytest.fixture(scope="session")
+def noisy_store(fer_zip, fer_members, tmp_path_factory):
+    """3,500 real FER2013 training images (+ small val/test) with 5% of the labels flipped on purpose."""
+    import os
+
+    from fer_core import datasets, store
+
+    rng = np.random.default_rng(42)
+    train = [n for n in fer_members if n.startswith("train/")]
+    test = [n for n in fer_members if n.startswith("test/")]
+    pick = sorted(rng.choice(train, 3500, replace=False))
+    labels = sorted({n.split("/")[1] for n in train})
+    flip = set(rng.choice(pick, int(0.05 * len(pick)), replace=False))
+    files = {}
+    import zipfile
+    with zipfile.ZipFile(fer_zip) as zf:
+        for n in pick:
+            lab = n.split("/")[1]
+            if n in flip:
+                lab = labels[(labels.index(lab) + int(rng.integers(1, len(labels)))) % len(labels)]
+            files[f"train/{lab}/{n.rsplit('/', 1)[1]}"] = zf.read(n)
+        for n in rng.choice(test, 300, replace=False):
+            files[n] = zf.read(n)
+    cache = tmp_path_factory.mktemp("noisy-cache")
+    old = os.environ.get("FER_CACHE_DIR")
+    os.environ["FER_CACHE_DIR"] = str(cache)
+    try:
+        src = tmp_path_factory.mktemp("noisy-src")
+        for rel, data in files.items():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            (src / rel).write_bytes(data)
+        datasets.import_dataset(src, "noisy")
+        store.scan("noisy", workers=2)
+    finally:
+        if old is None:
+            os.environ.pop("FER_CACHE_DIR", None)
+        else:
+            os.environ["FER_CACHE_DIR"] = old
+    flipped_names = {n.rsplit("/", 1)[1] for n in flip}
+    return cache, flipped_names
+
+
+@pytest.fixture(scope="session")
+def noisy_labelled(noisy_store):
+    """The label signals of the planted-noise dataset (computed once, through the CLI)."""
+    import os
+    import subprocess
+    import sys
+
+    cache, flipped = noisy_store
+    t = time.time()
+    out = subprocess.run([sys.executable, "-m", "fer_core", "--quiet", "--cache", str(cache), "labels", "noisy",
+                          "--folds", "3", "--epochs", "6"], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent)))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return cache, flipped, out.stdout, time.time() - t
+
+

@@ -35,8 +35,7 @@ def scan_stamp(name: str) -> tuple | None:
     if not (st_["quality"]["complete"] and st_["duplicates"]["complete"]):
         return None
     ds = datasets.load(name)
-    return (ds.meta["catalog_hash"], st_["quality"]["finished"], st_["duplicates"]["finished"],
-            st_["quality"]["version"], st_["duplicates"]["version"])
+    return (ds.meta["catalog_hash"],) + tuple((f, v["version"], v["finished"]) for f, v in st_.items() if v["complete"])
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading signals…")
@@ -108,10 +107,14 @@ def _rs(name: str) -> dict:
 
 def recipe_state(name: str, inputs: dec_mod.Inputs) -> dict:
     rs = _rs(name)
-    if rs.get("catalog_hash") != inputs.catalog_hash or "recipe" not in rs:
+    cols = tuple(c for c in recipe_mod.filter_columns() if c in inputs.signals)
+    untouched_default = rs.get("name", "").startswith("default") and rs.get("saved_fp") == rs.get("recipe", recipe_mod.Recipe()).fingerprint()
+    if (rs.get("catalog_hash") != inputs.catalog_hash or "recipe" not in rs
+            or (rs.get("columns") != cols and untouched_default)):  # new signals (faces, labels) join the default
         rec = recipe_mod.default_recipe(inputs.signals, name="default")
-        rs.update({"recipe": rec, "name": "default (data-derived)", "saved_fp": rec.fingerprint(), "epoch": 0,
-                   "catalog_hash": inputs.catalog_hash})
+        rs.update({"recipe": rec, "name": "default (data-derived)", "saved_fp": rec.fingerprint(),
+                   "epoch": rs.get("epoch", 0) + 1, "catalog_hash": inputs.catalog_hash})
+    rs["columns"] = cols
     return rs
 
 
@@ -183,6 +186,14 @@ def recipe_sidebar(name: str, inputs: dec_mod.Inputs) -> None:
             if st.button("Reset to data-derived defaults", key=f"rreset-{name}"):
                 rec = recipe_mod.default_recipe(inputs.signals, name="default")
                 set_recipe(name, rec, "default (data-derived)", saved=True)
+                st.rerun()
+        if "label_quality" in inputs.signals:
+            pol = st.radio("Label issues below the cut", ["drop", "relabel"], horizontal=True,
+                           index=["drop", "relabel"].index(rs["recipe"].labels.policy), key=wkey(name, "label_policy"),
+                           help="drop: reject them; relabel: keep them under the suggested label (a keep override "
+                           "on an image reverses its relabel). The cut is the Label quality filter.")
+            if pol != rs["recipe"].labels.policy:
+                rs["recipe"].labels.policy = pol
                 st.rerun()
         if msg := st.session_state.pop("_recipe_msg", None):
             st.success(msg)

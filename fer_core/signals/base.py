@@ -59,6 +59,7 @@ FAMILY_MODULES = {
     "faces": "fer_core.signals.faces",
     "embeddings": "fer_core.signals.embeddings",
     "faces_mtcnn": "fer_core.signals.faces_mtcnn",
+    "labels": "fer_core.signals.labels",
 }
 
 

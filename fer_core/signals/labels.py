@@ -1,0 +1,33 @@
+"""Label-error signals: written by ``python -m fer_core labels NAME`` (K-fold out-of-fold probabilities
+turned into per-image scores by cleanlab), not by the image scan. Stored like every other family
+(``signals/labels/v<VERSION>/table.parquet`` + ``meta.json``) so recipes, histograms and review queues
+use them the same way. Training images only; val/test rows are empty (NaN)."""
+
+from __future__ import annotations
+
+from fer_core.signals.base import SignalColumn
+
+FAMILY = "labels"
+VERSION = 1
+SCANNED = False   # not computed by the image scan
+_F = FAMILY
+
+COLUMNS = [
+    SignalColumn("label_quality", _F, "Label quality", "cleanlab self-confidence: the out-of-fold probability "
+                 "of the given label (average of the CNN folds and the face-embedding classifier). Low = the label "
+                 "is probably wrong.", "low", "probability", lower_bound=0, upper_bound=1,
+                 default_rule="percentile", review_q=8.0, reject_q=3.0),
+    SignalColumn("label_issue", _F, "Label issue (cleanlab)", "cleanlab's find_label_issues flag (prune by noise "
+                 "rate). With a ~56%-accurate model it flags far too many images to drop blindly: the recipe cuts "
+                 "on label_quality instead.", "none", filterable=False),
+    SignalColumn("suggested_label", _F, "Suggested label", "The most probable label out of fold.", "none",
+                 filterable=False),
+    SignalColumn("label_rank", _F, "Label issue rank", "1 = most likely mislabelled (ties broken by the margin "
+                 "of the suggested label, then by id).", "none", filterable=False),
+    SignalColumn("label_top3", _F, "Top-3 probabilities", "The three most probable labels out of fold.", "none",
+                 filterable=False),
+]
+
+
+def available() -> tuple[bool, str]:
+    return False, "label signals come from `python -m fer_core labels NAME` (or the Train page), not from a scan"

@@ -1,0 +1,147 @@
+"""Raw vs curated: train both arms (and "relabel instead of drop" when label signals exist) with the same
+architecture, budget and seeds; report each arm on the untouched test split and the paired difference.
+
+Result: ``cache/datasets/<name>/ab/<ab_id>.json`` (written after every finished run, so a long A/B shows
+partial results as partial: ``complete`` stays false until every run is done).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from fer_core import datasets, store
+from fer_core.errors import InvalidInput
+from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, emit
+from fer_core.train import runner
+
+
+def ab_root(name: str, cache=None) -> Path:
+    p = datasets.load(name, cache).home / "ab"
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def arms_for(name: str, recipe, relabel_arm: bool | None = None, cache=None) -> list[tuple[str, str, object]]:
+    """[(arm, source, recipe)]: raw, curated, and relabel (label signals present and not switched off)."""
+    arms = [("raw", "raw", None), ("curated", "recipe", recipe)]
+    has_labels = store.family_status(name, cache)["labels"]["complete"]
+    if relabel_arm is None:
+        relabel_arm = has_labels
+    if relabel_arm:
+        if not has_labels:
+            raise InvalidInput("The relabel arm needs label signals.", f"Run `python -m fer_core labels {name}` first.")
+        r2 = recipe.copy()
+        r2.labels.policy = "relabel"
+        r2.name = f"{recipe.name} (relabel)"
+        arms.append(("relabel", "recipe", r2))
+    return arms
+
+
+def summarize(name: str, runs: dict[str, list[str]], cache=None) -> dict:
+    """Per arm: metrics of each finished run; paired differences of each arm against raw."""
+    from fer_core.train.evaluate import paired_difference
+
+    out = {"arms": {}, "differences": {}}
+    correct = {}
+    ids_ref = None
+    for arm, run_ids in runs.items():
+        rows, cs = [], []
+        for rid in run_ids:
+            info = runner.run_info(name, rid, cache)
+            m = info["metrics"]
+            if not m:
+                continue
+            rows.append({"run_id": rid, "seed": m["seed"], "accuracy": m["test"]["accuracy"],
+                         "macro_f1": m["test"]["macro_f1"],
+                         "accuracy_without_leaked": (m["test_without_leaked"] or {}).get("accuracy"),
+                         "ci95": m["test"]["ci95"], "train_images": m["train_images"], "epochs_run": m["epochs_run"],
+                         "history": info["history"]})
+            probs = np.load(info["dir"] / "test_probs.npy")
+            ids = json.loads((info["dir"] / "test_ids.json").read_text())
+            ids_ref = ids_ref or ids
+            if ids != ids_ref:
+                raise InvalidInput("The arms were evaluated on different test sets.", "Re-run the A/B.")
+            cs.append((m["seed"], probs.argmax(1)))
+        accs = [r["accuracy"] for r in rows]
+        out["arms"][arm] = {"runs": rows, "mean_accuracy": float(np.mean(accs)) if accs else None,
+                            "sd_accuracy": float(np.std(accs, ddof=1)) if len(accs) > 1 else None}
+        correct[arm] = dict(cs)
+    if ids_ref is not None:
+        from fer_core.train import data as data_mod
+
+        ds = datasets.load(name, cache)
+        cat = ds.catalog.set_index("id")
+        first = next(r for a in runs.values() for r in a if runner.run_info(name, r, cache)["metrics"])
+        classes = runner.run_info(name, first, cache)["metrics"]["classes"]
+        y = np.array([classes.index(l) for l in cat.loc[ids_ref, "label"]])
+        leaked = data_mod.test_leakage(name, cache)
+        for arm in correct:
+            if arm == "raw" or not correct.get("raw"):
+                continue
+            seeds = sorted(set(correct["raw"]) & set(correct[arm]))
+            if not seeds:
+                continue
+            a = np.stack([correct["raw"][s] == y for s in seeds])
+            b = np.stack([correct[arm][s] == y for s in seeds])
+            d = {"seeds": seeds, "full": paired_difference(a, b)}
+            if leaked is not None:
+                d["without_leaked"] = paired_difference(a[:, ~leaked], b[:, ~leaked])
+            out["differences"][arm] = d
+    return out
+
+
+def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabel_arm: bool | None = None,
+           progress: ProgressFn | None = None, cancel: CancelToken | None = None, cache=None,
+           ab_id: str | None = None, **preset_changes) -> dict:
+    from fer_core import recipe as recipe_mod
+
+    if isinstance(recipe, (str, Path)):
+        recipe = recipe_mod.Recipe.load(recipe)
+    arms = arms_for(name, recipe, relabel_arm, cache)
+    ab_id = ab_id or f"{time.strftime('%Y%m%d-%H%M%S')}-ab-{uuid.uuid4().hex[:4]}"
+    path = ab_root(name, cache) / f"{ab_id}.json"
+    runs: dict[str, list[str]] = {a: [] for a, _, _ in arms}
+    total = len(arms) * len(seeds)
+    doc = {"ab_id": ab_id, "dataset": name, "preset": preset, "seeds": list(seeds), "recipe": recipe.to_dict(),
+           "arms": [a for a, _, _ in arms], "runs": runs, "complete": False, "created": time.time()}
+    atomic_write_json(path, doc)
+    k = 0
+    for seed in seeds:               # seed-major: a stopped A/B still has paired arms
+        for arm, source, rec in arms:
+            emit(progress, "ab", k, total, "runs", message=f"{arm}, seed {seed}")
+            rid = runner.new_run_id(preset, seed) + f"-{arm}"
+            runs[arm].append(rid)
+            atomic_write_json(path, doc)
+            runner.train(name, source, rec, preset=preset, seed=seed, run_id=rid, group=ab_id, arm=arm,
+                         progress=progress, cancel=cancel, cache=cache, **preset_changes)
+            k += 1
+            doc["result"] = summarize(name, runs, cache)
+            atomic_write_json(path, doc)
+    emit(progress, "ab", total, total, "runs")
+    doc["complete"] = True
+    doc["finished"] = time.time()
+    atomic_write_json(path, doc)
+    return doc
+
+
+def list_ab(name: str, cache=None) -> list[dict]:
+    out = []
+    for p in sorted(ab_root(name, cache).glob("*.json"), reverse=True):
+        try:
+            out.append(json.loads(p.read_text()))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def verdict(diff: dict) -> str:
+    d, (lo, hi) = diff["difference"], diff["ci95"]
+    pts = f"{d * 100:+.2f} points (95% interval {lo * 100:+.2f} to {hi * 100:+.2f})"
+    if lo <= 0 <= hi:
+        return f"{pts}: within noise — no measurable difference."
+    return f"{pts}: {'better' if d > 0 else 'worse'} than raw, beyond noise."

@@ -1,0 +1,44 @@
+"""Training presets. Throughput figures: bench/RESULTS.md (bench/bench_train.py)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from fer_core.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    model: str = "compact"
+    width: int = 32              # compact: channels of the first block
+    epochs: int = 30
+    batch_size: int = 128
+    optimizer: str = "adam"      # adam | sgd (nesterov)
+    lr: float = 1e-3
+    patience: int | None = 6     # early stopping on val accuracy (best weights restored); None = no stopping
+    augment: str = "standard"    # none | light | standard
+    balance: str = "none"        # none | class_weight | sampler
+    max_train: int | None = None  # stratified subset of the training images (smoke)
+    tta: bool = True             # horizontal-flip test-time augmentation
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS = {
+    # about a minute on a 2-core CPU: for tests and a first look
+    "smoke": Preset("smoke", width=16, epochs=4, batch_size=64, lr=2e-3, patience=None, augment="light",
+                    max_train=5000),
+    # CPU-friendly: tens of minutes on 2 cores for FER2013; long enough to start memorising noisy labels
+    "standard": Preset("standard", width=32, epochs=24, batch_size=128, lr=1e-3, patience=6),
+    # GPU schedule aimed at the published ~73% single-model PrivateTest accuracy (residual network, SGD)
+    "full": Preset("full", model="residual", epochs=120, batch_size=128, optimizer="sgd", lr=0.05, patience=25),
+}
+
+
+def get(name: str, **changes) -> Preset:
+    if name not in PRESETS:
+        raise InvalidInput(f"Unknown preset '{name}'.", "Use " + ", ".join(PRESETS) + ".")
+    changes = {k: v for k, v in changes.items() if v is not None}
+    return replace(PRESETS[name], **changes)

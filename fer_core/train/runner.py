@@ -1,0 +1,232 @@
+"""One training run: assemble data, fit with early stopping on val, evaluate on the untouched test split.
+
+Run folder ``cache/datasets/<name>/runs/<run_id>/``::
+
+    config.json     source, recipe, preset, seed, classes, data sizes
+    status.json     running | done | cancelled | failed (+ error), replaced atomically
+    history.json    one row per finished epoch (loss, accuracy, val_loss, val_accuracy, images/s, seconds)
+    metrics.json    test and leakage-aware test metrics with 95% bootstrap intervals (done runs only)
+    test_probs.npy  class probabilities per test image (sorted by id), for paired comparisons
+    model.keras     the trained model — written last, atomically: a cancelled or failed run never has one
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from fer_core import datasets
+from fer_core.errors import Cancelled, FerError
+from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, check_cancel, emit
+from fer_core.train import data as data_mod
+from fer_core.train import presets as presets_mod
+
+
+def runs_root(name: str, cache=None) -> Path:
+    p = datasets.load(name, cache).home / "runs"
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def new_run_id(preset: str, seed: int) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}-s{seed}-{uuid.uuid4().hex[:4]}"
+
+
+def _compile(model, p: presets_mod.Preset, steps_per_epoch: int):
+    import keras
+
+    if p.optimizer == "sgd":
+        sched = keras.optimizers.schedules.CosineDecay(p.lr, decay_steps=max(1, p.epochs * steps_per_epoch),
+                                                       warmup_target=None)
+        opt = keras.optimizers.SGD(sched, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    else:
+        opt = keras.optimizers.Adam(p.lr)
+    loss = keras.losses.SparseCategoricalCrossentropy()
+    model.compile(optimizer=opt, loss=loss, metrics=["accuracy"], jit_compile=False)
+    return model
+
+
+def predict(model, x: np.ndarray, tta: bool = True, batch_size: int = 512) -> np.ndarray:
+    xf = x[..., None].astype(np.float32)
+    p = model.predict(xf, batch_size=batch_size, verbose=0)
+    if tta:
+        p = (p + model.predict(xf[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
+    return p.astype(np.float32)
+
+
+def fit(x: np.ndarray, y: np.ndarray, n_classes: int, p: presets_mod.Preset, seed: int,
+        val: tuple[np.ndarray, np.ndarray] | None = None, progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None, history_path: Path | None = None, stage: str = "train"):
+    """Build and train a model of preset ``p``; returns (model, history rows). Raises Cancelled."""
+    import keras
+
+    from fer_core.train import augment, model as model_mod
+
+    device = model_mod.configure_device(seed)
+    size = x.shape[1]
+    kw = {"width": p.width} if p.model == "compact" else {}
+    model = model_mod.build(p.model, size, n_classes, **kw)
+    feeder = augment.make_feeder(x, y, p.batch_size, seed, p.augment, "sampler" if p.balance == "sampler" else "none")
+    steps = len(feeder)
+    _compile(model, p, steps)
+    rows: list[dict] = []
+    total = steps * p.epochs
+
+    class _Cb(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.t0 = time.time()
+            self.done = 0
+            self.last = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+            self.te = time.time()
+            self.seen = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.done += 1
+            self.seen += min(p.batch_size, len(y) - batch * p.batch_size)
+            if cancel is not None and cancel.cancelled:
+                self.model.stop_training = True
+                raise Cancelled("Training cancelled.")
+            now = time.time()
+            if now - self.last > 0.5 or self.done == total:
+                self.last = now
+                el = now - self.te
+                ips = self.seen / el if el > 0 else 0.0
+                rate = self.done / max(now - self.t0, 1e-9)
+                emit(progress, stage, self.done, total, "steps",
+                     message=f"epoch {self.epoch + 1}/{p.epochs} · {ips:,.0f} images/s",
+                     epoch=self.epoch + 1, epochs=p.epochs, step=batch + 1, steps=steps,
+                     images_per_s=round(ips, 1), eta_s=round((total - self.done) / rate, 1) if rate else None,
+                     loss=float((logs or {}).get("loss", np.nan)))
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            sec = time.time() - self.te
+            lr = self.model.optimizer.learning_rate
+            row = {"epoch": epoch + 1, "seconds": round(sec, 2), "images_per_s": round(len(y) / max(sec, 1e-9), 1),
+                   "lr": float(lr.numpy() if hasattr(lr, "numpy") else lr)}
+            row.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
+            rows.append(row)
+            if history_path is not None:
+                atomic_write_json(history_path, rows)
+
+    cbs = [_Cb()]
+    vd = None
+    if val is not None and len(val[1]):
+        vd = (val[0][..., None].astype(np.float32), val[1])
+        if p.patience is not None:
+            cbs.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=p.patience,
+                                                     restore_best_weights=True, verbose=0))
+        if p.optimizer == "adam":
+            cbs.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                         patience=max(2, (p.patience or 6) // 2), verbose=0))
+    cw = augment.class_weights(y, n_classes) if p.balance == "class_weight" else None
+    emit(progress, stage, 0, total, "steps", message=f"epoch 1/{p.epochs} ({device})")
+    model.fit(feeder, epochs=p.epochs, validation_data=vd, callbacks=cbs, class_weight=cw, verbose=0,
+              validation_batch_size=512)
+    check_cancel(cancel)
+    return model, rows
+
+
+def train(name: str, source: str = "raw", recipe=None, export_dir=None, preset: str = "smoke", seed: int = 0,
+          use_overrides: bool = True, run_id: str | None = None, group: str | None = None, arm: str | None = None,
+          progress: ProgressFn | None = None, cancel: CancelToken | None = None, cache=None,
+          n_boot: int = 1000, **preset_changes) -> dict:
+    """Train and evaluate one run; returns its metrics dict (also in the run folder)."""
+    p = presets_mod.get(preset, **preset_changes)
+    run_id = run_id or new_run_id(p.name, seed)
+    rdir = runs_root(name, cache) / run_id
+    rdir.mkdir(parents=True, exist_ok=False)
+    status = {"state": "running", "pid": os.getpid(), "started": time.time()}
+    atomic_write_json(rdir / "status.json", status)
+    try:
+        td = data_mod.assemble(name, source, recipe, use_overrides, export_dir, max_train=p.max_train, seed=seed,
+                               cache=cache, progress=progress, cancel=cancel)
+        config = {"run_id": run_id, "dataset": name, "source": td.source, "preset": p.to_dict(), "seed": seed,
+                  "classes": td.classes, "group": group, "arm": arm,
+                  "sizes": {"train": len(td.train), "val": len(td.val), "test": len(td.test)},
+                  "train_label_counts": {c: int((td.train.y == i).sum()) for i, c in enumerate(td.classes)},
+                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        atomic_write_json(rdir / "config.json", config)
+        t0 = time.time()
+        model, hist = fit(td.train.x, td.train.y, len(td.classes), p, seed, (td.val.x, td.val.y), progress, cancel,
+                          rdir / "history.json")
+        train_s = time.time() - t0
+        emit(progress, "evaluate", 0, 1, "runs")
+        probs = predict(model, td.test.x, p.tta)
+        val_probs = predict(model, td.val.x, p.tta)
+        check_cancel(cancel)
+        from fer_core.train.evaluate import evaluate
+
+        metrics = evaluate(td.test.y, probs, td.classes, td.test_leaked, n_boot=n_boot, seed=seed)
+        metrics.update({"run_id": run_id, "dataset": name, "arm": arm, "group": group, "seed": seed, "preset": p.name,
+                        "val_accuracy": float((val_probs.argmax(1) == td.val.y).mean()),
+                        "epochs_run": len(hist), "train_seconds": round(train_s, 1),
+                        "train_images": len(td.train), "best_epoch": int(np.argmax([h.get("val_accuracy", 0) for h in hist]) + 1)
+                        if hist else None})
+        np.save(rdir / "test_probs.npy", probs)
+        atomic_write_json(rdir / "test_ids.json", [str(i) for i in td.test.ids])
+        atomic_write_json(rdir / "metrics.json", metrics)
+        tmp = rdir / f".model-{uuid.uuid4().hex[:6]}.keras"
+        model.save(tmp)
+        os.replace(tmp, rdir / "model.keras")
+        atomic_write_json(rdir / "status.json", {**status, "state": "done", "finished": time.time()})
+        emit(progress, "evaluate", 1, 1, "runs")
+        return metrics
+    except Cancelled:
+        for f in rdir.glob(".model-*"):
+            f.unlink(missing_ok=True)
+        atomic_write_json(rdir / "status.json", {**status, "state": "cancelled", "finished": time.time()})
+        raise
+    except FerError as exc:
+        atomic_write_json(rdir / "status.json", {**status, "state": "failed", "error": exc.to_dict(), "finished": time.time()})
+        raise
+    except Exception as exc:
+        atomic_write_json(rdir / "status.json", {**status, "state": "failed", "finished": time.time(),
+                                                 "error": {"code": "bug", "message": f"{type(exc).__name__}: {exc}", "hint": ""}})
+        raise
+
+
+def _read(p: Path, default=None):
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+
+
+def run_info(name: str, run_id: str, cache=None) -> dict:
+    rdir = runs_root(name, cache) / run_id
+    st = _read(rdir / "status.json", {}) or {}
+    if st.get("state") == "running" and not _pid_alive(st.get("pid")):
+        st["state"] = "failed"
+        st["error"] = {"code": "died", "message": "The training process ended without finishing.", "hint": "Run it again."}
+    return {"run_id": run_id, "dir": rdir, "status": st, "config": _read(rdir / "config.json", {}) or {},
+            "history": _read(rdir / "history.json", []) or [], "metrics": _read(rdir / "metrics.json"),
+            "model": (rdir / "model.keras") if (rdir / "model.keras").exists() and st.get("state") == "done" else None}
+
+
+def list_runs(name: str, cache=None) -> list[dict]:
+    root = runs_root(name, cache)
+    return [run_info(name, d.name, cache) for d in sorted(root.iterdir(), reverse=True) if d.is_dir()]
+
+
+def delete_run(name: str, run_id: str, cache=None) -> None:
+    shutil.rmtree(runs_root(name, cache) / run_id, ignore_errors=True)

@@ -1,0 +1,318 @@
+"""Train: does the curation help? Train on the raw data, a recipe or an export; evaluate on the untouched test
+split (full and without leaked copies, 95% intervals); find label issues (K-fold + cleanlab); compare raw vs
+curated with the same budget and seeds. Every run is a background job with live progress and curves."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from fer_core import datasets, decisions as dec_mod, export, store
+from fer_core.train import ab as ab_mod, presets, runner
+from ui.common import job_manager, page_done, raw_figure, render_jobs, setup_page, show_error
+from ui.curation import current_recipe, dirty, recipe_state, scan_stamp
+
+name = setup_page("Train", "🏋️")
+st.title("🏋️ Train and evaluate")
+if not name:
+    st.stop()
+ds = datasets.load(name)
+jm = job_manager()
+st.caption("Training answers one question: *did my curation help?* Models are always evaluated on the official "
+           "test split, untouched (FER2013: PrivateTest); validation (PublicTest) only chooses the epoch. "
+           "Figures come with 95% bootstrap intervals, and again without the test images that have a copy in "
+           "the training split.")
+
+scanned = scan_stamp(name) is not None
+inputs = None
+if scanned:
+    from ui.curation import _load_inputs
+
+    inputs = _load_inputs(name, scan_stamp(name))
+
+
+def _recipe_file(rec) -> str:
+    p = dec_mod.recipes_dir(name) / "_runs"
+    p.mkdir(exist_ok=True)
+    f = p / f"{rec.fingerprint()}.yaml"
+    if not f.exists():
+        rec.save(f)
+    return str(f)
+
+
+def _curves(rows_by_name: dict[str, list[dict]], key: str, height: int = 260) -> None:
+    data = []
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    for k, (nm, rows) in enumerate(rows_by_name.items()):
+        if not rows:
+            continue
+        ep = [r["epoch"] for r in rows]
+        c = colors[k % len(colors)]
+        data.append({"type": "scatter", "mode": "lines+markers", "x": ep, "y": [r.get("accuracy") for r in rows],
+                     "name": f"{nm} train acc", "line": {"color": c, "dash": "dot"}})
+        if any("val_accuracy" in r for r in rows):
+            data.append({"type": "scatter", "mode": "lines+markers", "x": ep, "y": [r.get("val_accuracy") for r in rows],
+                         "name": f"{nm} val acc", "line": {"color": c}})
+        data.append({"type": "scatter", "mode": "lines", "x": ep, "y": [r.get("loss") for r in rows],
+                     "name": f"{nm} train loss", "yaxis": "y2", "line": {"color": c, "width": 1}, "opacity": 0.5})
+    fig = {"data": data, "layout": {"height": height, "margin": {"l": 0, "r": 0, "t": 10, "b": 0},
+                                    "xaxis": {"title": {"text": "epoch"}}, "yaxis": {"title": {"text": "accuracy"}},
+                                    "yaxis2": {"overlaying": "y", "side": "right", "title": {"text": "loss"},
+                                               "showgrid": False},
+                                    "legend": {"orientation": "h", "y": -0.25}}}
+    st.plotly_chart(raw_figure(fig), width="stretch", key=key)
+
+
+tab_train, tab_labels, tab_ab, tab_runs = st.tabs(["Train", "Label issues", "Raw vs curated (A/B)", "Runs"])
+
+# ---- train ------------------------------------------------------------------------------------------------
+with tab_train:
+    c = st.columns([1.4, 1, 1, 1])
+    sources = ["raw dataset"] + (["current recipe"] if scanned else [])
+    saved = sorted(p.stem for p in dec_mod.recipes_dir(name).glob("*.yaml"))
+    if saved:
+        sources.append("saved recipe")
+    exports = [e for e in export.list_exports() if e["manifest"]["source"]["dataset"] == name]
+    if exports:
+        sources.append("export")
+    src = c[0].selectbox("Train on", sources, key="tr_src", persist_state="session")
+    preset = c[1].selectbox("Preset", list(presets.PRESETS), index=0, key="tr_preset", persist_state="session",
+                            help="smoke: about a minute (3-5k images); standard: tens of minutes on CPU; "
+                                 "full: a GPU schedule (residual network)")
+    seed = c[2].number_input("Seed", 0, 10_000, 0, key="tr_seed")
+    balance = c[3].selectbox("Class balance", ["none", "class_weight", "sampler"], key="tr_bal", persist_state="session")
+    argv = ["train", name, "--preset", preset, "--seed", str(int(seed)), "--balance", balance]
+    extra = st.columns([2, 1])
+    if src == "current recipe" and inputs is not None:
+        rec = current_recipe(name, inputs)
+        rs = recipe_state(name, inputs)
+        extra[0].caption(f"Recipe `{rs['name']}`{' (unsaved changes)' if dirty(name) else ''} with your overrides "
+                         "and accepted relabels.")
+        argv += ["--recipe", _recipe_file(rec)]
+    elif src == "saved recipe":
+        pick = extra[0].selectbox("Recipe", saved, key="tr_saved")
+        argv += ["--recipe", str(dec_mod.recipes_dir(name) / f"{pick}.yaml")]
+    elif src == "export":
+        pick = extra[0].selectbox("Export", [e["name"] for e in exports], key="tr_export")
+        argv += ["--export", str(next(e["path"] for e in exports if e["name"] == pick))]
+    aug = extra[1].selectbox("Augmentation", ["preset default", "none", "light", "standard"], key="tr_aug")
+    if aug != "preset default":
+        argv += ["--augment", aug]
+    busy = bool(jm.active(("train", "ab", "labels"), name))
+    if st.button("Start training", type="primary", key="tr_start"):
+        run_id = runner.new_run_id(preset, int(seed))
+        jm.start("train", argv + ["--run-id", run_id], dataset=name, exclusive=f"train-{name}",
+                 label=f"{preset} on {src}")
+        st.session_state["tr_watch"] = run_id
+        st.rerun()
+    if busy:
+        st.caption("Another training job of this dataset is running: a new one waits in the queue.")
+
+    @st.fragment(run_every=1.0)
+    def _live():
+        render_jobs(kind=("train",), dataset=name, key=f"train-{name}", on_done_rerun=False)
+        rid = st.session_state.get("tr_watch")
+        if not rid:
+            runs = runner.list_runs(name)
+            rid = runs[0]["run_id"] if runs else None
+        if not rid:
+            return
+        try:
+            info = runner.run_info(name, rid)
+        except Exception:  # noqa: BLE001 - the run folder may not exist yet (job starting)
+            return
+        state = info["status"].get("state", "starting")
+        hist = info["history"]
+        finished_seen = st.session_state.setdefault("tr_finished_seen", {})
+        if rid not in finished_seen:
+            finished_seen[rid] = state in ("done", "failed", "cancelled")
+        elif not finished_seen[rid] and state in ("done", "failed", "cancelled"):
+            finished_seen[rid] = True
+            st.rerun(scope="app")   # the Runs tab and the runs table show the new result
+        st.markdown(f"**Run `{rid}`** — {state}" + (f", {len(hist)} epoch(s) done" if hist else ""))
+        if hist:
+            _curves({"run": hist}, key=f"live-{rid}-{len(hist)}")
+        if state == "done" and info["metrics"]:
+            m = info["metrics"]
+            st.success(f"Test accuracy {m['test']['accuracy']:.1%} "
+                       f"(95% interval {m['test']['ci95']['accuracy'][0]:.1%}–{m['test']['ci95']['accuracy'][1]:.1%}), "
+                       f"macro-F1 {m['test']['macro_f1']:.3f}. Details in the Runs tab.")
+        elif state == "cancelled":
+            st.warning("This run was cancelled: no model was kept and it is not reported as finished.")
+        elif state == "failed":
+            err = info["status"].get("error") or {}
+            st.error(f"This run failed: {err.get('message', 'see the job log')}")
+
+    _live()
+
+# ---- label issues -----------------------------------------------------------------------------------------
+with tab_labels:
+    lst = store.family_status(name)["labels"]
+    emb_ok = store.family_status(name)["embeddings"]["complete"]
+    if lst["complete"]:
+        meta = json.loads((store.family_dir(ds, "labels") / "meta.json").read_text())
+        st.success(f"Label signals computed {meta.get('finished')}: out-of-fold accuracy {meta['oof_accuracy']:.1%} "
+                   f"({', '.join(f'{k} {v:.1%}' for k, v in meta['oof_accuracy_by_source'].items())}); cleanlab flags "
+                   f"{meta['cleanlab_issues']:,} of {meta['train_images']:,} training images — too many to drop blindly: "
+                   "the recipe cuts on *label quality* (default: the lowest 3% dropped, the lowest 8% to review). "
+                   "Review them on the Review page → Label issues.")
+    else:
+        st.info("Label issues are found by training the compact CNN on K−1 folds and predicting the held-out fold "
+                "(every training image gets an out-of-fold prediction), plus a classifier over the face embeddings "
+                "when they are computed; cleanlab ranks the images whose given label the models find least likely.")
+    if not emb_ok:
+        st.caption("Face embeddings are not computed: only the CNN will be used (the embedding classifier flags "
+                   "different images; compute embeddings on the Embedding map page for a better ranking).")
+    c = st.columns(3)
+    folds = c[0].number_input("Folds", 2, 10, 4, key="lb_folds")
+    epochs = c[1].number_input("CNN epochs per fold", 1, 50, 7, key="lb_epochs")
+    lseed = c[2].number_input("Seed", 0, 10_000, 0, key="lb_seed")
+    if st.button("Find label issues" if not lst["complete"] else "Recompute label issues", type="primary", key="lb_start"):
+        jm.start("labels", ["labels", name, "--folds", str(int(folds)), "--epochs", str(int(epochs)),
+                            "--seed", str(int(lseed))], dataset=name, exclusive=f"train-{name}")
+        st.rerun()
+
+    @st.fragment(run_every=1.0)
+    def _labels_jobs():
+        render_jobs(kind=("labels",), dataset=name, key=f"labels-{name}")
+
+    _labels_jobs()
+
+# ---- A/B --------------------------------------------------------------------------------------------------
+with tab_ab:
+    if not scanned:
+        st.info("The A/B compares the raw data with a recipe: scan the signals first (Quality page).")
+    else:
+        rec = current_recipe(name, inputs)
+        st.markdown("Trains **raw** (every training image, original labels) and **curated** (the current recipe "
+                    "with your overrides) with the same architecture, budget and seeds"
+                    + (", plus **relabel** (label issues relabelled instead of dropped)" if lst["complete"] else "")
+                    + "; evaluates each on the untouched test split; reports the paired difference with its 95% "
+                    "interval (over seeds and test images).")
+        c = st.columns(3)
+        ab_preset = c[0].selectbox("Preset", list(presets.PRESETS), index=1, key="ab_preset", persist_state="session")
+        n_seeds = c[1].number_input("Seeds", 1, 10, 3, key="ab_seeds")
+        rel = c[2].checkbox("Relabel arm", value=lst["complete"], disabled=not lst["complete"], key="ab_rel")
+        if st.button("Compare raw vs curated", type="primary", key="ab_start"):
+            argv = ["ab", name, "--recipe", _recipe_file(rec), "--preset", ab_preset, "--seeds", str(int(n_seeds))]
+            if not rel:
+                argv.append("--no-relabel-arm")
+            jm.start("ab", argv, dataset=name, exclusive=f"train-{name}")
+            st.rerun()
+
+        @st.fragment(run_every=2.0)
+        def _ab_live():
+            render_jobs(kind=("ab",), dataset=name, key=f"ab-{name}", on_done_rerun=False)
+            docs = ab_mod.list_ab(name)
+            if not docs:
+                return
+            doc = docs[0]
+            res = doc.get("result")
+            st.markdown(f"**A/B `{doc['ab_id']}`** — preset {doc['preset']}, seeds {doc['seeds']}"
+                        + ("" if doc.get("complete") else " — *partial: not every run has finished*"))
+            if not res:
+                return
+            rows = []
+            for arm, r in res["arms"].items():
+                for x in r["runs"]:
+                    rows.append({"arm": arm, "seed": x["seed"], "test accuracy": x["accuracy"], "macro-F1": x["macro_f1"],
+                                 "acc. without leaked": x["accuracy_without_leaked"], "training images": x["train_images"],
+                                 "epochs": x["epochs_run"]})
+            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+            for arm, d in res["differences"].items():
+                msg = f"**{arm} − raw** (full test split): {ab_mod.verdict(d['full'])}"
+                if d.get("without_leaked"):
+                    msg += f"  \nwithout the leaked test images: {ab_mod.verdict(d['without_leaked'])}"
+                (st.info if d["full"]["within_noise"] else st.success if d["full"]["difference"] > 0 else st.warning)(msg)
+            st.caption("Learning curves of every arm (the first seed): curation can only help once a model trains "
+                       "long enough to memorise noisy labels.")
+            _curves({arm: (r["runs"][0]["history"] if r["runs"] else []) for arm, r in res["arms"].items()},
+                    key=f"ab-curves-{doc['ab_id']}-{sum(len(r['runs']) for r in res['arms'].values())}")
+
+        _ab_live()
+
+# ---- runs -------------------------------------------------------------------------------------------------
+with tab_runs:
+    runs = runner.list_runs(name)
+    if not runs:
+        st.info("No runs yet.")
+    else:
+        table = []
+        for r in runs:
+            m = r["metrics"] or {}
+            cfg = r["config"]
+            table.append({"run": r["run_id"], "state": r["status"].get("state"),
+                          "source": (cfg.get("source") or {}).get("kind"), "arm": cfg.get("arm"),
+                          "preset": (cfg.get("preset") or {}).get("name"), "seed": cfg.get("seed"),
+                          "train images": (cfg.get("sizes") or {}).get("train"),
+                          "test acc": m.get("test", {}).get("accuracy"),
+                          "macro-F1": m.get("test", {}).get("macro_f1"),
+                          "acc. w/o leaked": (m.get("test_without_leaked") or {}).get("accuracy"),
+                          "epochs": m.get("epochs_run")})
+        tdf = pd.DataFrame(table)
+        ev = st.dataframe(tdf, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
+                          key="runs_table")
+        sel = ev.selection.rows if ev is not None and ev.selection.rows else [0]
+        chosen = [runs[i] for i in sel]
+        if len(chosen) > 1:
+            st.markdown("**Compare**")
+            _curves({r["run_id"][-12:]: r["history"] for r in chosen}, key="cmp-curves")
+        r = chosen[0]
+        m = r["metrics"]
+        st.markdown(f"### Run `{r['run_id']}`")
+        if not m:
+            st.warning(f"This run is {r['status'].get('state')}: it has no results"
+                       + (" (cancelled runs keep no model)." if r['status'].get('state') == 'cancelled' else "."))
+        else:
+            t, tl = m["test"], m["test_without_leaked"]
+            k = st.columns(4)
+            k[0].metric("Test accuracy", f"{t['accuracy']:.1%}",
+                        help=f"95% interval {t['ci95']['accuracy'][0]:.1%}–{t['ci95']['accuracy'][1]:.1%} on {t['n']:,} images")
+            k[1].metric("Macro-F1", f"{t['macro_f1']:.3f}",
+                        help=f"95% interval {t['ci95']['macro_f1'][0]:.3f}–{t['ci95']['macro_f1'][1]:.3f}")
+            if tl:
+                k[2].metric("Accuracy without leaked test images", f"{tl['accuracy']:.1%}",
+                            help=f"{m.get('test_leaked_images', 0):,} test images with a training copy left out; 95% "
+                                 f"interval {tl['ci95']['accuracy'][0]:.1%}–{tl['ci95']['accuracy'][1]:.1%}")
+            k[3].metric("Val accuracy (model selection)", f"{m['val_accuracy']:.1%}")
+            st.caption(f"95% intervals: accuracy {t['ci95']['accuracy'][0]:.1%}–{t['ci95']['accuracy'][1]:.1%}, "
+                       f"macro-F1 {t['ci95']['macro_f1'][0]:.3f}–{t['ci95']['macro_f1'][1]:.3f}; "
+                       f"{m['train_images']:,} training images, {m['epochs_run']} epochs (best {m.get('best_epoch')}), "
+                       f"{m['train_seconds']:.0f} s.")
+            cc = st.columns([1.2, 1])
+            with cc[0]:
+                cls = m["classes"]
+                conf = np.array(t["confusion"])
+                rown = conf / np.maximum(conf.sum(1, keepdims=True), 1)
+                fig = {"data": [{"type": "heatmap", "z": rown.round(3).tolist(), "x": cls, "y": cls,
+                                 "colorscale": "Blues", "text": conf.tolist(), "texttemplate": "%{text}",
+                                 "hovertemplate": "true %{y} → predicted %{x}: %{text} (%{z:.0%} of the row)<extra></extra>"}],
+                       "layout": {"height": 380, "margin": {"l": 0, "r": 0, "t": 30, "b": 0},
+                                  "title": {"text": "Confusion matrix (rows: true label; colour: share of the row)"},
+                                  "xaxis": {"title": {"text": "predicted"}}, "yaxis": {"autorange": "reversed"}}}
+                st.plotly_chart(raw_figure(fig), width="stretch", key=f"conf-{r['run_id']}")
+            with cc[1]:
+                rec_ = t["per_class_recall"]
+                fig = {"data": [{"type": "bar", "x": list(rec_), "y": [v if v is not None else 0 for v in rec_.values()],
+                                 "text": [f"{v:.0%}" if v is not None else "" for v in rec_.values()], "textposition": "auto"}],
+                       "layout": {"height": 380, "margin": {"l": 0, "r": 0, "t": 30, "b": 0},
+                                  "title": {"text": "Recall per class"}, "yaxis": {"range": [0, 1]}}}
+                st.plotly_chart(raw_figure(fig), width="stretch", key=f"recall-{r['run_id']}")
+            _curves({"run": r["history"]}, key=f"curves-{r['run_id']}")
+            d = st.columns(3)
+            d[0].download_button("Download metrics (JSON)", json.dumps(m, indent=1), file_name=f"{r['run_id']}-metrics.json",
+                                 mime="application/json", key=f"dl-m-{r['run_id']}")
+            if r["model"] is not None:
+                d[1].download_button("Download model (.keras)", r["model"].read_bytes(), file_name=f"{r['run_id']}.keras",
+                                     key=f"dl-k-{r['run_id']}")
+        with st.expander("Run configuration"):
+            st.json(r["config"])
+        if st.button("Delete this run", key=f"del-{r['run_id']}",
+                     disabled=r["status"].get("state") == "running"):
+            runner.delete_run(name, r["run_id"])
+            st.rerun()
+
+page_done()

@@ -1,0 +1,81 @@
+"""AppTest: the Train page starts a smoke run and shows progress and results; the Label-issues queue accepts a
+relabel (stored as an override)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+from fer_core import datasets, review
+
+pytestmark = pytest.mark.slow
+
+
+def _page(path):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.run()
+    at.switch_page(path)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_train_page_runs_a_smoke_job_and_shows_results(fer2013_workspace):
+    from fer_core.train import runner
+
+    at = _page("pages/7_Train.py")
+    assert at.selectbox(key="tr_src").options[:2] == ["raw dataset", "current recipe"]
+    at.selectbox(key="tr_preset").select("smoke")
+    at.button(key="tr_start").click()
+    at.run()
+    rid = at.session_state["tr_watch"]
+    seen_progress = False
+    deadline = time.time() + 400
+    while time.time() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        texts = [p.proto.text for p in at.get("progress")] if at.get("progress") else []
+        seen_progress |= any("train:" in t and "images/s" in t for t in texts)
+        if runner.run_info("fer2013", rid)["status"].get("state") in ("done", "failed", "cancelled"):
+            break
+        time.sleep(1.0)
+    info = runner.run_info("fer2013", rid)
+    assert info["status"]["state"] == "done", info["status"]
+    assert seen_progress
+    at.run()
+    assert any("Test accuracy" in s.value for s in at.success), [s.value for s in at.success]
+    # the Runs tab: metrics of the selected (latest) run
+    labels = [m.label for m in at.metric]
+    assert "Test accuracy" in labels and "Macro-F1" in labels and "Accuracy without leaked test images" in labels
+    acc = next(m.value for m in at.metric if m.label == "Test accuracy")
+    assert acc == f"{info['metrics']['test']['accuracy']:.1%}"
+
+
+def test_label_issues_queue_accepts_a_relabel(noisy_labelled, tmp_path, monkeypatch):
+    import subprocess
+
+    cache, _, _, _ = noisy_labelled
+    mine = tmp_path / "ws"
+    (mine / "datasets").mkdir(parents=True)
+    subprocess.run(["cp", "-a", str(cache / "datasets" / "noisy"), str(mine / "datasets" / "noisy")], check=True)
+    monkeypatch.setenv("FER_CACHE_DIR", str(mine))
+    at = _page("pages/4_Review.py")
+    rel = [b for b in at.button if b.key and b.key.startswith("li_rel_") and not b.disabled]
+    assert rel, "no label issue offered"
+    iid = rel[0].key[len("li_rel_"):]
+    suggested = rel[0].label.split("→")[1].strip()
+    rel[0].click()
+    at.run()
+    assert not at.exception, at.exception
+    ov = review.store_for(datasets.load("noisy")).overrides()
+    assert list(ov["image_id"]) == [iid] and ov["action"].iat[0] == "relabel" and ov["label"].iat[0] == suggested
+    # "Keep as is" on the next one is stored too, and the first no longer shows among the undecided
+    keep = next(b for b in at.button if b.key and b.key.startswith("li_keep_"))
+    assert keep.key != f"li_keep_{iid}"
+    keep.click()
+    at.run()
+    ov = review.store_for(datasets.load("noisy")).overrides()
+    assert len(ov) == 2 and set(ov["action"]) == {"relabel", "keep"}

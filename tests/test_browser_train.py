@@ -1,0 +1,43 @@
+"""Real browser: start a smoke training run from the Train page, watch its progress move, see the confusion
+matrix of the finished run."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from browser import browser_page, shot, streamlit_server, wait_app_idle
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_smoke_run_from_the_browser(fer2013_workspace):
+    with streamlit_server({"FER_CACHE_DIR": str(fer2013_workspace)}) as url, browser_page(1400, 1400) as page:
+        page.goto(f"{url}/Train")
+        wait_app_idle(page)
+        page.get_by_role("button", name="Start training").click()
+        # progress: the step counter of the train stage must move while we watch
+        seen = []
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            bars = page.locator('[data-testid="stProgress"]')
+            texts = [bars.nth(i).inner_text() for i in range(bars.count())]
+            for t in texts:
+                m = re.search(r"train: ([\d,]+) / ([\d,]+)", t)
+                if m:
+                    seen.append(int(m.group(1).replace(",", "")))
+            if len(set(seen)) >= 3 or page.get_by_text("Test accuracy", exact=False).count():
+                break
+            time.sleep(0.5)
+        assert len(set(seen)) >= 2, f"no moving progress seen: {seen}"
+        shot(page, "train-progress")
+        page.get_by_text(re.compile(r"Test accuracy \d")).first.wait_for(timeout=300_000)
+        wait_app_idle(page)
+        page.get_by_role("tab", name="Runs").click()
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.js-plotly-plot')].some(p => p.data && p.data.some(d => d.type === 'heatmap'))",
+            timeout=60_000)
+        assert page.get_by_text("Confusion matrix").first.is_visible()
+        shot(page, "train-results")

@@ -1,0 +1,124 @@
+"""The "Label issues" review queue: per class, the images most likely mislabelled first, each large enough
+to judge, with its given and suggested label, the model's top-3 probabilities and its nearest neighbours;
+one click accepts the relabel, drops the image, or keeps it as it is (all stored as overrides)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from fer_core import datasets, store
+from fer_core.montage import load_gray_or_color
+from ui.curation import LABEL_ORDER, session_author, set_override
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _unit_vectors(name: str, stamp: str):
+    from fer_core import embedmap
+
+    ids, v = embedmap.vectors(name)
+    return ids, v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+def _neighbours(name: str, image_ids: list[str], k: int) -> dict[str, pd.DataFrame]:
+    """k nearest faces of each image, one matrix product for the whole page."""
+    stamp = str(store.family_status(name)["embeddings"].get("finished"))
+    ids, u = _unit_vectors(name, stamp)
+    pos = np.searchsorted(ids, image_ids)
+    ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == np.asarray(image_ids, dtype=object))
+    out = {}
+    if not ok.any():
+        return out
+    sims = u[pos[ok]] @ u.T
+    sims[np.arange(len(sims)), pos[ok]] = -np.inf
+    top = np.argpartition(-sims, k, axis=1)[:, :k]
+    for r, iid in enumerate(np.asarray(image_ids, dtype=object)[ok]):
+        t = top[r][np.argsort(-sims[r, top[r]])]
+        out[iid] = pd.DataFrame({"id": ids[t], "similarity": sims[r, t]})
+    return out
+
+
+def label_issues_tab(name: str, inputs, dec: pd.DataFrame, rec, rs) -> None:
+    sig = inputs.signals
+    if "label_quality" not in sig:
+        st.info("No label signals yet. They come from K-fold training: start **Find label issues** on the "
+                "Train page, or run `python -m fer_core labels " + name + "`.")
+        return
+    meta = store.family_status(name)["labels"]
+    ds = datasets.load(name)
+    q = sig["label_quality"].to_numpy(np.float64, na_value=np.nan)
+    f = rec.filters.get("label_quality")
+    cut = f.min if f is not None and f.enabled else None
+    rcut = f.review_min if f is not None and f.enabled else None
+    st.caption(f"Out-of-fold label check of {int(np.isfinite(q).sum()):,} training images "
+               f"(finished {meta.get('finished') or '?'}). Recipe cut: label quality < "
+               f"{cut if cut is None else f'{cut:.3f}'} is {'relabelled' if rec.labels.policy == 'relabel' else 'dropped'}"
+               f"; < {rcut if rcut is None else f'{rcut:.3f}'} goes to review. Change the cut and the policy on the "
+               "Quality page (signal *Label quality*) or in the recipe file.")
+    c = st.columns([1.2, 1.2, 1, 1])
+    labs = [l for l in LABEL_ORDER if l in set(sig["label"])]
+    label = c[0].selectbox("Given label", ["any"] + labs, key="li_label", persist_state="session")
+    show_mode = c[1].selectbox("Show", ["undecided", "decided by hand", "all"], key="li_mode", persist_state="session")
+    limit = rcut if rcut is not None else np.nanpercentile(q, 8)
+    mask = np.isfinite(q) & (q < limit)
+    if label != "any":
+        mask &= sig["label"].to_numpy() == label
+    ov = dec["override"].to_numpy()
+    if show_mode == "undecided":
+        mask &= ov == ""
+    elif show_mode == "decided by hand":
+        mask &= ov != ""
+    idx = np.flatnonzero(mask)
+    idx = idx[np.argsort(sig["label_rank"].to_numpy()[idx], kind="stable")]
+    per_page = 20
+    pages = max(1, -(-len(idx) // per_page))
+    page = c[2].number_input(f"Page (of {pages})", 1, pages, 1, key="li_page")
+    if c[3].button("Undo my last action", key="li_undo"):
+        rs.undo(author=session_author())
+        st.rerun()
+    st.caption(f"{len(idx):,} images below the review cut match, most likely mislabelled first.")
+    show = idx[(page - 1) * per_page: page * per_page]
+    ids = sig["id"].to_numpy()
+    has_emb = store.family_status(name)["embeddings"]["complete"]
+    nbs = _neighbours(name, [ids[i] for i in show], 8) if has_emb and len(show) else {}
+    for i in show:
+        iid = ids[i]
+        given, sugg = sig["label"].iat[i], sig["suggested_label"].iat[i]
+        cols = st.columns([1.1, 2.2, 2.4])
+        with cols[0]:
+            st.image(load_gray_or_color(ds.image_path(sig["path"].iat[i])), width=144)
+        with cols[1]:
+            state = "kept" if dec["keep"].iat[i] else "dropped"
+            final = dec["label_final"].iat[i]
+            hand = {"keep": "kept as is by hand", "reject": "dropped by hand", "relabel": f"relabelled by hand → {final}"}.get(ov[i], "")
+            st.markdown(f"**given:** {given} → **suggested:** {sugg}  \n"
+                        f"label quality {sig['label_quality'].iat[i]:.3f} · rank {int(sig['label_rank'].iat[i]):,}  \n"
+                        f"top-3: {sig['label_top3'].iat[i]}  \n"
+                        f"now: **{state}**{' as ' + final if state == 'kept' and final != given else ''}"
+                        f"{' · ' + hand if hand else ''}")
+            b = st.columns(3)
+            if b[0].button(f"Relabel → {sugg}", key=f"li_rel_{iid}", disabled=sugg == given, type="primary"):
+                set_override(name, [iid], "relabel", label=sugg)
+                st.rerun()
+            if b[1].button("Drop", key=f"li_drop_{iid}"):
+                set_override(name, [iid], "reject")
+                st.rerun()
+            if b[2].button("Keep as is", key=f"li_keep_{iid}"):
+                set_override(name, [iid], "keep")
+                st.rerun()
+            other = st.selectbox("or relabel as", ["—"] + [l for l in LABEL_ORDER if l != given], key=f"li_other_{iid}")
+            if other != "—" and st.button("Apply", key=f"li_other_btn_{iid}"):
+                set_override(name, [iid], "relabel", label=other)
+                st.rerun()
+        with cols[2]:
+            if iid in nbs:
+                nb = nbs[iid]
+                npos = np.searchsorted(ids, nb["id"].to_numpy())
+                imgs = [load_gray_or_color(ds.image_path(sig["path"].iat[j])) for j in npos]
+                st.image(imgs, width=56, caption=[f"{sig['label'].iat[j][:4]} {s:.2f}" for j, s in
+                                                  zip(npos, nb["similarity"])])
+                st.caption("nearest faces (embedding): label · similarity")
+            else:
+                st.caption("Neighbours need the face embeddings (Embedding map page).")
+        st.divider()
