@@ -251,3 +251,27 @@ def test_unknown_label_policy_is_refused():
 
     with pytest.raises(InvalidInput):
         recipe_mod.Recipe.from_dict({"labels": {"policy": "guess"}})
+
+
+@pytest.mark.slow
+def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer2013_workspace):
+    from fer_core import decisions, recipe as recipe_mod
+    from fer_core.train import ab
+
+    rec = recipe_mod.default_recipe(decisions.load_inputs("fer2013").signals)
+    doc = ab.run_ab("fer2013", rec, seeds=[0], preset="smoke", epochs=1, max_train=1200)
+    assert doc["complete"] and doc["arms"] == ["raw", "curated"]      # no label signals → no relabel arm
+    res = doc["result"]
+    raw, cur = res["arms"]["raw"]["runs"][0], res["arms"]["curated"]["runs"][0]
+    assert raw["seed"] == cur["seed"] == 0 and raw["history"] and cur["history"]
+    d = res["differences"]["curated"]
+    assert d["full"]["difference"] == pytest.approx(cur["accuracy"] - raw["accuracy"], abs=1e-9)
+    lo, hi = d["full"]["ci95"]
+    assert lo <= d["full"]["difference"] <= hi
+    assert d["without_leaked"] is not None
+    text = ab.verdict(d["full"])
+    assert ("within noise" in text) == (lo <= 0 <= hi)
+    saved = ab.list_ab("fer2013")[0]
+    assert saved["ab_id"] == doc["ab_id"] and saved["complete"]
+    with pytest.raises(Exception):
+        ab.arms_for("fer2013", rec, relabel_arm=True)                   # the relabel arm needs label signals
