@@ -85,7 +85,7 @@ def label_issues_tab(name: str, inputs, dec: pd.DataFrame, rec, rs) -> None:
     for i in show:
         iid = ids[i]
         given, sugg = sig["label"].iat[i], sig["suggested_label"].iat[i]
-        cols = st.columns([1.1, 2.2, 2.4])
+        cols = st.columns([1, 2.8, 2])
         with cols[0]:
             st.image(load_gray_or_color(ds.image_path(sig["path"].iat[i])), width=144)
         with cols[1]:
@@ -97,7 +97,7 @@ def label_issues_tab(name: str, inputs, dec: pd.DataFrame, rec, rs) -> None:
                         f"top-3: {sig['label_top3'].iat[i]}  \n"
                         f"now: **{state}**{' as ' + final if state == 'kept' and final != given else ''}"
                         f"{' · ' + hand if hand else ''}")
-            b = st.columns(3)
+            b = st.columns([1.6, 0.8, 1.1])
             if b[0].button(f"Relabel → {sugg}", key=f"li_rel_{iid}", disabled=sugg == given, type="primary"):
                 set_override(name, [iid], "relabel", label=sugg)
                 st.rerun()
