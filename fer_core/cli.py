@@ -239,13 +239,25 @@ def cmd_train(ctx: Ctx) -> int:
 
 
 def cmd_ab(ctx: Ctx) -> int:
+    from fer_core.errors import InvalidInput
     from fer_core.train import ab
 
     a = ctx.args
-    seeds = list(range(a.seed0, a.seed0 + a.seeds))
-    doc = ab.run_ab(a.name, a.recipe, seeds, a.preset, relabel_arm=False if a.no_relabel_arm else None,
-                    progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache, ab_id=a.ab_id, epochs=a.epochs,
-                    max_train=a.max_train)
+    budget = {"epochs": a.epochs, "max_train": a.max_train}
+    if a.resume:
+        old = ab.load_ab(a.name, a.resume, ctx.cache)
+        if old is None:
+            raise InvalidInput(f"There is no A/B '{a.resume}' of {a.name} to resume.",
+                               "Start one with --recipe R.yaml, or check the id on the Train page's A/B tab.")
+        preset = a.preset or old["preset"]
+        seeds = list(range(a.seed0, a.seed0 + a.seeds)) if a.seeds else []
+        budget = {k: (v if v is not None else old.get("changes", {}).get(k)) for k, v in budget.items()}
+    else:
+        preset = a.preset or "standard"
+        seeds = list(range(a.seed0, a.seed0 + (a.seeds or 3)))
+    doc = ab.run_ab(a.name, a.recipe, seeds, preset, relabel_arm=False if a.no_relabel_arm else None,
+                    progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache, ab_id=a.resume or a.ab_id,
+                    resume=bool(a.resume), **budget)
     ctx.bar.close()
     res = doc["result"]
     for arm, r in res["arms"].items():
@@ -414,14 +426,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("ab", help="raw vs curated (and relabel) with the same budget and seeds, paired intervals")
     s.add_argument("name")
-    s.add_argument("--recipe", required=True)
-    s.add_argument("--preset", default="standard", choices=["smoke", "standard", "full"])
-    s.add_argument("--seeds", type=int, default=3, help="number of seeds")
+    s.add_argument("--recipe", default=None, help="recipe YAML (required unless --resume)")
+    s.add_argument("--preset", default=None, choices=["smoke", "standard", "full"], help="default standard")
+    s.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
     s.add_argument("--seed0", type=int, default=0, help="first seed")
     s.add_argument("--epochs", type=int, default=None)
     s.add_argument("--max-train", type=int, default=None)
     s.add_argument("--no-relabel-arm", action="store_true")
     s.add_argument("--ab-id", default=None, help=argparse.SUPPRESS)
+    s.add_argument("--resume", default=None, metavar="AB_ID",
+                   help="finish an interrupted A/B (keeps its finished runs; --seeds N adds seeds)")
     s.set_defaults(fn=cmd_ab)
 
     s = sub.add_parser("runs", help="list training runs")

@@ -202,6 +202,16 @@ with tab_ab:
                 argv.append("--no-relabel-arm")
             jm.start("ab", argv, dataset=name, exclusive=f"train-{name}")
             st.rerun()
+        unfinished = [d for d in ab_mod.list_ab(name) if not d.get("complete")]
+        if unfinished and not jm.active(("ab",), name) and not ab_mod.is_running(name, unfinished[0]):
+            d0 = unfinished[0]
+            n_done = sum(len(v) for v in d0.get("runs", {}).values())
+            st.warning(f"A/B `{d0['ab_id']}` stopped before it finished ({n_done} of "
+                       f"{len(d0['arms']) * len(d0['seeds'])} runs started). Resuming keeps its finished runs and "
+                       "trains only the missing ones.")
+            if st.button("Resume this A/B", key="ab_resume"):
+                jm.start("ab", ["ab", name, "--resume", d0["ab_id"]], dataset=name, exclusive=f"train-{name}")
+                st.rerun()
 
         @st.fragment(run_every=2.0)
         def _ab_live():

@@ -79,3 +79,35 @@ def test_label_issues_queue_accepts_a_relabel(noisy_labelled, tmp_path, monkeypa
     at.run()
     ov = review.store_for(datasets.load("noisy")).overrides()
     assert len(ov) == 2 and set(ov["action"]) == {"relabel", "keep"}
+
+
+def test_an_interrupted_ab_can_be_resumed_from_the_page(fer2013_workspace):
+    """An A/B whose process died shows as unfinished with a Resume button; resuming finishes it in the
+    background with the budget it was started with."""
+    from fer_core import decisions, recipe as recipe_mod
+    from fer_core.jobs import JobManager
+    from fer_core.progress import atomic_write_json
+    from fer_core.train import ab
+
+    rec = recipe_mod.default_recipe(decisions.load_inputs("fer2013").signals)
+    doc = {"ab_id": "killed-ab", "dataset": "fer2013", "preset": "smoke", "seeds": [0], "recipe": rec.to_dict(),
+           "arms": ["raw", "curated"], "changes": {"epochs": 1, "max_train": 600},
+           "runs": {"raw": [], "curated": []}, "complete": False, "created": time.time(), "pid": 2 ** 22 + 4321}
+    atomic_write_json(ab.ab_root("fer2013") / "killed-ab.json", doc)
+    assert not ab.is_running("fer2013", doc)
+    at = _page("pages/7_Train.py")
+    assert any("killed-ab" in w.value and "stopped before it finished" in w.value for w in at.warning)
+    at.button(key="ab_resume").click()
+    at.run()
+    assert not at.exception, at.exception
+    jobs = JobManager().list(kind="ab", dataset="fer2013")
+    assert len(jobs) == 1
+    assert JobManager()._meta(jobs[0].id)["argv"] == ["ab", "fer2013", "--resume", "killed-ab"]
+    st = JobManager().wait(jobs[0].id, timeout=600)
+    assert st.state == "done", (st.state, st.error, JobManager().log(jobs[0].id)[-2000:])
+    done = ab.load_ab("fer2013", "killed-ab")
+    assert done["complete"] and done["changes"] == {"epochs": 1, "max_train": 600}
+    assert [len(done["runs"][a]) for a in ("raw", "curated")] == [1, 1]
+    assert done["result"]["arms"]["raw"]["runs"][0]["epochs_run"] == 1
+    at.run()
+    assert not any("killed-ab" in w.value for w in at.warning)     # finished: no longer offered

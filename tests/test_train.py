@@ -256,7 +256,8 @@ def test_unknown_label_policy_is_refused():
 @pytest.mark.slow
 def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer2013_workspace):
     from fer_core import decisions, recipe as recipe_mod
-    from fer_core.train import ab
+    from fer_core.errors import InvalidInput
+    from fer_core.train import ab, runner
 
     rec = recipe_mod.default_recipe(decisions.load_inputs("fer2013").signals)
     doc = ab.run_ab("fer2013", rec, seeds=[0], preset="smoke", epochs=1, max_train=1200)
@@ -275,3 +276,19 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
     assert saved["ab_id"] == doc["ab_id"] and saved["complete"]
     with pytest.raises(Exception):
         ab.arms_for("fer2013", rec, relabel_arm=True)                   # the relabel arm needs label signals
+
+
+    # A killed A/B resumes: finished runs are kept, only the missing pair is trained again.
+    raw_id, cur_id = doc["runs"]["raw"][0], doc["runs"]["curated"][0]
+    st_file = runner.runs_root("fer2013") / cur_id / "status.json"
+    st_file.write_text(json.dumps({"state": "running", "pid": 2 ** 22 + 12345, "started": 0}))   # a dead process
+    assert runner.run_info("fer2013", cur_id)["status"]["state"] == "failed"
+    with pytest.raises(InvalidInput, match="different preset"):
+        ab.run_ab("fer2013", rec, seeds=[0], preset="standard", ab_id=doc["ab_id"], resume=True, epochs=1, max_train=1200)
+    with pytest.raises(InvalidInput, match="no A/B"):
+        ab.run_ab("fer2013", rec, seeds=[0], preset="smoke", ab_id="nope", resume=True)
+    again = ab.run_ab("fer2013", None, seeds=[], preset="smoke", ab_id=doc["ab_id"], resume=True, epochs=1, max_train=1200)
+    assert again["complete"] and again["seeds"] == [0]
+    assert again["runs"]["raw"] == [raw_id]                              # kept, not retrained
+    assert again["runs"]["curated"] != [cur_id] and len(again["runs"]["curated"]) == 1
+    assert again["result"]["arms"]["curated"]["runs"][0]["accuracy"] == pytest.approx(cur["accuracy"])  # same seed

@@ -8,6 +8,7 @@ partial results as partial: ``complete`` stays false until every run is done).
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from pathlib import Path
@@ -97,28 +98,67 @@ def summarize(name: str, runs: dict[str, list[str]], cache=None) -> dict:
 
 def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabel_arm: bool | None = None,
            progress: ProgressFn | None = None, cancel: CancelToken | None = None, cache=None,
-           ab_id: str | None = None, **preset_changes) -> dict:
+           ab_id: str | None = None, resume: bool = False, **preset_changes) -> dict:
+    """Train every (seed, arm) pair, seed-major. With ``resume`` and an existing ``ab_id``, runs of that A/B
+    that finished are kept and only the missing pairs are trained (a killed or cancelled A/B loses nothing;
+    more seeds can be added later). Resuming with a different dataset, preset, recipe or budget is refused."""
     from fer_core import recipe as recipe_mod
 
     if isinstance(recipe, (str, Path)):
         recipe = recipe_mod.Recipe.load(recipe)
-    arms = arms_for(name, recipe, relabel_arm, cache)
     ab_id = ab_id or f"{time.strftime('%Y%m%d-%H%M%S')}-ab-{uuid.uuid4().hex[:4]}"
     path = ab_root(name, cache) / f"{ab_id}.json"
+    changes = {k: v for k, v in preset_changes.items() if v is not None}
+    old = load_ab(name, ab_id, cache) if resume else None
+    if resume and old is None:
+        raise InvalidInput(f"There is no A/B '{ab_id}' of {name} to resume.", "List them with the Train page's A/B tab.")
+    if old is not None:
+        if recipe is None:
+            recipe = recipe_mod.Recipe.from_dict(old["recipe"])
+        mismatch = [k for k, a, b in (("preset", old["preset"], preset),
+                                      ("recipe", old["recipe"], recipe.to_dict()),
+                                      ("budget", old.get("changes", {}), changes)) if a != b]
+        if mismatch:
+            raise InvalidInput(f"A/B '{ab_id}' was started with a different {', '.join(mismatch)}; resuming would "
+                               "mix incomparable runs.", "Start a new A/B instead.")
+        relabel_arm = "relabel" in old["arms"]
+    elif recipe is None:
+        raise InvalidInput("The A/B needs a recipe.", "Pass --recipe R.yaml (or --resume AB_ID).")
+    arms = arms_for(name, recipe, relabel_arm, cache)
     runs: dict[str, list[str]] = {a: [] for a, _, _ in arms}
+    done: dict[tuple[str, int], str] = {}
+    if old is not None:
+        for arm, rids in old.get("runs", {}).items():
+            for rid in rids:
+                info = runner.run_info(name, rid, cache)
+                if info["status"].get("state") == "done" and info["metrics"] and arm in runs:
+                    done[(arm, int(info["metrics"]["seed"]))] = rid
+        seeds = sorted(set(old["seeds"]) | set(seeds))
     total = len(arms) * len(seeds)
     doc = {"ab_id": ab_id, "dataset": name, "preset": preset, "seeds": list(seeds), "recipe": recipe.to_dict(),
-           "arms": [a for a, _, _ in arms], "runs": runs, "complete": False, "created": time.time()}
+           "arms": [a for a, _, _ in arms], "changes": changes, "runs": runs, "complete": False,
+           "created": old["created"] if old else time.time(), "pid": os.getpid()}
+    if old is not None:
+        doc["resumed"] = old.get("resumed", 0) + 1
+    for seed in seeds:
+        for arm, _, _ in arms:
+            if (arm, seed) in done:
+                runs[arm].append(done[(arm, seed)])
+    if any(runs.values()):
+        doc["result"] = summarize(name, runs, cache)
     atomic_write_json(path, doc)
     k = 0
     for seed in seeds:               # seed-major: a stopped A/B still has paired arms
         for arm, source, rec in arms:
+            if (arm, seed) in done:
+                k += 1
+                continue
             emit(progress, "ab", k, total, "runs", message=f"{arm}, seed {seed}")
             rid = runner.new_run_id(preset, seed) + f"-{arm}"
             runs[arm].append(rid)
             atomic_write_json(path, doc)
             runner.train(name, source, rec, preset=preset, seed=seed, run_id=rid, group=ab_id, arm=arm,
-                         progress=progress, cancel=cancel, cache=cache, **preset_changes)
+                         progress=progress, cancel=cancel, cache=cache, **changes)
             k += 1
             doc["result"] = summarize(name, runs, cache)
             atomic_write_json(path, doc)
@@ -127,6 +167,24 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
     doc["finished"] = time.time()
     atomic_write_json(path, doc)
     return doc
+
+
+def load_ab(name: str, ab_id: str, cache=None) -> dict | None:
+    p = ab_root(name, cache) / f"{ab_id}.json"
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_running(name: str, doc: dict, cache=None) -> bool:
+    """True while the process training this A/B is alive (an unfinished A/B that is not running can be resumed)."""
+    if doc.get("complete"):
+        return False
+    if doc.get("pid") is not None:
+        return runner._pid_alive(doc["pid"])
+    return any(runner.run_info(name, r, cache)["status"].get("state") == "running"
+               for rids in doc.get("runs", {}).values() for r in rids)
 
 
 def list_ab(name: str, cache=None) -> list[dict]:
