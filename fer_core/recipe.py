@@ -509,7 +509,44 @@ def summarize(signals: pd.DataFrame, decisions: pd.DataFrame) -> dict:
     if "review" in decisions:
         rv = decisions["review"].to_numpy() & np.where(decisions["in_scope"].to_numpy(), -1, 0)
         out["to_review"] = {nm: int(((rv >> i) & 1).sum()) for i, nm in enumerate(names) if ((rv >> i) & 1).any()}
+    out["class_imbalance"] = class_imbalance(signals, decisions)
     return out
+
+
+def class_imbalance(signals: pd.DataFrame, decisions: pd.DataFrame, ratio: float = 3.0, margin: float = 0.05,
+                    min_images: int = 10) -> list[dict]:
+    """Reasons that hit one class much harder than the rest of the scope: for each reason, the labels whose
+    share rejected by it is at least ``ratio`` × the share over all in-scope images and ``margin`` above it
+    (and ≥ ``min_images`` images). A global cut on a signal that depends on the class — label_quality is
+    the model's probability of the given label, which is low for every image of a rare class — can strip a
+    small class; FER2013's default label cut removed 31% of `disgust` (3% overall), and its recall on the
+    test split collapsed in the A/B (bench/RESULTS.md)."""
+    scope = decisions["in_scope"].to_numpy()
+    if not scope.any():
+        return []
+    cats, inv = _codes(signals, "label")
+    inv_s = inv[scope]
+    total = np.bincount(inv_s, minlength=len(cats))
+    bits = decisions["reasons"].to_numpy()[scope]
+    keep = decisions["keep"].to_numpy()[scope]
+    out = []
+    for i, nm in enumerate(reason_names()):
+        has = (((bits >> i) & 1) == 1) & ~keep
+        n = int(has.sum())
+        if n < min_images:
+            continue
+        overall = n / len(has)
+        per = np.bincount(inv_s, weights=has, minlength=len(cats))
+        for c, k, t in zip(cats, per, total):
+            if t and k >= min_images and k / t >= max(ratio * overall, overall + margin):
+                out.append({"reason": nm, "label": str(c), "rejected": int(k), "of": int(t),
+                            "share": float(k / t), "overall_share": float(overall)})
+    return out
+
+
+def imbalance_text(w: dict) -> str:
+    return (f"`{w['reason']}` rejects {w['share']:.0%} of **{w['label']}** ({w['rejected']:,} of {w['of']:,}) "
+            f"against {w['overall_share']:.1%} of all images in scope")
 
 
 def format_summary(s: dict) -> str:
@@ -531,4 +568,7 @@ def format_summary(s: dict) -> str:
         lines.append(f"relabelled to the suggested label (label policy 'relabel'): {s['auto_relabelled']:,}")
     if s["overridden"]:
         lines.append(f"manual overrides: {s['overridden']:,} ({s['relabelled']:,} relabels applied)")
+    for w in s.get("class_imbalance", []):
+        lines.append("WARNING: " + imbalance_text(w).replace("**", "").replace("`", "")
+                     + " — a small class may vanish; check it on the Review page or loosen that cut.")
     return "\n".join(lines)

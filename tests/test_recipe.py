@@ -161,3 +161,25 @@ def test_decide_scales_to_a_million_rows():
     r = recipe.default_recipe(sig)
     d = recipe.decide(sig, r, None, pairs)
     assert len(d) == n and d["keep"].dtype == bool and (d["group"] >= 0).sum() > 10000
+
+
+def test_summary_warns_when_a_cut_strips_one_class():
+    """A cut that removes far more of one class than of the scope is reported (it can make a small class
+    vanish from training); an even cut is not."""
+    rng = np.random.default_rng(0)
+    labels = np.array(["happy"] * 900 + ["disgust"] * 100)
+    sig = pd.DataFrame({"id": [f"i{k:05d}" for k in range(1000)], "label": labels, "split": "train"})
+    bit = recipe.reason_bit("label_quality")
+
+    def frame(rejected):
+        return pd.DataFrame({"in_scope": True, "keep": ~rejected, "reasons": np.where(rejected, bit, 0).astype(np.int64)})
+
+    skewed = np.zeros(1000, bool)
+    skewed[rng.choice(900, 20, replace=False)] = True          # 2.2% of happy
+    skewed[900:940] = True                                      # 40% of disgust
+    w = recipe.class_imbalance(sig, frame(skewed))
+    assert len(w) == 1 and w[0]["label"] == "disgust" and w[0]["reason"] == "label_quality"
+    assert w[0]["rejected"] == 40 and w[0]["of"] == 100 and w[0]["overall_share"] == pytest.approx(0.06)
+    even = rng.random(1000) < 0.06
+    assert recipe.class_imbalance(sig, frame(even)) == []
+    assert "40% of **disgust**" in recipe.imbalance_text(w[0])

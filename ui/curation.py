@@ -227,6 +227,9 @@ def summary_sidebar(inputs: dec_mod.Inputs, dec: pd.DataFrame) -> dict:
         c2.metric("Rejected", f"{s['rejected']:,}")
         rows = [f"{k}: {v['kept']:,} kept / {v['rejected']:,} rejected" for k, v in s["by_split"].items()]
         st.caption("  \n".join(rows))
+        for w in s.get("class_imbalance", []):
+            st.warning(recipe_mod.imbalance_text(w) + ": a small class can vanish from training (its test recall "
+                       "then collapses). Check the class on the Review page or loosen this cut.", icon="⚖️")
         labs = [l for l in LABEL_ORDER if l in s["by_label"]]
         fig = {"data": [{"type": "bar", "x": labs, "y": [s["by_label"][l][k] for l in labs], "name": k,
                          "marker": {"color": c}} for k, c in (("kept", "#2e9f43"), ("rejected", "#d62728"))],

@@ -1,0 +1,74 @@
+"""Raw vs curated (vs relabel) on FER2013: the A/B of issue 7, and its report.
+
+    python bench/bench_ab.py --cache DIR [--preset standard] [--seeds 3] [--ab-id ID] [--report-only]
+
+Needs a cache where FER2013 is imported and scanned, with label signals (`python -m fer_core labels
+fer2013`), so that the default recipe drops leaked copies, duplicate extras and the lowest label_quality.
+The A/B is resumable: run the same command again (same --ab-id) and only the missing (seed, arm) runs are
+trained; --report-only prints what has finished so far (partial results are labelled partial).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from _common import machine
+
+
+def report(name: str, doc: dict, cache) -> None:
+    from fer_core.train import ab
+
+    res = doc.get("result") or {}
+    print(f"A/B {doc['ab_id']}: preset {doc['preset']}, seeds {doc['seeds']}, arms {doc['arms']}"
+          + ("" if doc.get("complete") else "  [PARTIAL: not every run has finished]"))
+    for arm, r in res.get("arms", {}).items():
+        for x in r["runs"]:
+            lo, hi = x["ci95"]["accuracy"]
+            wl = x["accuracy_without_leaked"]
+            print(f"  {arm:8s} seed {x['seed']}: test accuracy {x['accuracy']:.4f} (95% {lo:.4f}–{hi:.4f}), "
+                  f"macro-F1 {x['macro_f1']:.4f}, without leaked {wl if wl is None else f'{wl:.4f}'}, "
+                  f"{x['train_images']:,} training images, {x['epochs_run']} epochs")
+        if r["mean_accuracy"] is not None:
+            sd = r["sd_accuracy"]
+            print(f"  {arm:8s} mean {r['mean_accuracy']:.4f}" + (f" ± {sd:.4f} (sd over seeds)" if sd else ""))
+    for arm, d in res.get("differences", {}).items():
+        print(f"  {arm} − raw (seeds {d['seeds']}), full test split: {ab.verdict(d['full'])}")
+        if d.get("without_leaked"):
+            print(f"  {arm} − raw, without leaked test images: {ab.verdict(d['without_leaked'])}")
+    print("learning curves (validation accuracy per epoch, first seed of each arm):")
+    for arm, r in res.get("arms", {}).items():
+        if r["runs"]:
+            h = r["runs"][0]["history"]
+            print(f"  {arm:8s} " + " ".join(f"{e['val_accuracy']:.3f}" for e in h))
+            print(f"  {arm:8s} train " + " ".join(f"{e['accuracy']:.3f}" for e in h))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cache", required=True)
+    ap.add_argument("--name", default="fer2013")
+    ap.add_argument("--preset", default="standard")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--ab-id", default="bench-ab-standard")
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args()
+    print(f"machine: {machine()}", flush=True)
+    from fer_core import decisions, recipe as recipe_mod
+    from fer_core.progress import TqdmProgress
+    from fer_core.train import ab
+
+    doc = ab.load_ab(args.name, args.ab_id, args.cache)
+    if not args.report_only:
+        sig = decisions.load_inputs(args.name, args.cache).signals
+        if "label_quality" not in sig.columns:
+            raise SystemExit(f"No label signals: run `python -m fer_core --cache {args.cache} labels {args.name}` first.")
+        rec = recipe_mod.default_recipe(sig, name=f"{args.name}-default") if doc is None else None
+        doc = ab.run_ab(args.name, rec, list(range(args.seeds)), args.preset, progress=TqdmProgress(),
+                        cache=args.cache, ab_id=args.ab_id, resume=doc is not None)
+    if doc is None:
+        raise SystemExit(f"No A/B '{args.ab_id}' yet.")
+    report(args.name, doc, args.cache)
+
+
+if __name__ == "__main__":
+    main()
