@@ -237,6 +237,11 @@ with tab_ab:
                 if d.get("without_leaked"):
                     msg += f"  \nwithout the leaked test images: {ab_mod.verdict(d['without_leaked'])}"
                 (st.info if d["full"]["within_noise"] else st.success if d["full"]["difference"] > 0 else st.warning)(msg)
+            recall = {arm: pd.DataFrame([x["per_class_recall"] for x in r["runs"] if x.get("per_class_recall")]).mean()
+                      for arm, r in res["arms"].items() if any(x.get("per_class_recall") for x in r["runs"])}
+            if recall:
+                st.caption("Test recall per class (mean over seeds): a cut that strips a small class shows here first.")
+                st.dataframe(pd.DataFrame(recall).T.style.format("{:.2f}"), width="stretch")
             st.caption("Learning curves of every arm (the first seed): curation can only help once a model trains "
                        "long enough to memorise noisy labels.")
             _curves({arm: (r["runs"][0]["history"] if r["runs"] else []) for arm, r in res["arms"].items()},

@@ -265,6 +265,7 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
     res = doc["result"]
     raw, cur = res["arms"]["raw"]["runs"][0], res["arms"]["curated"]["runs"][0]
     assert raw["seed"] == cur["seed"] == 0 and raw["history"] and cur["history"]
+    assert set(raw["per_class_recall"]) == set(cur["per_class_recall"]) and len(raw["per_class_recall"]) == 7
     d = res["differences"]["curated"]
     assert d["full"]["difference"] == pytest.approx(cur["accuracy"] - raw["accuracy"], abs=1e-9)
     lo, hi = d["full"]["ci95"]

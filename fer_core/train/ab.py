@@ -61,6 +61,7 @@ def summarize(name: str, runs: dict[str, list[str]], cache=None) -> dict:
                          "macro_f1": m["test"]["macro_f1"],
                          "accuracy_without_leaked": (m["test_without_leaked"] or {}).get("accuracy"),
                          "ci95": m["test"]["ci95"], "train_images": m["train_images"], "epochs_run": m["epochs_run"],
+                         "per_class_recall": m["test"].get("per_class_recall"),
                          "history": info["history"]})
             probs = np.load(info["dir"] / "test_probs.npy")
             ids = json.loads((info["dir"] / "test_ids.json").read_text())
