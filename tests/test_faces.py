@@ -135,6 +135,7 @@ def test_knn_exact_matches_brute_force():
     # the approximate path (used beyond exact_max) finds nearly the same neighbours
     s2, i2 = embeddings.knn(v, k=5, exact_max=100)
     assert (i2[:, 0] == ref[:, 0]).mean() > 0.95
+    assert not (i2 == np.arange(len(v))[:, None]).any()                 # never its own neighbour
 
 
 def test_embedding_map_and_neighbours(faces_ws):
