@@ -65,7 +65,7 @@ def decisions_table(inputs: Inputs, dec: pd.DataFrame) -> pd.DataFrame:
         "flags": recipe_mod.reasons_text(dec["flags"]), "label_final": dec["label_final"].to_numpy(),
         "override": dec["override"].to_numpy(), "dup_group": dec["group"].to_numpy(),
         "dup_representative": dec["representative"].to_numpy(), "eval_leaked": dec["eval_leaked"].to_numpy(),
-        "auto_relabel": dec["auto_relabel"].to_numpy(),
+        "auto_relabel": dec["auto_relabel"].to_numpy(), "label_capped": dec["label_capped"].to_numpy(),
     })
     for c in s.columns:
         if c not in SIGNAL_EXCLUDE and c not in out:

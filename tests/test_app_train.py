@@ -111,3 +111,41 @@ def test_an_interrupted_ab_can_be_resumed_from_the_page(fer2013_workspace):
     assert done["result"]["arms"]["raw"]["runs"][0]["epochs_run"] == 1
     at.run()
     assert not any("killed-ab" in w.value for w in at.warning)     # finished: no longer offered
+
+
+def test_quality_page_caps_the_label_cut_per_class(noisy_labelled, tmp_path, monkeypatch):
+    """The per-class cap of the label cut is on by default (data-derived), shown on the Quality page, and
+    turning it off there changes the recipe and the decisions to what `decide` computes without it."""
+    import subprocess
+
+    from fer_core import decisions, recipe as recipe_mod
+
+    cache, _, _, _ = noisy_labelled
+    mine = tmp_path / "ws"
+    (mine / "datasets").mkdir(parents=True)
+    subprocess.run(["cp", "-a", str(cache / "datasets" / "noisy"), str(mine / "datasets" / "noisy")], check=True)
+    monkeypatch.setenv("FER_CACHE_DIR", str(mine))
+    inputs = decisions.load_inputs("noisy")
+    rec = recipe_mod.default_recipe(inputs.signals)
+    at = _page("pages/2_Quality.py")
+    on = next(c for c in at.checkbox if c.label == "Cap the label cut per class")
+    pct = next(n for n in at.number_input if n.label.startswith("At most this share of any one class"))
+    assert on.value is True and pct.value == pytest.approx(100 * rec.labels.class_cap)
+
+    def kept(at):
+        return next(m for m in at.sidebar.metric if m.label == "Kept").value
+
+    assert kept(at) == f"{int(decisions.run(inputs, rec)['keep'].sum()):,}"
+    pct.set_value(1.0)
+    at.run()
+    assert not at.exception, at.exception
+    rec.labels.class_cap = 0.01
+    assert kept(at) == f"{int(decisions.run(inputs, rec)['keep'].sum()):,}"
+    k_capped = kept(at)
+    on = next(c for c in at.checkbox if c.label == "Cap the label cut per class")
+    on.uncheck()
+    at.run()
+    assert not at.exception, at.exception
+    rec.labels.class_cap = None
+    assert kept(at) == f"{int(decisions.run(inputs, rec)['keep'].sum()):,}"
+    assert int(kept(at).replace(",", "")) < int(k_capped.replace(",", ""))      # the uncapped cut takes more

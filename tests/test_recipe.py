@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import decode_gray, encode, import_and_scan
 from fer_core import decisions, recipe, review, datasets
@@ -183,3 +184,52 @@ def test_summary_warns_when_a_cut_strips_one_class():
     even = rng.random(1000) < 0.06
     assert recipe.class_imbalance(sig, frame(even)) == []
     assert "40% of **disgust**" in recipe.imbalance_text(w[0])
+
+
+def test_label_cut_is_capped_per_class():
+    """label_quality is low for every image of a rare class; the data-derived recipe caps what the label cut
+    takes from any one class at 2x its overall share, spares the best-scored flagged images beyond the cap
+    (they stay in review), breaks ties by id, and the 1M-row decide stays vectorised."""
+    rng = np.random.default_rng(1)
+    n_h, n_d = 1900, 100
+    labels = np.array(["happy"] * n_h + ["disgust"] * n_d + ["sad"] * 40)
+    q = np.concatenate([rng.uniform(0.3, 1.0, n_h), rng.uniform(0.0, 0.4, n_d), np.full(40, 0.9)])
+    q[n_h:n_h + 10] = 0.02                                          # ties inside the rare class, across the cap
+    split = np.array(["train"] * len(labels), dtype=object)
+    split[-40:] = "test"                                            # out of scope: never counted, never capped
+    q[-5:] = 0.0
+    sig = pd.DataFrame({"id": [f"i{k:05d}" for k in range(len(labels))], "label": labels, "split": split,
+                        "label_quality": q})
+    r = recipe.default_recipe(sig)
+    lq = r.filters["label_quality"]
+    train = split == "train"
+    overall = (q[train] < lq.min).mean()
+    assert r.labels.class_cap == pytest.approx(2 * overall, abs=1e-4)
+    d = recipe.decide(sig, r)
+    by_lq = recipe.has_reason(d["reasons"], "label_quality")
+    dis = labels == "disgust"
+    assert (q[dis] < lq.min).mean() > 3 * r.labels.class_cap         # uncapped it would strip disgust
+    assert by_lq[dis].sum() == int(np.floor(r.labels.class_cap * dis.sum() + 1e-9))
+    capped = d["label_capped"].to_numpy()
+    assert capped.any() and not capped[~dis].any() and not capped[~train].any()
+    assert q[capped].min() >= q[dis & by_lq].max()                  # the worst stay rejected
+    assert recipe.has_reason(d["review"], "label_quality")[capped].all()
+    ties = np.flatnonzero(dis & (q == 0.02))
+    cut = by_lq[ties]
+    assert 0 < cut.sum() < len(ties)                                 # the cap falls inside the tie ...
+    assert cut[: cut.sum()].all() and not cut[cut.sum():].any()      # ... and the lower ids are the ones cut
+    assert recipe.class_imbalance(sig, d) == []
+    s = recipe.summarize(sig, d)
+    assert s["label_capped"] == capped.sum() and "spared by the per-class cap" in recipe.format_summary(s)
+    # YAML round trip keeps the cap; invalid caps are refused with a clear message
+    r2 = recipe.Recipe.from_dict(yaml.safe_load(r.to_yaml()))
+    assert r2.labels.class_cap == r.labels.class_cap
+    dd = r.to_dict()
+    dd["labels"]["class_cap"] = 1.5
+    with pytest.raises(InvalidInput, match="class_cap"):
+        recipe.Recipe.from_dict(dd)
+    # without the cap the whole tail goes, as before
+    r.labels.class_cap = None
+    d2 = recipe.decide(sig, r)
+    assert recipe.has_reason(d2["reasons"], "label_quality")[train & (q < lq.min)].all()
+    assert recipe.class_imbalance(sig, d2)[0]["label"] == "disgust"

@@ -199,8 +199,28 @@ def test_label_policy_relabel_and_overrides_round_trip_into_the_export(noisy_lab
     s = inputs.signals
     dropped = decisions.run(inputs, rec)
     low = (s["label_quality"] < f.min).to_numpy()
-    assert low.sum() >= 0.02 * (s["split"] == "train").sum()
+    train = (s["split"] == "train").to_numpy()
+    assert low.sum() >= 0.02 * train.sum()
+    # the data-derived per-class cap: 2x the share the cut takes overall
+    assert rec.labels.class_cap == pytest.approx(2 * low[train].mean(), abs=1e-3)
+    capped = dropped["label_capped"].to_numpy()
+    by_lq = recipe_mod.has_reason(dropped["reasons"], "label_quality")
+    assert by_lq[low & ~capped].all() and not by_lq[capped].any() and not capped[~low].any()
+    labs = s["label"].to_numpy()
+    qv = s["label_quality"].to_numpy()
+    for lab in np.unique(labs[train]):
+        c = train & (labs == lab)
+        assert by_lq[c].sum() <= np.floor(rec.labels.class_cap * c.sum() + 1e-9)
+        if (c & capped).any():                   # spared = the best-scored flagged images of that class
+            assert qv[c & capped].min() >= qv[c & by_lq].max()
+    assert recipe_mod.has_reason(dropped["review"], "label_quality")[capped].all()   # still to review
+    # the cap is a recipe field: it round-trips, and without it every image below the cut is dropped
+    assert recipe_mod.Recipe.from_dict(json.loads(json.dumps(rec.to_dict()))).labels.class_cap == rec.labels.class_cap
+    rec.labels.class_cap = None
+    assert "class_cap" not in rec.to_dict()["labels"]        # recipes saved before the cap keep their exact form
+    dropped = decisions.run(inputs, rec)
     assert recipe_mod.has_reason(dropped["reasons"], "label_quality")[low].all()
+    assert not dropped["label_capped"].any()
     # relabel policy: those images stay, under the suggested label
     rec.labels.policy = "relabel"
     rec2 = recipe_mod.Recipe.from_dict(json.loads(json.dumps(rec.to_dict())))

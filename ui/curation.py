@@ -195,6 +195,18 @@ def recipe_sidebar(name: str, inputs: dec_mod.Inputs) -> None:
             if pol != rs["recipe"].labels.policy:
                 rs["recipe"].labels.policy = pol
                 st.rerun()
+            cur = rs["recipe"].labels.class_cap
+            cap_on = st.checkbox("Cap the label cut per class", value=cur is not None, key=wkey(name, "label_cap_on"),
+                                 help="The label cut takes at most this share of any one class; the best-scored "
+                                 "flagged images beyond it stay, in the review queue. A global cut on label quality "
+                                 "strips rare classes (on FER2013 it took 31% of disgust), so the default caps it.")
+            pct = st.number_input("At most this share of any one class (%)", min_value=0.0, max_value=100.0, step=0.5,
+                                  value=float(round(100 * (cur if cur is not None else 0.06), 2)),
+                                  key=wkey(name, "label_cap"), disabled=not cap_on)
+            new = round(pct / 100, 4) if cap_on else None
+            if new != cur:
+                rs["recipe"].labels.class_cap = new
+                st.rerun()
         if msg := st.session_state.pop("_recipe_msg", None):
             st.success(msg)
 
@@ -227,6 +239,8 @@ def summary_sidebar(inputs: dec_mod.Inputs, dec: pd.DataFrame) -> dict:
         c2.metric("Rejected", f"{s['rejected']:,}")
         rows = [f"{k}: {v['kept']:,} kept / {v['rejected']:,} rejected" for k, v in s["by_split"].items()]
         st.caption("  \n".join(rows))
+        if s.get("label_capped"):
+            st.caption(f"{s['label_capped']:,} label issues spared by the per-class cap (left for review)")
         for w in s.get("class_imbalance", []):
             st.warning(recipe_mod.imbalance_text(w) + ": a small class can vanish from training (its test recall "
                        "then collapses). Check the class on the Review page or loosen this cut.", icon="⚖️")
