@@ -30,7 +30,7 @@ def report(name: str, doc: dict, cache) -> None:
                   f"{x['train_images']:,} training images, {x['epochs_run']} epochs")
         if r["mean_accuracy"] is not None:
             sd = r["sd_accuracy"]
-            print(f"  {arm:8s} mean {r['mean_accuracy']:.4f}" + (f" ± {sd:.4f} (sd over seeds)" if sd else ""))
+            print(f"  {arm:8s} mean {r['mean_accuracy']:.4f}" + (f" ± {sd:.4f} (sd over seeds)" if sd is not None else ""))
     for arm, d in res.get("differences", {}).items():
         print(f"  {arm} − raw (seeds {d['seeds']}), full test split: {ab.verdict(d['full'])}")
         if d.get("without_leaked"):
