@@ -15,7 +15,7 @@ import argparse
 from _common import machine
 
 
-def report(name: str, doc: dict, cache) -> None:
+def report(doc: dict) -> None:
     from fer_core.train import ab
 
     res = doc.get("result") or {}
@@ -67,7 +67,7 @@ def main() -> None:
                         cache=args.cache, ab_id=args.ab_id, resume=doc is not None)
     if doc is None:
         raise SystemExit(f"No A/B '{args.ab_id}' yet.")
-    report(args.name, doc, args.cache)
+    report(doc)
 
 
 if __name__ == "__main__":

@@ -136,8 +136,8 @@ class Recipe:
         for k, v in (d.get("filters") or {}).items():
             if k not in known:
                 raise InvalidInput(f"The recipe filters on unknown signal '{k}'.", "Known: " + ", ".join(filter_columns()))
-            filters[k] = Filter(bool(v.get("enabled", True)), _num(v.get("min")), _num(v.get("max")),
-                                _num(v.get("review_min")), _num(v.get("review_max")))
+            filters[k] = Filter(bool(v.get("enabled", True)), *(_num(v.get(b), f"filters.{k}.{b}")
+                                                                for b in ("min", "max", "review_min", "review_max")))
         dd = d.get("duplicates") or {}
         dup = Duplicates(**{k: v for k, v in dd.items() if k in Duplicates.__dataclass_fields__})
         if dup.policy not in POLICIES:
@@ -149,7 +149,7 @@ class Recipe:
         lp = LabelPolicy(**{k: v for k, v in (d.get("labels") or {}).items() if k in LabelPolicy.__dataclass_fields__})
         if lp.policy not in LABEL_POLICIES:
             raise InvalidInput(f"Unknown label policy '{lp.policy}'.", "Use drop or relabel.")
-        lp.class_cap = _num(lp.class_cap)
+        lp.class_cap = _num(lp.class_cap, "labels.class_cap")
         if lp.class_cap is not None and not 0 <= lp.class_cap <= 1:
             raise InvalidInput(f"labels.class_cap must be a share between 0 and 1, not {lp.class_cap}.",
                                "E.g. 0.06 lets the label cut take at most 6% of any one class; leave it out for no cap.")
@@ -180,10 +180,13 @@ class Recipe:
         return hashlib.blake2b(json.dumps(d, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
-def _num(v):
+def _num(v, what: str = "a recipe value"):
     if v is None or v == "":
         return None
-    return float(v)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{what} must be a number, not {v!r}.", "Fix the recipe file or save it again from the app.") from None
 
 
 def _clean(v):
@@ -398,8 +401,9 @@ def decide(signals: pd.DataFrame, recipe: Recipe, overrides: pd.DataFrame | None
         bit = 1 << names.index("label_quality")
         fl = np.flatnonzero(((flags & bit) != 0) & in_scope)
         if len(fl):
-            codes, _ = pd.factorize(signals["label"].to_numpy(dtype=object), use_na_sentinel=False)
-            allow = np.floor(cap * np.bincount(codes[in_scope], minlength=codes.max() + 1) + 1e-9).astype(np.int64)
+            cats, codes = _codes(signals, "label")               # cached on the frame: slider moves reuse it
+            codes = codes + 1                                     # a missing label (-1) is a class of its own
+            allow = np.floor(cap * np.bincount(codes[in_scope], minlength=len(cats) + 1) + 1e-9).astype(np.int64)
             q = signals["label_quality"].to_numpy(np.float64, na_value=-np.inf)[fl]
             s_idx = fl[np.lexsort((fl, q, codes[fl]))]            # by class, then score, then position
             sc = codes[s_idx]

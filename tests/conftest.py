@@ -307,3 +307,15 @@ def noisy_labelled(noisy_store):
     return cache, flipped, out.stdout, time.time() - t
 
 
+@pytest.fixture
+def noisy_workspace(noisy_labelled, tmp_path, monkeypatch):
+    """A private copy of the planted-noise dataset with its label signals; FER_CACHE_DIR points at it (tests
+    that write overrides or exports must not touch the shared session store)."""
+    import subprocess
+
+    cache = noisy_labelled[0]
+    mine = tmp_path / "ws"
+    (mine / "datasets").mkdir(parents=True)
+    subprocess.run(["cp", "-a", str(cache / "datasets" / "noisy"), str(mine / "datasets" / "noisy")], check=True)
+    monkeypatch.setenv("FER_CACHE_DIR", str(mine))
+    return mine

@@ -54,14 +54,7 @@ def test_train_page_runs_a_smoke_job_and_shows_results(fer2013_workspace):
     assert acc == f"{info['metrics']['test']['accuracy']:.1%}"
 
 
-def test_label_issues_queue_accepts_a_relabel(noisy_labelled, tmp_path, monkeypatch):
-    import subprocess
-
-    cache, _, _, _ = noisy_labelled
-    mine = tmp_path / "ws"
-    (mine / "datasets").mkdir(parents=True)
-    subprocess.run(["cp", "-a", str(cache / "datasets" / "noisy"), str(mine / "datasets" / "noisy")], check=True)
-    monkeypatch.setenv("FER_CACHE_DIR", str(mine))
+def test_label_issues_queue_accepts_a_relabel(noisy_workspace):
     at = _page("pages/4_Review.py")
     rel = [b for b in at.button if b.key and b.key.startswith("li_rel_") and not b.disabled]
     assert rel, "no label issue offered"
@@ -113,18 +106,11 @@ def test_an_interrupted_ab_can_be_resumed_from_the_page(fer2013_workspace):
     assert not any("killed-ab" in w.value for w in at.warning)     # finished: no longer offered
 
 
-def test_quality_page_caps_the_label_cut_per_class(noisy_labelled, tmp_path, monkeypatch):
+def test_quality_page_caps_the_label_cut_per_class(noisy_workspace):
     """The per-class cap of the label cut is on by default (data-derived), shown on the Quality page, and
     turning it off there changes the recipe and the decisions to what `decide` computes without it."""
-    import subprocess
-
     from fer_core import decisions, recipe as recipe_mod
 
-    cache, _, _, _ = noisy_labelled
-    mine = tmp_path / "ws"
-    (mine / "datasets").mkdir(parents=True)
-    subprocess.run(["cp", "-a", str(cache / "datasets" / "noisy"), str(mine / "datasets" / "noisy")], check=True)
-    monkeypatch.setenv("FER_CACHE_DIR", str(mine))
     inputs = decisions.load_inputs("noisy")
     rec = recipe_mod.default_recipe(inputs.signals)
     at = _page("pages/2_Quality.py")

@@ -228,6 +228,13 @@ def test_label_cut_is_capped_per_class():
     dd["labels"]["class_cap"] = 1.5
     with pytest.raises(InvalidInput, match="class_cap"):
         recipe.Recipe.from_dict(dd)
+    dd["labels"]["class_cap"] = "six percent"
+    with pytest.raises(InvalidInput, match="labels.class_cap must be a number"):
+        recipe.Recipe.from_dict(dd)
+    dd["labels"]["class_cap"] = 0.06
+    dd["filters"]["label_quality"]["min"] = "low"
+    with pytest.raises(InvalidInput, match="filters.label_quality.min must be a number"):
+        recipe.Recipe.from_dict(dd)
     # without the cap the whole tail goes, as before
     r.labels.class_cap = None
     d2 = recipe.decide(sig, r)

@@ -182,16 +182,9 @@ def test_planted_label_noise_concentrates_at_the_top(noisy_labelled, monkeypatch
 
 
 @pytest.mark.slow
-def test_label_policy_relabel_and_overrides_round_trip_into_the_export(noisy_labelled, tmp_path, monkeypatch):
-    import subprocess
-
+def test_label_policy_relabel_and_overrides_round_trip_into_the_export(noisy_workspace, tmp_path):
     from fer_core import decisions, export, recipe as recipe_mod, review, datasets
 
-    cache, _, _, _ = noisy_labelled
-    mine = tmp_path / "ws"
-    (mine / "datasets").mkdir(parents=True)
-    subprocess.run(["cp", "-a", str(cache / "datasets" / "noisy"), str(mine / "datasets" / "noisy")], check=True)
-    monkeypatch.setenv("FER_CACHE_DIR", str(mine))
     inputs = decisions.load_inputs("noisy")
     rec = recipe_mod.default_recipe(inputs.signals)
     f = rec.filters["label_quality"]
