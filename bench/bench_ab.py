@@ -1,11 +1,14 @@
 """Raw vs curated (vs relabel) on FER2013: the A/B of issue 7, and its report.
 
     python bench/bench_ab.py --cache DIR [--preset standard] [--seeds 3] [--ab-id ID] [--report-only]
+                             [--baseline AB_ID] [--no-relabel-arm] [--uncapped]
 
 Needs a cache where FER2013 is imported and scanned, with label signals (`python -m fer_core labels
 fer2013`), so that the default recipe drops leaked copies, duplicate extras and the lowest label_quality.
 The A/B is resumable: run the same command again (same --ab-id) and only the missing (seed, arm) runs are
 trained; --report-only prints what has finished so far (partial results are labelled partial).
+--baseline reuses the raw runs of an earlier A/B (same preset) so that a second recipe costs only its own arms;
+--uncapped drops the per-class cap on the label cut (the recipe the first FER2013 A/B ran).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ def report(doc: dict) -> None:
 
     res = doc.get("result") or {}
     print(f"A/B {doc['ab_id']}: preset {doc['preset']}, seeds {doc['seeds']}, arms {doc['arms']}"
-          + ("" if doc.get("complete") else "  [PARTIAL: not every run has finished]"))
+          + ("" if doc.get("complete") else "  [PARTIAL: not every run has finished]")
+          + (f"; raw runs reused from A/B {doc['baseline']}" if doc.get("baseline") else ""))
     for arm, r in res.get("arms", {}).items():
         for x in r["runs"]:
             lo, hi = x["ci95"]["accuracy"]
@@ -51,6 +55,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--ab-id", default="bench-ab-standard")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--baseline", default=None, help="A/B id whose raw runs to reuse")
+    ap.add_argument("--no-relabel-arm", action="store_true")
+    ap.add_argument("--uncapped", action="store_true", help="no per-class cap on the label cut")
     args = ap.parse_args()
     print(f"machine: {machine()}", flush=True)
     from fer_core import decisions, recipe as recipe_mod
@@ -62,9 +69,14 @@ def main() -> None:
         sig = decisions.load_inputs(args.name, args.cache).signals
         if "label_quality" not in sig.columns:
             raise SystemExit(f"No label signals: run `python -m fer_core --cache {args.cache} labels {args.name}` first.")
-        rec = recipe_mod.default_recipe(sig, name=f"{args.name}-default") if doc is None else None
+        rec = None
+        if doc is None:
+            rec = recipe_mod.default_recipe(sig, name=f"{args.name}-default")
+            if args.uncapped:
+                rec.labels.class_cap = None
         doc = ab.run_ab(args.name, rec, list(range(args.seeds)), args.preset, progress=TqdmProgress(),
-                        cache=args.cache, ab_id=args.ab_id, resume=doc is not None)
+                        relabel_arm=False if args.no_relabel_arm else None, cache=args.cache, ab_id=args.ab_id,
+                        resume=doc is not None, baseline=args.baseline)
     if doc is None:
         raise SystemExit(f"No A/B '{args.ab_id}' yet.")
     report(doc)

@@ -252,12 +252,20 @@ def cmd_ab(ctx: Ctx) -> int:
         preset = a.preset or old["preset"]
         seeds = list(range(a.seed0, a.seed0 + a.seeds)) if a.seeds else []
         budget = {k: (v if v is not None else old.get("changes", {}).get(k)) for k, v in budget.items()}
+    elif a.baseline:   # a new recipe against an earlier A/B's raw runs: its preset and budget unless given
+        base = ab.load_ab(a.name, a.baseline, ctx.cache)
+        if base is None:
+            raise InvalidInput(f"There is no A/B '{a.baseline}' of {a.name} to take the raw runs from.",
+                               "Check the id on the Train page's A/B tab.")
+        preset = a.preset or base["preset"]
+        seeds = list(range(a.seed0, a.seed0 + (a.seeds or len(base["seeds"]))))
+        budget = {k: (v if v is not None else base.get("changes", {}).get(k)) for k, v in budget.items()}
     else:
         preset = a.preset or "standard"
         seeds = list(range(a.seed0, a.seed0 + (a.seeds or 3)))
     doc = ab.run_ab(a.name, a.recipe, seeds, preset, relabel_arm=False if a.no_relabel_arm else None,
                     progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache, ab_id=a.resume or a.ab_id,
-                    resume=bool(a.resume), **budget)
+                    resume=bool(a.resume), baseline=a.baseline, **budget)
     ctx.bar.close()
     res = doc["result"]
     for arm, r in res["arms"].items():
@@ -433,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, default=None)
     s.add_argument("--max-train", type=int, default=None)
     s.add_argument("--no-relabel-arm", action="store_true")
+    s.add_argument("--baseline", default=None, metavar="AB_ID",
+                   help="reuse the finished raw runs of an earlier A/B instead of training raw again (its preset "
+                        "and budget are used unless given): compare a second recipe against the same raw runs")
     s.add_argument("--ab-id", default=None, help=argparse.SUPPRESS)
     s.add_argument("--resume", default=None, metavar="AB_ID",
                    help="finish an interrupted A/B (keeps its finished runs; --seeds N adds seeds)")

@@ -196,10 +196,19 @@ with tab_ab:
         ab_preset = c[0].selectbox("Preset", list(presets.PRESETS), index=1, key="ab_preset", persist_state="session")
         n_seeds = c[1].number_input("Seeds", 1, 10, 3, key="ab_seeds")
         rel = c[2].checkbox("Relabel arm", value=lst["complete"], disabled=not lst["complete"], key="ab_rel")
+        # the raw arm does not depend on the recipe: a second recipe can reuse an earlier A/B's raw runs
+        bases = [d["ab_id"] for d in ab_mod.list_ab(name)
+                 if d["preset"] == ab_preset and (d.get("result") or {}).get("arms", {}).get("raw", {}).get("runs")]
+        base = st.selectbox("Raw arm", [None] + bases, key="ab_base",
+                            format_func=lambda b: "train it (same seeds)" if b is None else f"reuse the raw runs of A/B {b}",
+                            help="Reusing saves the raw arm's training time; the new A/B takes the earlier one's budget, "
+                                 "and seeds it lacks are trained.")
         if st.button("Compare raw vs curated", type="primary", key="ab_start"):
             argv = ["ab", name, "--recipe", _recipe_file(rec), "--preset", ab_preset, "--seeds", str(int(n_seeds))]
             if not rel:
                 argv.append("--no-relabel-arm")
+            if base:
+                argv += ["--baseline", base]
             jm.start("ab", argv, dataset=name, exclusive=f"train-{name}")
             st.rerun()
         unfinished = [d for d in ab_mod.list_ab(name) if not d.get("complete")]
@@ -222,6 +231,7 @@ with tab_ab:
             doc = docs[0]
             res = doc.get("result")
             st.markdown(f"**A/B `{doc['ab_id']}`** — preset {doc['preset']}, seeds {doc['seeds']}"
+                        + (f" — raw runs reused from A/B `{doc['baseline']}`" if doc.get("baseline") else "")
                         + ("" if doc.get("complete") else " — *partial: not every run has finished*"))
             if not res:
                 return

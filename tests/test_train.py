@@ -268,7 +268,7 @@ def test_unknown_label_policy_is_refused():
 
 @pytest.mark.slow
 def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer2013_workspace):
-    from fer_core import decisions, recipe as recipe_mod
+    from fer_core import datasets, decisions, recipe as recipe_mod
     from fer_core.errors import InvalidInput
     from fer_core.train import ab, runner
 
@@ -306,3 +306,28 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
     assert again["runs"]["raw"] == [raw_id]                              # kept, not retrained
     assert again["runs"]["curated"] != [cur_id] and len(again["runs"]["curated"]) == 1
     assert again["result"]["arms"]["curated"]["runs"][0]["accuracy"] == pytest.approx(cur["accuracy"])  # same seed
+
+    # A second recipe against the same raw runs: the raw arm is reused, only the new arm is trained.
+    rec2 = rec.copy()
+    rec2.labels.class_cap = None
+    rec2.name = "second"
+    with pytest.raises(InvalidInput, match="different budget"):
+        ab.run_ab("fer2013", rec2, seeds=[0], preset="smoke", baseline=doc["ab_id"], epochs=2, max_train=1200)
+    with pytest.raises(InvalidInput, match="no A/B 'nope'"):
+        ab.run_ab("fer2013", rec2, seeds=[0], preset="smoke", baseline="nope", epochs=1, max_train=1200)
+    second = ab.run_ab("fer2013", rec2, seeds=[0, 1], preset="smoke", baseline=doc["ab_id"], epochs=1, max_train=1200)
+    assert second["complete"] and second["baseline"] == doc["ab_id"]
+    assert second["runs"]["raw"][0] == raw_id and len(second["runs"]["raw"]) == 2   # seed 1 was not in the baseline
+    assert raw_id not in second["runs"]["curated"] and len(second["runs"]["curated"]) == 2
+    assert second["result"]["differences"]["curated"]["seeds"] == [0, 1]
+    assert second["result"]["arms"]["raw"]["runs"][0]["accuracy"] == pytest.approx(raw["accuracy"])
+    assert runner.run_info("fer2013", raw_id)["config"]["catalog_hash"] == datasets.load("fer2013").meta["catalog_hash"]
+    cfg_file = runner.runs_root("fer2013") / raw_id / "config.json"     # a raw run whose data cannot be verified
+    cfg = json.loads(cfg_file.read_text())
+    cfg_file.write_text(json.dumps({k: v for k, v in cfg.items() if k != "catalog_hash"}))
+    with pytest.raises(InvalidInput, match="imported now"):
+        ab.run_ab("fer2013", rec2, seeds=[0], preset="smoke", baseline=doc["ab_id"], epochs=1, max_train=1200)
+    cfg_file.write_text(json.dumps(cfg))
+    with pytest.raises(InvalidInput, match="raw baseline"):     # resuming it without its baseline is refused
+        ab.run_ab("fer2013", None, seeds=[], preset="smoke", ab_id=second["ab_id"], resume=True, baseline="other",
+                  epochs=1, max_train=1200)

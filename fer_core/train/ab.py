@@ -97,12 +97,53 @@ def summarize(name: str, runs: dict[str, list[str]], cache=None) -> dict:
     return out
 
 
+def baseline_raw_runs(name: str, baseline_id: str, preset: str, changes: dict, cache=None) -> dict[int, str]:
+    """{seed: run_id} of the finished raw runs of an earlier A/B, for reuse as this A/B's raw arm.
+
+    The raw arm does not depend on the recipe, so a second recipe can be compared against the same raw runs
+    (training is deterministic given the seed). Refused unless the baseline used the same preset and budget
+    and its raw runs were trained on the dataset as it is now imported (same catalog)."""
+    base = load_ab(name, baseline_id, cache)
+    if base is None:
+        raise InvalidInput(f"There is no A/B '{baseline_id}' of {name} to take the raw runs from.",
+                           "Pick one listed on the Train page's A/B tab.")
+    diff = [k for k, a, b in (("preset", base["preset"], preset), ("budget", base.get("changes", {}), changes)) if a != b]
+    if diff:
+        raise InvalidInput(f"A/B '{baseline_id}' was trained with a different {', '.join(diff)}; its raw runs are "
+                           "not comparable.", "Use the same preset and budget, or train the raw arm again.")
+    ds = datasets.load(name, cache)
+    chash = ds.meta.get("catalog_hash")
+    cat = ds.catalog
+    counts = cat.loc[cat["split"] == "train", "label"].value_counts().to_dict()
+    out: dict[int, str] = {}
+    for rid in base.get("runs", {}).get("raw", []):
+        info = runner.run_info(name, rid, cache)
+        if info["status"].get("state") != "done" or not info["metrics"]:
+            continue
+        cfg = info["config"]
+        if cfg.get("catalog_hash") is not None:
+            same = cfg["catalog_hash"] == chash
+        else:   # runs from before the hash was recorded: the full raw training set must match label for label
+            same = (not cfg.get("preset", {}).get("max_train")
+                    and {k: v for k, v in cfg.get("train_label_counts", {}).items() if v} == counts)
+        if not same:
+            raise InvalidInput(f"Raw run {rid} of A/B '{baseline_id}' cannot be shown to come from {name} as it is "
+                               "imported now (re-imported since, or trained on a subset before this was recorded).",
+                               "Train the raw arm again (no baseline).")
+        out[int(info["metrics"]["seed"])] = rid
+    if not out:
+        raise InvalidInput(f"A/B '{baseline_id}' has no finished raw run to reuse.", "Train the raw arm again (no baseline).")
+    return out
+
+
 def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabel_arm: bool | None = None,
            progress: ProgressFn | None = None, cancel: CancelToken | None = None, cache=None,
-           ab_id: str | None = None, resume: bool = False, **preset_changes) -> dict:
+           ab_id: str | None = None, resume: bool = False, baseline: str | None = None, **preset_changes) -> dict:
     """Train every (seed, arm) pair, seed-major. With ``resume`` and an existing ``ab_id``, runs of that A/B
     that finished are kept and only the missing pairs are trained (a killed or cancelled A/B loses nothing;
-    more seeds can be added later). Resuming with a different dataset, preset, recipe or budget is refused."""
+    more seeds can be added later). Resuming with a different dataset, preset, recipe or budget is refused.
+    ``baseline``: the id of an earlier A/B whose finished raw runs are reused for the seeds they cover (see
+    ``baseline_raw_runs``); seeds it lacks are trained as usual."""
     from fer_core import recipe as recipe_mod
 
     if isinstance(recipe, (str, Path)):
@@ -123,6 +164,10 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
             raise InvalidInput(f"A/B '{ab_id}' was started with a different {', '.join(mismatch)}; resuming would "
                                "mix incomparable runs.", "Start a new A/B instead.")
         relabel_arm = "relabel" in old["arms"]
+        baseline = old.get("baseline") if baseline is None else baseline
+        if baseline != old.get("baseline"):
+            raise InvalidInput(f"A/B '{ab_id}' was started with raw baseline {old.get('baseline')!r}; resuming would "
+                               "mix incomparable runs.", "Start a new A/B instead.")
     elif recipe is None:
         raise InvalidInput("The A/B needs a recipe.", "Pass --recipe R.yaml (or --resume AB_ID).")
     arms = arms_for(name, recipe, relabel_arm, cache)
@@ -135,9 +180,12 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
                 if info["status"].get("state") == "done" and info["metrics"] and arm in runs:
                     done[(arm, int(info["metrics"]["seed"]))] = rid
         seeds = sorted(set(old["seeds"]) | set(seeds))
+    if baseline:
+        for seed, rid in baseline_raw_runs(name, baseline, preset, changes, cache).items():
+            done.setdefault(("raw", seed), rid)
     total = len(arms) * len(seeds)
     doc = {"ab_id": ab_id, "dataset": name, "preset": preset, "seeds": list(seeds), "recipe": recipe.to_dict(),
-           "arms": [a for a, _, _ in arms], "changes": changes, "runs": runs, "complete": False,
+           "arms": [a for a, _, _ in arms], "changes": changes, "runs": runs, "complete": False, "baseline": baseline,
            "created": old["created"] if old else time.time(), "pid": os.getpid()}
     if old is not None:
         doc["resumed"] = old.get("resumed", 0) + 1
@@ -189,13 +237,14 @@ def is_running(name: str, doc: dict, cache=None) -> bool:
 
 
 def list_ab(name: str, cache=None) -> list[dict]:
+    """Every A/B of the dataset, newest first (by start time: ids given by hand do not sort by time)."""
     out = []
-    for p in sorted(ab_root(name, cache).glob("*.json"), reverse=True):
+    for p in ab_root(name, cache).glob("*.json"):
         try:
             out.append(json.loads(p.read_text()))
         except (OSError, ValueError):
             continue
-    return out
+    return sorted(out, key=lambda d: (d.get("created") or 0, d.get("ab_id", "")), reverse=True)
 
 
 def verdict(diff: dict) -> str:
