@@ -244,25 +244,18 @@ def cmd_ab(ctx: Ctx) -> int:
 
     a = ctx.args
     budget = {"epochs": a.epochs, "max_train": a.max_train}
+    # resuming, or comparing a new recipe against an earlier A/B's raw runs: its preset and budget unless given
+    ref = ab.load_ab(a.name, a.resume or a.baseline, ctx.cache) if (a.resume or a.baseline) else None
+    if a.resume and ref is None:
+        raise InvalidInput(f"There is no A/B '{a.resume}' of {a.name} to resume.",
+                           "Start one with --recipe R.yaml, or check the id on the Train page's A/B tab.")
     if a.resume:
-        old = ab.load_ab(a.name, a.resume, ctx.cache)
-        if old is None:
-            raise InvalidInput(f"There is no A/B '{a.resume}' of {a.name} to resume.",
-                               "Start one with --recipe R.yaml, or check the id on the Train page's A/B tab.")
-        preset = a.preset or old["preset"]
         seeds = list(range(a.seed0, a.seed0 + a.seeds)) if a.seeds else []
-        budget = {k: (v if v is not None else old.get("changes", {}).get(k)) for k, v in budget.items()}
-    elif a.baseline:   # a new recipe against an earlier A/B's raw runs: its preset and budget unless given
-        base = ab.load_ab(a.name, a.baseline, ctx.cache)
-        if base is None:
-            raise InvalidInput(f"There is no A/B '{a.baseline}' of {a.name} to take the raw runs from.",
-                               "Check the id on the Train page's A/B tab.")
-        preset = a.preset or base["preset"]
-        seeds = list(range(a.seed0, a.seed0 + (a.seeds or len(base["seeds"]))))
-        budget = {k: (v if v is not None else base.get("changes", {}).get(k)) for k, v in budget.items()}
     else:
-        preset = a.preset or "standard"
-        seeds = list(range(a.seed0, a.seed0 + (a.seeds or 3)))
+        seeds = list(range(a.seed0, a.seed0 + (a.seeds or (len(ref["seeds"]) if ref else 3))))
+    preset = a.preset or (ref["preset"] if ref else "standard")
+    if ref:
+        budget = {k: (v if v is not None else ref.get("changes", {}).get(k)) for k, v in budget.items()}
     doc = ab.run_ab(a.name, a.recipe, seeds, preset, relabel_arm=False if a.no_relabel_arm else None,
                     progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache, ab_id=a.resume or a.ab_id,
                     resume=bool(a.resume), baseline=a.baseline, **budget)

@@ -321,10 +321,10 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
     assert raw_id not in second["runs"]["curated"] and len(second["runs"]["curated"]) == 2
     assert second["result"]["differences"]["curated"]["seeds"] == [0, 1]
     assert second["result"]["arms"]["raw"]["runs"][0]["accuracy"] == pytest.approx(raw["accuracy"])
-    assert runner.run_info("fer2013", raw_id)["config"]["catalog_hash"] == datasets.load("fer2013").meta["catalog_hash"]
+    assert runner.run_info("fer2013", raw_id)["config"]["source"]["catalog_hash"] == datasets.load("fer2013").meta["catalog_hash"]
     cfg_file = runner.runs_root("fer2013") / raw_id / "config.json"     # a raw run whose data cannot be verified
     cfg = json.loads(cfg_file.read_text())
-    cfg_file.write_text(json.dumps({k: v for k, v in cfg.items() if k != "catalog_hash"}))
+    cfg_file.write_text(json.dumps({**cfg, "source": {k: v for k, v in cfg["source"].items() if k != "catalog_hash"}}))
     with pytest.raises(InvalidInput, match="imported now"):
         ab.run_ab("fer2013", rec2, seeds=[0], preset="smoke", baseline=doc["ab_id"], epochs=1, max_train=1200)
     cfg_file.write_text(json.dumps(cfg))

@@ -121,8 +121,8 @@ def baseline_raw_runs(name: str, baseline_id: str, preset: str, changes: dict, c
         if info["status"].get("state") != "done" or not info["metrics"]:
             continue
         cfg = info["config"]
-        if cfg.get("catalog_hash") is not None:
-            same = cfg["catalog_hash"] == chash
+        if cfg.get("source", {}).get("catalog_hash") is not None:
+            same = cfg["source"]["catalog_hash"] == chash
         else:   # runs from before the hash was recorded: the full raw training set must match label for label
             same = (not cfg.get("preset", {}).get("max_train")
                     and {k: v for k, v in cfg.get("train_label_counts", {}).items() if v} == counts)

@@ -150,7 +150,7 @@ def assemble(name: str, source: str = "raw", recipe=None, use_overrides: bool = 
         raise DatasetError(f"'{name}' has no test split to evaluate on.",
                            "Import a dataset with a test split (FER2013 has PrivateTest), or split it first.")
     ids_all, px = pixels(ds, size, progress, cancel)
-    info: dict = {"kind": source}
+    info: dict = {"kind": source, "catalog_hash": ds.meta.get("catalog_hash")}   # the import the pixels came from
     if source == "raw":
         tr = cat[cat["split"] == "train"]
         va = cat[cat["split"] == "val"]

@@ -152,7 +152,6 @@ def train(name: str, source: str = "raw", recipe=None, export_dir=None, preset: 
                                cache=cache, progress=progress, cancel=cancel)
         config = {"run_id": run_id, "dataset": name, "source": td.source, "preset": p.to_dict(), "seed": seed,
                   "classes": td.classes, "group": group, "arm": arm,
-                  "catalog_hash": datasets.load(name, cache).meta.get("catalog_hash"),
                   "sizes": {"train": len(td.train), "val": len(td.val), "test": len(td.test)},
                   "train_label_counts": {c: int((td.train.y == i).sum()) for i, c in enumerate(td.classes)},
                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
