@@ -8,12 +8,14 @@ from pathlib import Path
 from fer_core.config import cache_root
 from fer_core.errors import InvalidInput
 
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
 
-def check_name(name: str) -> str:
-    if not _NAME_RE.match(name or ""):
-        raise InvalidInput(f"'{name}' is not a valid dataset name.",
+def check_name(name: str, kind: str = "dataset") -> str:
+    """A name used as a folder or file name (``kind``: dataset, recipe, export or collection). The whole name
+    must match: a trailing newline or a path separator never slips through."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise InvalidInput(f"{name!r} is not a valid {kind} name.",
                            "Use 1–64 lower-case letters, digits, '-', '_' or '.', starting with a letter or digit.")
     return name
 

@@ -240,3 +240,153 @@ def test_label_cut_is_capped_per_class():
     d2 = recipe.decide(sig, r)
     assert recipe.has_reason(d2["reasons"], "label_quality")[train & (q < lq.min)].all()
     assert recipe.class_imbalance(sig, d2)[0]["label"] == "disgust"
+
+
+# ---- schema: bad recipes are refused with the key path, what is allowed and the closest valid key ----------
+
+@pytest.mark.parametrize("text, expected", [
+    ("filter:\n  sharpness: {min: 3}\n", r"unknown key 'filter' \(did you mean 'filters'\?\)"),
+    ("filters:\n  sharpness: {mni: 3}\n", r"unknown key 'filters\.sharpness\.mni' \(did you mean 'min'\?\); "
+                                          r"allowed there: enabled, min, max, review_min, review_max"),
+    ("duplicates: {polcy: drop_all}\n", r"unknown key 'duplicates\.polcy' \(did you mean 'policy'\?\)"),
+    ("duplicates: {near_treshold: 3}\n", r"unknown key 'duplicates\.near_treshold' \(did you mean 'near_threshold'\?\)"),
+    ("filters:\n  sharpnes: {min: 3}\n", r"filters\.sharpnes: .*unknown signal 'sharpnes' \(did you mean 'sharpness'\?\)"),
+    ("filters:\n  sharpness: {enabled: 'false', min: 3}\n", r"filters\.sharpness\.enabled must be true or false"),
+    ("filters:\n  sharpness: {min: .nan}\n", r"filters\.sharpness\.min must be a finite number"),
+    ("filters:\n  sharpness: {min: .inf}\n", r"filters\.sharpness\.min must be a finite number"),
+    ("duplicates: {near_threshold: -3}\n", r"duplicates\.near_threshold must be between 0 and 64, not -3"),
+    ("filters:\n  brightness: {max: -5}\n", r"filters\.brightness\.max must be between 0 and 255 .*not -5"),
+    ("filters:\n  label_quality: {min: -0.1}\n", r"filters\.label_quality\.min must be between 0 and 1"),
+    ("filters:\n  sharpness: 5\n", r"filters\.sharpness must be a mapping .* of enabled, min, max"),
+    ("duplicates: {near_threshold: four}\n", r"duplicates\.near_threshold must be a whole number, not 'four'"),
+    ("duplicates: {exact: 1}\n", r"duplicates\.exact must be true or false"),
+    ("scope: train\n", r"scope must be a list"),
+    ("scope: [train, tset]\n", r"scope\[1\] must be one of test, val, train, not 'tset' \(did you mean 'test'\?\)"),
+    ("labels: {class_cap: .nan}\n", r"labels\.class_cap must be a finite number"),
+    ("- just\n- a list\n", r"must be a mapping"),
+])
+def test_schema_names_the_file_the_key_and_what_is_allowed(tmp_path, text, expected):
+    p = tmp_path / "mine.yaml"
+    p.write_text("format: fer-recipe/1\nname: mine\n" + text if not text.startswith("-") else text)
+    with pytest.raises(InvalidInput, match=expected) as exc:
+        recipe.Recipe.load(p)
+    assert "'mine.yaml'" in exc.value.message and exc.value.hint
+
+
+def test_schema_reports_every_problem_at_once():
+    with pytest.raises(InvalidInput) as exc:
+        recipe.Recipe.from_dict({"filters": {"sharpness": {"mni": 1, "enabled": "yes"}, "brightness": {"max": -5}},
+                                 "duplicates": {"near_threshold": "4"}})
+    m = exc.value.message
+    assert "The recipe:" in m and "filters.sharpness.mni" in m and "filters.sharpness.enabled" in m
+    assert "duplicates.near_threshold" in m and "filters.brightness.max must be between 0 and 255" in m
+
+
+def test_bad_yaml_syntax_names_the_file_and_line(tmp_path):
+    p = tmp_path / "broken.yaml"
+    p.write_text("name: x\nfilters:\n  sharpness: {min: 3\n  brightness: {}\n")
+    with pytest.raises(InvalidInput, match=r"'broken\.yaml' is not valid YAML \(line \d+, column \d+") as exc:
+        recipe.Recipe.load(p)
+    assert "Unexpected" not in str(exc.value)
+    # the app's upload goes through the same parser (bytes, as uploaded)
+    with pytest.raises(InvalidInput, match=r"'up\.yaml' is not valid YAML \(line 3, column 1: expected ',' or "
+                                           r"'\]'.*, while parsing a flow sequence on line 2\)"):
+        recipe.Recipe.from_text(b"name: x\nfilters: [unclosed\n", "up.yaml")
+    with pytest.raises(InvalidInput, match=r"'up\.json' is not valid JSON \(line 1, column 2"):
+        recipe.Recipe.from_text(b"{name: 1}", "up.json")
+    with pytest.raises(InvalidInput, match=r"'up\.yaml' is not UTF-8 text"):
+        recipe.Recipe.from_text(b"name: caf\xe9\n", "up.yaml")
+
+
+# Recipes as earlier versions saved them, with the fingerprints those versions computed: an A/B resumes only
+# when the fingerprint of its recipe is unchanged, so validation must not alter a valid recipe in any way.
+OLD_RECIPES = {
+    "50dcf3f4c8ff06e4": """format: fer-recipe/1
+name: strict
+scope: [train, val]
+filters:
+  sharpness: {enabled: true, min: 321.5, max: null, review_min: 400, review_max: null}
+  brightness: {enabled: false, min: 12.25, max: 243.0, review_min: null, review_max: null}
+  face_score: {enabled: true, min: 0.2, max: null, review_min: 0.5, review_max: null}
+duplicates:
+  exact: true
+  near: true
+  near_threshold: 6
+  mirror: false
+  mirror_threshold: 2
+  policy: keep_one
+  drop_leaked: true
+  prefer: [test, val, train]
+  embedding: true
+  embed_threshold: 0.8
+labels: {policy: relabel}
+derived_from: {dataset: fer2013, catalog_hash: abc123, images: 28709}
+notes: tuned by hand
+""",
+    "5305a9be73e04725": """format: fer-recipe/1
+name: capped
+scope: [train]
+filters:
+  label_quality: {enabled: true, min: 0.05, max: null, review_min: 0.2, review_max: null}
+duplicates: {exact: true, near: true, near_threshold: 4, mirror: false, mirror_threshold: 2, policy: drop_all,
+  drop_leaked: false, prefer: [train, val, test], embedding: false, embed_threshold: 1}
+labels: {policy: drop, class_cap: 0.0612}
+derived_from: {}
+""",
+    "6f5ff94bc4a70d58": "name: tiny\nfilters: {contrast: {min: 3}}\n",
+}
+
+
+@pytest.mark.parametrize("fp", list(OLD_RECIPES))
+def test_old_recipes_load_with_the_same_fingerprint(tmp_path, fp):
+    p = tmp_path / "old.yaml"
+    p.write_text(OLD_RECIPES[fp])
+    r = recipe.Recipe.load(p)
+    assert r.fingerprint() == fp
+    for suffix in (".yaml", ".json"):
+        back = recipe.Recipe.load(r.save(tmp_path / f"again{suffix}"))
+        assert back.to_dict() == r.to_dict() and back.fingerprint() == fp
+    assert r.copy().fingerprint() == fp
+
+
+# ---- a recipe that rejects most of a split is flagged (CLI and summary) -----------------------------------
+
+def test_recipe_rejecting_most_of_a_split_warns(small, tmp_path, capsys):
+    from fer_core import cli
+
+    r = recipe.default_recipe(small.signals)
+    assert recipe.split_rejections(small.signals, decisions.run(small, r)) == []
+    r.scope = ["train", "test"]
+    r.filters["brightness"].enabled = True
+    r.filters["brightness"].min, r.filters["brightness"].max = None, 1.0   # valid, but on the wrong side
+    d = decisions.run(small, r)
+    w = {x["split"]: x for x in recipe.split_rejections(small.signals, d)}
+    assert set(w) == {"train", "test"}                                    # val is out of scope: untouched
+    n_test = int((small.signals["split"] == "test").sum())
+    assert w["test"]["of"] == n_test and w["test"]["rejected"] > n_test / 2 and w["test"]["share"] > 0.5
+    text = recipe.format_summary(recipe.summarize(small.signals, d))
+    assert f"WARNING: The recipe rejects {w['test']['share']:.0%} of the test split" in text
+    path = r.save(tmp_path / "dark.yaml")
+    assert cli.main(["decide", "small", "--recipe", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: The recipe rejects" in out and "of the train split" in out and "of the test split" in out
+    # a bad recipe in the CLI: a sentence and exit 1, not a traceback
+    (tmp_path / "typo.yaml").write_text("filters:\n  sharpness: {mni: 3}\n")
+    assert cli.main(["decide", "small", "--recipe", str(tmp_path / "typo.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "filters.sharpness.mni" in err and "did you mean 'min'" in err and "Traceback" not in err
+
+
+# ---- names ---------------------------------------------------------------------------------------------------
+
+def test_check_name_matches_the_whole_name_and_says_what_kind():
+    from fer_core.store_paths import check_name
+
+    assert check_name("fer2013") == "fer2013" and check_name("my-recipe_2.v1", "recipe") == "my-recipe_2.v1"
+    for bad in ("fer2013\n", "a\nb", "", "Bad", "../x", "a" * 65, None):
+        with pytest.raises(InvalidInput, match="not a valid dataset name"):
+            check_name(bad)
+    with pytest.raises(InvalidInput, match=r"'strict\\n' is not a valid recipe name"):
+        check_name("strict\n", "recipe")
+    with pytest.raises(InvalidInput, match="not a valid export name"):
+        check_name("My Export", "export")

@@ -20,6 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from fer_core import datasets, decisions as dec_mod, recipe as recipe_mod, review, store
+from fer_core.errors import FerError
 from fer_core.montage import COLORS, load_gray_or_color, montage
 from fer_core.signals.base import COLUMN_META
 from fer_core.sources.labels import CANONICAL
@@ -150,7 +151,7 @@ def recipe_sidebar(name: str, inputs: dec_mod.Inputs) -> None:
             if st.button("Save recipe", key=f"rsave-btn-{name}"):
                 try:
                     from fer_core.store_paths import check_name
-                    check_name(new_name)
+                    check_name(new_name, "recipe")
                     rec = rs["recipe"]
                     rec.name = new_name
                     rec.save(rdir / f"{new_name}.yaml")
@@ -172,11 +173,7 @@ def recipe_sidebar(name: str, inputs: dec_mod.Inputs) -> None:
             up = st.file_uploader("Load a recipe file", type=["yaml", "yml", "json"], key=f"rup-{name}")
             if up is not None and st.button("Use uploaded recipe", key=f"rup-btn-{name}"):
                 try:
-                    import json as _json
-                    import yaml as _yaml
-                    text = up.getvalue().decode()
-                    data = _json.loads(text) if up.name.endswith(".json") else _yaml.safe_load(text)
-                    rec = recipe_mod.Recipe.from_dict(data)
+                    rec = recipe_mod.Recipe.from_text(up.getvalue(), up.name)
                     set_recipe(name, rec, rec.name or up.name, saved=False)
                     st.rerun()
                 except Exception as exc:  # noqa: BLE001
@@ -226,8 +223,23 @@ def session_author() -> str:
     return sid
 
 
-def set_override(name: str, ids, action: str, label: str | None = None) -> None:
-    review_store(name).set(ids, action, label=label, author=session_author())
+def set_override(name: str, ids, action: str, label: str | None = None) -> bool:
+    """Store a manual decision; a failure (e.g. a full disk) is shown as a sentence and nothing is half-saved."""
+    try:
+        review_store(name).set(ids, action, label=label, author=session_author())
+        return True
+    except FerError as exc:
+        show_error(exc)
+        return False
+
+
+def undo_override(name: str):
+    """Undo this person's last override; returns the undone event (None if nothing, or on an error shown)."""
+    try:
+        return review_store(name).undo(author=session_author())
+    except FerError as exc:
+        show_error(exc)
+        return None
 
 
 def summary_sidebar(inputs: dec_mod.Inputs, dec: pd.DataFrame) -> dict:
@@ -241,6 +253,8 @@ def summary_sidebar(inputs: dec_mod.Inputs, dec: pd.DataFrame) -> dict:
         st.caption("  \n".join(rows))
         if s.get("label_capped"):
             st.caption(f"{s['label_capped']:,} label issues spared by the per-class cap (left for review)")
+        for w in s.get("split_rejections", []):
+            st.warning(recipe_mod.split_rejection_text(w) + ".", icon="🚨")
         for w in s.get("class_imbalance", []):
             st.warning(recipe_mod.imbalance_text(w) + ": a small class can vanish from training (its test recall "
                        "then collapses). Check the class on the Review page or loosen this cut.", icon="⚖️")
