@@ -26,8 +26,13 @@ class Ctx:
         self.cancel = CancelToken(args.cancel_file)
         self.file_progress = FileProgress(args.progress_json) if args.progress_json else None
         self.bar = TqdmProgress(disable=args.quiet)
-        self.progress = combine(self.bar, self.file_progress)
+        self.progress = combine(self.bar, self.file_progress, self._say_waiting)
         self.result: dict = {}   # what a background job reports when done (shown by the UI)
+
+    def _say_waiting(self, ev) -> None:
+        """A writer waiting for a dataset's lock says so once, on its own line (not inside a bar)."""
+        if ev.stage == "waiting" and not self.args.quiet:
+            print(f"Waiting: {ev.message.removeprefix('waiting: ')} …", file=sys.stderr, flush=True)
 
     def out(self, text: str = "") -> None:
         print(text, flush=True)
@@ -88,7 +93,8 @@ def cmd_import(ctx: Ctx) -> int:
 
     limits = ImportLimits(max_members=ctx.args.max_members, max_uncompressed_bytes=int(ctx.args.max_gib * 2**30))
     res = datasets.import_dataset(ctx.args.path, ctx.args.name, spec=ctx.args.spec, limits=limits,
-                                  progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache)
+                                  progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache,
+                                  allowed_roots=[Path(r) for r in ctx.args.within] if ctx.args.within else None)
     ctx.bar.close()
     ctx.out(res.summary())
     _print_rejected(ctx, res.dataset)
@@ -265,9 +271,9 @@ def cmd_ab(ctx: Ctx) -> int:
         accs = ", ".join(f"{x['accuracy']:.4f}" for x in r["runs"])
         ctx.out(f"{arm:8s} test accuracy per seed: {accs} (mean {r['mean_accuracy']:.4f})")
     for arm, d in res["differences"].items():
-        ctx.out(f"{arm} − raw, full test split: {ab.verdict(d['full'])}")
+        ctx.out(f"{arm} − raw, full test split: {ab.verdict(d['full'], doc['preset'])}")
         if d.get("without_leaked"):
-            ctx.out(f"{arm} − raw, test without leaked images: {ab.verdict(d['without_leaked'])}")
+            ctx.out(f"{arm} − raw, test without leaked images: {ab.verdict(d['without_leaked'], doc['preset'])}")
     ctx.result = {"dataset": a.name, "ab_id": doc["ab_id"],
                   "summary": "; ".join(f"{k} − raw {v['full']['difference'] * 100:+.2f} pts" for k, v in res["differences"].items())}
     return 0
@@ -292,45 +298,50 @@ def _print_rejected(ctx: Ctx, ds) -> None:
 
 
 class _exclusive:
-    """Hold a per-key lock for the command's duration; wait (state "queued") while another holds it."""
+    """Hold a per-key lock for the command's duration; wait (state "queued") while another holds it.
+
+    The key ``dataset-<name>`` is the dataset's writer lock itself (:mod:`fer_core.locks`), so a job queued
+    in the app, a CLI command and the engine's own writers all wait on one lock."""
 
     def __init__(self, ctx: Ctx):
-        self.ctx, self.fh = ctx, None
+        self.ctx, self.cm, self.announced = ctx, None, False
+
+    def _queued(self, ev) -> None:
+        fp = self.ctx.file_progress
+        if fp and not self.announced:
+            fp.state["queued"] = True
+            fp.finish("running")
+        self.announced = True
+        self.ctx._say_waiting(ev)
 
     def __enter__(self):
         key = self.ctx.args.exclusive
         if not key:
             return self
-        import fcntl
         import re
-        import time
 
-        from fer_core.progress import check_cancel
+        from fer_core import locks
         from fer_core.store_paths import jobs_root
 
-        lock_dir = jobs_root(self.ctx.cache) / "locks"
-        lock_dir.mkdir(exist_ok=True)
-        self.fh = open(lock_dir / (re.sub(r"[^\w.-]", "_", key) + ".lock"), "w")
-        announced = False
-        while True:
-            try:
-                fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not announced and self.ctx.file_progress:
-                    self.ctx.file_progress.state["queued"] = True
-                    self.ctx.file_progress.finish("running")
-                    announced = True
-                check_cancel(self.ctx.cancel)
-                time.sleep(0.5)
-        if announced and self.ctx.file_progress:
+        if key.startswith("dataset-"):
+            name = key.removeprefix("dataset-")
+            path = locks.lock_path(name, self.ctx.cache)
+        else:
+            name = key
+            lock_dir = jobs_root(self.ctx.cache) / "locks"
+            lock_dir.mkdir(exist_ok=True)
+            path = lock_dir / (re.sub(r"[^\w.-]", "_", key) + ".lock")
+        self.cm = locks.hold(path, name, self.ctx.args.command, wait=True, progress=self._queued,
+                             cancel=self.ctx.cancel)
+        self.cm.__enter__()
+        if self.announced and self.ctx.file_progress:
             self.ctx.file_progress.state["queued"] = False
             self.ctx.file_progress.finish("running")
         return self
 
     def __exit__(self, *exc):
-        if self.fh:
-            self.fh.close()
+        if self.cm is not None:
+            self.cm.__exit__(*exc)
 
 
 # ---- parser ---------------------------------------------------------------------------------
@@ -360,8 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path")
     s.add_argument("--name", required=True)
     s.add_argument("--spec", default=None, help="layout (registry name); default: detected")
-    s.add_argument("--max-members", type=int, default=2_000_000, help="zip: most files allowed")
-    s.add_argument("--max-gib", type=float, default=50.0, help="zip: most uncompressed GiB allowed")
+    s.add_argument("--max-members", type=int, default=2_000_000, help="zip or folder: most files allowed")
+    s.add_argument("--max-gib", type=float, default=50.0, help="zip or folder: most (uncompressed) GiB allowed")
+    s.add_argument("--within", action="append", default=None, metavar="DIR",
+                   help="read PATH only inside DIR (repeatable; the app passes its import folders)")
     s.set_defaults(fn=cmd_import)
 
     s = sub.add_parser("scan", help="compute signals (cached; resumes after an interruption)")

@@ -26,10 +26,51 @@ class ImportLimits:
 
     max_members: int = 2_000_000          # files in one archive
     max_uncompressed_bytes: int = 50 * 2**30  # total uncompressed size of an archive
-    max_ratio: float = 200.0              # per-member compression ratio (zip-bomb guard)
+    max_ratio: float = 200.0              # compression ratio per member and running over all (zip-bomb guard)
+    max_total_ratio: float = 50.0         # total expanded size ÷ archive file size (FER2013: 0.92; CSV: ~3)
     min_side: int = 8                     # images smaller than this are "absurd"
     max_side: int = 16_384
     max_pixels: int = 100_000_000
 
 
 DEFAULT_LIMITS = ImportLimits()
+
+
+# ---- server-path imports from the browser ------------------------------------------------------
+# The CLI is the operator on their own machine and may import any path; the app's "path on the
+# server" import reads only inside these folders, and only when the app listens on loopback (or the
+# operator sets FER_ALLOW_PATH_IMPORT=1): a browser user must not be able to read the server's files.
+IMPORT_ROOTS_ENV = "FER_IMPORT_ROOTS"
+ALLOW_PATH_IMPORT_ENV = "FER_ALLOW_PATH_IMPORT"
+
+
+def import_roots(cache: str | os.PathLike | None = None) -> list[Path]:
+    """Folders the app may import server paths from: ``<cache>/import`` (created) and ``$FER_IMPORT_ROOTS``
+    (``os.pathsep``-separated), each resolved."""
+    default = cache_root(cache) / "import"
+    default.mkdir(exist_ok=True)
+    extra = [Path(p).expanduser() for p in os.environ.get(IMPORT_ROOTS_ENV, "").split(os.pathsep) if p.strip()]
+    out: list[Path] = []
+    for p in [default, *extra]:
+        real = Path(os.path.realpath(p))
+        if real not in out:
+            out.append(real)
+    return out
+
+
+def is_loopback(address: str | None) -> bool:
+    """True when a server bound to ``address`` is reachable from this machine only ("" = every interface)."""
+    import ipaddress
+
+    addr = (address or "").strip().strip("[]")
+    if addr == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
+
+
+def path_import_allowed(address: str | None) -> bool:
+    """Whether the app offers import from a server path: on loopback, or when the operator opted in."""
+    return is_loopback(address) or os.environ.get(ALLOW_PATH_IMPORT_ENV, "").strip() == "1"

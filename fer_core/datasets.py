@@ -16,16 +16,16 @@ leaves nothing registered (and an earlier good import stays as it was).
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
+import re
 import shutil
+import stat
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
@@ -105,43 +105,111 @@ def load(name: str, cache=None) -> Dataset:
     return Dataset(name, real, dataset_dir(name, cache), meta)
 
 
-@contextmanager
-def dataset_lock(name: str, cache=None, what: str = "import"):
-    d = dataset_dir(name, cache)
-    d.mkdir(parents=True, exist_ok=True)
-    fh = open(d / ".lock", "w")
-    try:
+def dataset_lock(name: str, cache=None, what: str = "import", wait: bool = True, progress=None, cancel=None):
+    """The dataset's writer lock (see :mod:`fer_core.locks`)."""
+    from fer_core import locks
+
+    return locks.dataset_lock(name, what, cache=cache, wait=wait, progress=progress, cancel=cancel)
+
+
+def _skipped(rel, reason: str) -> dict:
+    return {"path": str(rel), "reason": reason, "split": "", "usage": "", "label_orig": ""}
+
+
+def _pick_files(src: Path, limits: ImportLimits) -> tuple[list[tuple[PurePosixPath, int]], list[dict]]:
+    """The images and label files under ``src`` to copy, and the entries left out (with the reason).
+
+    Links are never followed (listed as left out), hidden entries and __MACOSX are skipped as the readers
+    skip them, and the walk stops at ``limits.max_members`` entries.
+    """
+    from fer_core.sources.readers import classify_file, is_label_file
+
+    picked, left_out, seen, total = [], [], 0, 0
+    stack = [PurePosixPath()]
+    while stack:
+        rel_dir = stack.pop()
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise Busy(f"Another {what} of '{name}' is running.",
-                       "Wait for it to finish (see its progress), then try again.") from exc
-        yield
-    finally:
-        fh.close()
+            with os.scandir(src / rel_dir) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            left_out.append(_skipped(rel_dir, f"folder not readable ({exc.strerror or 'error'})"))
+            continue
+        for e in entries:
+            if e.name.startswith(".") or e.name == "__MACOSX":
+                continue
+            rel = rel_dir / e.name
+            seen += 1
+            if seen > limits.max_members:
+                raise InvalidInput(f"'{src.name}' holds more than {limits.max_members:,} files and folders.",
+                                   "Import a smaller folder, or raise the limit (--max-members) if you trust it.")
+            try:
+                if e.is_symlink():
+                    left_out.append(_skipped(rel, "symbolic link: not followed, not copied"))
+                elif e.is_dir(follow_symlinks=False):
+                    stack.append(rel)
+                elif not e.is_file(follow_symlinks=False):
+                    left_out.append(_skipped(rel, "not a regular file: not copied"))
+                elif classify_file(rel) == "image" or is_label_file(rel):
+                    size = e.stat(follow_symlinks=False).st_size
+                    picked.append((rel, size))
+                    total += size
+                elif classify_file(rel) == "other":
+                    left_out.append(_skipped(rel, f"not an image or label file (extension "
+                                                  f"'{rel.suffix or '(none)'}'): not copied"))
+                # other metadata (README.md, notes.pdf, …) is not needed by any reader: not copied, not a problem
+            except OSError as exc:  # vanished or unreadable while we looked
+                left_out.append(_skipped(rel, f"cannot read ({exc.strerror or 'error'})"))
+    if total > limits.max_uncompressed_bytes:
+        raise InvalidInput(
+            f"The images and label files in '{src.name}' total {total / 2**30:,.2f} GiB "
+            f"(limit {limits.max_uncompressed_bytes / 2**30:,.2f} GiB).",
+            "Import a smaller folder, or raise the limit (--max-gib) if you trust it.")
+    return sorted(picked), sorted(left_out, key=lambda r: r["path"])
 
 
-def _copy_tree(src: Path, dst: Path, progress: ProgressFn | None, cancel: CancelToken | None,
-               on_file=None) -> int:
-    from fer_core.sources.readers import walk_files
+def _copy_tree(src: Path, dst: Path, limits: ImportLimits, progress: ProgressFn | None,
+               cancel: CancelToken | None, on_file=None) -> list[dict]:
+    """Copy the images and label files under ``src`` into ``dst``; return the entries left out.
 
-    files = list(walk_files(src))
+    Nothing else is copied (no keys, no configs), links are never followed (also not one swapped in
+    after the walk: O_NOFOLLOW), and the total stays within the import limits as the bytes are read.
+    """
+    files, left_out = _pick_files(src, limits)
     emit(progress, "copy", 0, len(files), "files")
-    for n, rel in enumerate(files, 1):
+    copied = 0
+    for n, (rel, _) in enumerate(files, 1):
         out = dst / Path(*rel.parts)
         out.parent.mkdir(parents=True, exist_ok=True)
-        source_file = src / Path(*rel.parts)
-        if on_file is not None and source_file.stat().st_size <= (64 << 20):
-            data = source_file.read_bytes()
-            out.write_bytes(data)
-            on_file(str(rel), data)
-        else:
-            shutil.copyfile(source_file, out)
+        try:
+            fd = os.open(src / Path(*rel.parts), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:
+            why = "symbolic link: not followed" if exc.errno == errno.ELOOP else exc.strerror or "error"
+            left_out.append(_skipped(rel, f"cannot read ({why}): not copied"))
+            continue
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                left_out.append(_skipped(rel, "not a regular file: not copied"))
+                continue
+            parts, size = [], 0
+            with open(out, "xb") as fo:
+                while buf := fh.read(1 << 20):
+                    size += len(buf)
+                    copied += len(buf)
+                    if copied > limits.max_uncompressed_bytes:
+                        raise InvalidInput(
+                            f"The files in '{src.name}' grew past the limit "
+                            f"({limits.max_uncompressed_bytes / 2**30:,.2f} GiB) while being copied.",
+                            "Import the folder once it no longer changes, or raise the limit (--max-gib).")
+                    fo.write(buf)
+                    if on_file is not None and size <= (64 << 20):
+                        parts.append(buf)
+            if on_file is not None and size <= (64 << 20):
+                on_file(str(rel), b"".join(parts))
         if n % 1000 == 0:
             check_cancel(cancel)
             emit(progress, "copy", n, len(files), "files")
     emit(progress, "copy", len(files), len(files), "files")
-    return len(files)
+    return left_out
 
 
 def _has_images(root: Path) -> bool:
@@ -150,13 +218,29 @@ def _has_images(root: Path) -> bool:
     return any(classify_file(f) == "image" for f in walk_files(root))
 
 
+def confine(path: str | os.PathLike, roots: list[Path]) -> Path:
+    """``path`` resolved (links followed), when it exists inside one of ``roots``; else InvalidInput.
+
+    The message is the same whether the path is outside the roots or does not exist, so a browser user
+    learns nothing about the server's files outside them.
+    """
+    real = Path(os.path.realpath(Path(path).expanduser()))
+    real_roots = [Path(os.path.realpath(r)) for r in roots]
+    if not any(real.is_relative_to(r) for r in real_roots) or not real.exists():
+        raise InvalidInput(
+            f"Cannot import '{path}': it is not a file or folder inside the import folders of this server.",
+            "Put the dataset (a folder, a zip or fer2013.csv) under " + " or ".join(f"'{r}'" for r in real_roots)
+            + ", or upload it. The operator can add folders with FER_IMPORT_ROOTS.")
+    return real
+
+
 def _source_kind(path: Path) -> str:
     if path.is_dir():
         return "folder"
     suf = path.suffix.lower()
-    if suf == ".zip":
+    if path.is_file() and suf == ".zip":
         return "zip"
-    if suf == ".csv":
+    if path.is_file() and suf == ".csv":
         return "csv"
     raise InvalidInput(f"Cannot import '{path}': expected a folder, a .zip or a fer2013 .csv file.",
                        "Point to the dataset folder (one sub-folder per label), its zip, or fer2013.csv.")
@@ -165,15 +249,23 @@ def _source_kind(path: Path) -> str:
 def import_dataset(source: str | os.PathLike, name: str, spec: str | None = None,
                    limits: ImportLimits = DEFAULT_LIMITS, progress: ProgressFn | None = None,
                    cancel: CancelToken | None = None, source_info: dict | None = None,
-                   cache=None) -> ImportResult:
-    """Import a folder, zip or fer2013.csv as dataset ``name`` (idempotent; atomic)."""
+                   cache=None, allowed_roots: list[Path] | None = None) -> ImportResult:
+    """Import a folder, zip or fer2013.csv as dataset ``name`` (idempotent; atomic).
+
+    ``allowed_roots``: read only inside these folders (what the app passes for a path typed in the
+    browser, see :func:`fer_core.config.import_roots`); None (the CLI, the operator) reads any path.
+    A folder import copies only images and label files, never follows links, and keeps to ``limits``.
+    """
     t0 = time.time()
     check_name(name)
-    source = Path(source).expanduser()
-    if not source.exists():
-        raise InvalidInput(f"'{source}' does not exist.", "Check the path (it is read on the server's disk).")
+    if allowed_roots is not None:
+        source = confine(source, allowed_roots)
+    else:
+        source = Path(source).expanduser()
+        if not source.exists():
+            raise InvalidInput(f"'{source}' does not exist.", "Check the path (it is read on the server's disk).")
     kind = _source_kind(source)
-    with dataset_lock(name, cache):
+    with dataset_lock(name, cache, "import", progress=progress, cancel=cancel):
         ddir = dataset_dir(name, cache)
         for old in ddir.glob(".staging-*"):  # left by a killed import; we hold the lock
             shutil.rmtree(old, ignore_errors=True)
@@ -185,7 +277,7 @@ def import_dataset(source: str | os.PathLike, name: str, spec: str | None = None
             extra_rejected: list[dict] = []
             inspector = catalog_mod.Inspector(limits)
             if kind == "folder":
-                _copy_tree(source, raw, progress, cancel, on_file=inspector)
+                extra_rejected = _copy_tree(source, raw, limits, progress, cancel, on_file=inspector)
             elif kind == "zip":
                 safe_extract(source, raw, limits, progress, cancel, on_file=inspector)
             csv_file = source if kind == "csv" else None
@@ -193,7 +285,7 @@ def import_dataset(source: str | os.PathLike, name: str, spec: str | None = None
                 csv_file = registry.find_fer_csv(raw)
             if csv_file is not None:
                 images.mkdir()
-                extra_rejected = materialize_csv(csv_file, images, progress, cancel)
+                extra_rejected += materialize_csv(csv_file, images, progress, cancel)
                 spec = "fer2013-csv"
                 shutil.rmtree(raw)
             else:
@@ -209,9 +301,12 @@ def import_dataset(source: str | os.PathLike, name: str, spec: str | None = None
                 rej = pd.concat([rej, pd.DataFrame(extra_rejected, columns=catalog_mod.REJECTED_COLUMNS)],
                                 ignore_index=True)
             if cat.empty:
+                packed = [p for p in rej["path"] if re.search(r"\.(zip|7z|rar|tar|tgz|gz|\d{3})$", p, re.I)]
                 raise InvalidInput(
                     f"No usable images found in '{source.name}' ({len(rej):,} files rejected).",
-                    "Expected one sub-folder per label (optionally under train/val/test), a zip of that, "
+                    (f"The folder holds archives ({', '.join(packed[:3])}): extract them (e.g. `7z x`) or import "
+                     "a zip itself. " if packed else "")
+                    + "Expected one sub-folder per label (optionally under train/val/test), a zip of that, "
                     "or fer2013.csv." + (f" First problem: {rej.iloc[0]['path']}: {rej.iloc[0]['reason']}" if len(rej) else ""))
             chash = catalog_mod.catalog_hash(cat)
             meta = {

@@ -10,7 +10,7 @@ import uuid
 import numpy as np
 import pandas as pd
 
-from fer_core import datasets, store
+from fer_core import datasets, locks, store
 from fer_core.errors import DatasetError
 from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, emit
 from fer_core.signals import embeddings as emb
@@ -46,6 +46,7 @@ def load_map(name: str, method: str, cache=None) -> pd.DataFrame | None:
     return pd.read_parquet(p)
 
 
+@locks.writes_dataset("embedding map")
 def compute_map(name: str, method: str = "umap", progress: ProgressFn | None = None,
                 cancel: CancelToken | None = None, cache=None) -> pd.DataFrame:
     if method not in METHODS:

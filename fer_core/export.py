@@ -7,6 +7,11 @@
     manifest.json                      source + catalog hash, full recipe, overrides, counts before/after,
                                        reasons, CLAHE settings, app version, time
 
+Safe target: an export only ever replaces an earlier export (its ``manifest.json`` with ``"format":
+"fer-export/1"`` and nothing else) or fills a new or empty folder; any other folder is refused, as are the
+cache, folders inside it other than ``cache/exports/<name>``, the home folder and their parents. The
+dataset's writer lock is held while the export reads it. A full disk is reported as :class:`DiskFull`.
+
 Atomic: everything is written to a temporary folder beside the target, then renamed into place (an
 existing export of the same name is replaced only once the new one is complete). A lock makes a second
 concurrent export of the same name fail with a clear message; a killed export leaves only a temporary
@@ -17,6 +22,7 @@ byte for byte.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -25,6 +31,7 @@ import shutil
 import time
 import uuid
 import zipfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,7 +41,9 @@ import pandas as pd
 
 import fer_core
 from fer_core import datasets, decisions as dec_mod, recipe as recipe_mod, review
-from fer_core.errors import Busy, InvalidInput
+from fer_core.config import cache_root
+from fer_core.errors import Busy, DiskFull, InvalidInput
+from fer_core.locks import dataset_lock
 from fer_core.progress import CancelToken, ProgressFn, atomic_write_text, check_cancel, emit
 from fer_core.sources.labels import CANONICAL, FER2013_IDS
 from fer_core.store_paths import check_name, exports_root
@@ -98,47 +107,115 @@ def _fer_row(img: np.ndarray) -> str:
     return " ".join(map(str, g.ravel().tolist()))
 
 
+_EXPORT_ENTRIES = {"manifest.json", "fer2013.csv", *USAGE_OF_SPLIT}
+
+
+def _within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
+
+
+def check_target(root: str | os.PathLike, cache=None) -> Path:
+    """The resolved export folder; refused unless it is new, empty or holds an earlier export (and only that).
+
+    Never the cache, a folder inside it other than ``cache/exports/<name>``, the home folder, or a parent of
+    any of these (``/`` included): an export replaces its target folder.
+    """
+    root = Path(os.path.realpath(Path(root).expanduser()))
+    cache_dir = Path(os.path.realpath(cache_root(cache)))
+    exports = Path(os.path.realpath(exports_root(cache)))
+    pick = "Choose a new or empty folder for the export (or leave out --out to export under the cache's exports/)."
+    for what, p in (("the app's cache", cache_dir), ("your home folder", Path(os.path.realpath(Path.home())))):
+        if _within(p, root):
+            raise InvalidInput(f"Cannot export to '{root}': it {'is' if p == root else 'contains'} {what} ({p}), "
+                               "and an export replaces its target folder.", pick)
+    if _within(root, cache_dir) and exports not in root.parents:
+        raise InvalidInput(f"Cannot export to '{root}': it is inside the app's cache ({cache_dir}), where exports "
+                           f"may only go under {exports}.", pick)
+    if root.exists():
+        if not root.is_dir():
+            raise InvalidInput(f"Cannot export to '{root}': it is a file, not a folder.", pick)
+        entries = sorted(p.name for p in root.iterdir())
+        if entries and not _is_export(root):
+            raise InvalidInput(f"Cannot export to '{root}': the folder is not empty ({', '.join(entries[:3])}"
+                               f"{', …' if len(entries) > 3 else ''}) and is not an earlier export, so exporting "
+                               "would delete what it holds.",
+                               "Choose a new or empty folder, or move its contents away first. An export only ever "
+                               "replaces an earlier export (a folder with its manifest.json and nothing else).")
+    return root
+
+
+def _is_export(root: Path) -> bool:
+    """True for a folder written by :func:`export`: its manifest, and nothing but what an export writes."""
+    try:
+        ok = json.loads((root / "manifest.json").read_text()).get("format") == "fer-export/1"
+    except (OSError, ValueError, AttributeError):
+        return False
+    return ok and {p.name for p in root.iterdir()} <= _EXPORT_ENTRIES
+
+
 def export(name: str, rec: recipe_mod.Recipe, export_name: str, clahe: Clahe | None = None, csv: bool = False,
            use_overrides: bool = True, out_dir: str | os.PathLike | None = None, replace: bool = True,
            progress: ProgressFn | None = None, cancel: CancelToken | None = None, cache=None,
            now: float | None = None) -> ExportResult:
     t0 = time.time()
-    check_name(export_name)
-    ds = datasets.load(name, cache)
-    inputs = dec_mod.load_inputs(name, cache)
-    overrides = review.store_for(ds).overrides() if use_overrides else None
-    dec = dec_mod.run(inputs, rec, overrides)
-    sig = inputs.signals
-    root = Path(out_dir) if out_dir else exports_root(cache) / export_name
-    parent = root.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    lock_fh = open(parent / f".{root.name}.lock", "w")
-    try:
+    root = check_target(out_dir if out_dir else exports_root(cache) / check_name(export_name, "export"), cache)
+    if not replace and root.exists() and any(root.iterdir()):
+        raise InvalidInput(f"'{root}' already exists.", "Choose another name or allow replacing it.")
+    datasets.load(name, cache)  # a clear error for an unknown dataset before taking its lock
+    with _target_lock(root), dataset_lock(name, "export", cache=cache, progress=progress, cancel=cancel):
+        check_target(root, cache)  # again, under the locks
+        ds = datasets.load(name, cache)
+        inputs = dec_mod.load_inputs(name, cache)
+        overrides = review.store_for(ds).overrides() if use_overrides else None
+        dec = dec_mod.run(inputs, rec, overrides)
+        manifest = _export_to(root, ds, inputs.signals, dec, rec, clahe, csv, overrides, progress, cancel, now, cache)
+    return ExportResult(export_name, root, manifest, time.time() - t0)
+
+
+@contextmanager
+def _target_lock(root: Path):
+    """A second export to the same folder fails at once (taken before the dataset lock, never waits)."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "w") as fh:
         try:
-            fcntl.flock(lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise Busy(f"Another export to '{root}' is running.", "Wait for it to finish, or export under another name.") from exc
-        if root.exists() and not replace:
-            raise InvalidInput(f"'{root}' already exists.", "Choose another name or allow replacing it.")
-        for old in parent.glob(f".{root.name}.tmp-*"):
-            shutil.rmtree(old, ignore_errors=True)  # left by a killed export (we hold the lock)
-        tmp = parent / f".{root.name}.tmp-{uuid.uuid4().hex[:8]}"
+        yield
+
+
+def _export_to(root: Path, ds, sig, dec, rec, clahe, csv, overrides, progress, cancel, now, cache) -> dict:
+    """Write into a temporary folder beside ``root``, then swap it in (the caller holds the target's lock)."""
+    parent = root.parent
+    for old in parent.glob(f".{root.name}.tmp-????????"):
+        shutil.rmtree(old, ignore_errors=True)  # left by a killed export (we hold the lock)
+    tmp = parent / f".{root.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
         tmp.mkdir()
-        try:
-            manifest = _write(ds, sig, dec, rec, tmp, clahe, csv, overrides, progress, cancel, now)
-            if root.exists():
-                trash = parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
-                os.rename(root, trash)
-                os.rename(tmp, root)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.rename(tmp, root)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        manifest = _write(ds, sig, dec, rec, tmp, clahe, csv, overrides, progress, cancel, now)
+        if root.exists():
+            check_target(root, cache)  # nothing but an earlier export (or nothing) is ever replaced
+            trash = parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(root, trash)
+            os.rename(tmp, root)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.rename(tmp, root)
+        return manifest
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DiskFull(f"The disk filled up while exporting to '{root}' ({_gib(shutil.disk_usage(parent).free)} "
+                       "free now); nothing there was changed (an earlier export is intact) and no partial "
+                       "export was left.", f"Free space on the disk holding {parent} and export again.") from exc
     finally:
-        lock_fh.close()
-    return ExportResult(export_name, root, manifest, time.time() - t0)
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _write(ds, sig, dec, rec, tmp: Path, clahe, csv, overrides, progress, cancel, now) -> dict:
@@ -229,11 +306,19 @@ def zip_export(path: str | os.PathLike) -> Path:
     target = path.parent / f"{path.name}.zip"
     tmp = path.parent / f".{path.name}.zip.{uuid.uuid4().hex[:6]}"
     files = sorted(p for p in path.rglob("*") if p.is_file())
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for p in files:
-            info = zipfile.ZipInfo(f"{path.name}/{p.relative_to(path).as_posix()}", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, p.read_bytes())
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            for p in files:
+                info = zipfile.ZipInfo(f"{path.name}/{p.relative_to(path).as_posix()}", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, p.read_bytes())
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DiskFull(f"The disk filled up while zipping '{path.name}' ({_gib(shutil.disk_usage(path.parent).free)} "
+                       "free now); the export folder itself is complete.",
+                       f"Free space on the disk holding {path.parent} and prepare the zip again.") from exc
     os.replace(tmp, target)
     return target

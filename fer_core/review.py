@@ -18,7 +18,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from fer_core.errors import InvalidInput
+from fer_core.errors import DiskFull, InvalidInput
 from fer_core.sources.labels import CANONICAL
 
 ACTIONS = ("keep", "reject", "relabel", "clear")
@@ -65,15 +65,22 @@ class ReviewStore:
             c.close()
 
     @contextmanager
-    def _tx(self):
-        with self._conn() as c:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                yield c
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
+    def _tx(self, what: str = "change"):
+        try:
+            with self._conn() as c:
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    yield c
+                    c.execute("COMMIT")
+                except BaseException:
+                    if c.in_transaction:
+                        c.execute("ROLLBACK")
+                    raise
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL and "disk is full" not in str(exc):
                 raise
+            raise DiskFull(f"The disk is full: the {what} was not saved.",
+                           f"Free space on the disk holding {self.path.parent}, then try again.") from exc
 
     # -- writing
     def set(self, image_ids: str | Iterable[str], action: str, label: str | None = None, note: str = "",
@@ -86,7 +93,7 @@ class ReviewStore:
         ids = [image_ids] if isinstance(image_ids, str) else list(dict.fromkeys(image_ids))
         batch = uuid.uuid4().hex[:12]
         now = time.time()
-        with self._tx() as c:
+        with self._tx("override") as c:
             for iid in ids:
                 cur = c.execute("INSERT INTO events(batch, image_id, action, label, note, author, ts) VALUES (?,?,?,?,?,?,?)",
                                 (batch, iid, action, label if action == "relabel" else None, note, author, now))
@@ -104,7 +111,7 @@ class ReviewStore:
 
     def undo(self, author: str | None = None) -> list[str]:
         """Undo the latest action (by ``author`` if given). Returns the affected image ids."""
-        with self._tx() as c:
+        with self._tx("undo") as c:
             q = "SELECT batch FROM events WHERE undone = 0" + (" AND author = ?" if author else "") + \
                 " ORDER BY seq DESC LIMIT 1"
             row = c.execute(q, (author,) if author else ()).fetchone()

@@ -15,6 +15,7 @@ processes, in fixed batches, with progress.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import multiprocessing as mp
@@ -29,8 +30,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from fer_core import datasets
-from fer_core.errors import DatasetError
+from fer_core import datasets, locks
+from fer_core.errors import DatasetError, DiskFull
 from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, check_cancel, emit
 from fer_core.signals.base import WORK_SIZE, ImageBatch, families, get_family
 
@@ -119,26 +120,52 @@ class ScanResult:
         return f"scan of {self.dataset}: " + "; ".join(parts) + f" — {self.errors:,} unreadable, {self.seconds:.1f} s"
 
 
-def _existing_ids(fdir: Path) -> set[str]:
+def _part_prefix(catalog_hash: str) -> str:
+    return f"part-{catalog_hash[:12]}-"
+
+
+def _usable_ids(df: pd.DataFrame) -> pd.Series:
+    """Ids of rows that can be reused: a row of an image that could not be read is retried next scan."""
+    if "scan_error" in df:
+        df = df[df["scan_error"].fillna("") == ""]
+    return df["id"]
+
+
+def _existing_ids(fdir: Path, catalog_hash: str) -> set[str]:
+    """Ids already computed. Rows are keyed by content hash, so a consolidated table's readable rows stay
+    valid across re-imports; parts left by an interrupted scan are reused only by a scan of the same
+    catalog (anything else is deleted), and unreadable rows are never reused."""
     ids: set[str] = set()
     t = fdir / "table.parquet"
     if t.exists():
-        ids.update(pd.read_parquet(t, columns=["id"])["id"])
+        cols = ["id", "scan_error"] if "scan_error" in _parquet_columns(t) else ["id"]
+        ids.update(_usable_ids(pd.read_parquet(t, columns=cols)))
     for p in sorted((fdir / "parts").glob("part-*.parquet")):
+        if not p.name.startswith(_part_prefix(catalog_hash)):
+            p.unlink(missing_ok=True)  # written against another import of the dataset
+            continue
         try:
-            ids.update(pd.read_parquet(p, columns=["id"])["id"])
+            cols = ["id", "scan_error"] if "scan_error" in _parquet_columns(p) else ["id"]
+            ids.update(_usable_ids(pd.read_parquet(p, columns=cols)))
         except Exception:  # noqa: BLE001 - a part is written atomically; anything unreadable is redone
             p.unlink(missing_ok=True)
     return ids
 
 
-def _write_part(fdir: Path, cols: dict[str, np.ndarray], keep: np.ndarray) -> tuple[Path, pd.DataFrame]:
+def _parquet_columns(p: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(p).schema_arrow.names
+
+
+def _write_part(fdir: Path, cols: dict[str, np.ndarray], keep: np.ndarray, catalog_hash: str
+                ) -> tuple[Path, pd.DataFrame]:
     parts = fdir / "parts"
     parts.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame({k: v[keep] for k, v in cols.items()})
     tmp = parts / f".tmp-{uuid.uuid4().hex}.parquet"
     df.to_parquet(tmp, index=False)
-    final = parts / f"part-{df['id'].iloc[0]}-{len(df)}.parquet"
+    final = parts / f"{_part_prefix(catalog_hash)}{df['id'].iloc[0]}-{len(df)}.parquet"
     os.replace(tmp, final)
     return final, df
 
@@ -177,6 +204,7 @@ def _phases(fams: list[str]) -> list[list[str]]:
     return phases
 
 
+@locks.writes_dataset("scan")
 def scan(name: str, signals: list[str] | tuple[str, ...] = DEFAULT_FAMILIES, workers: int | None = None,
          batch_size: int = BATCH, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
          cache=None) -> ScanResult:
@@ -190,11 +218,17 @@ def scan(name: str, signals: list[str] | tuple[str, ...] = DEFAULT_FAMILIES, wor
             from fer_core.models import ModelMissing
             raise ModelMissing(f"Cannot compute the {f} signals: {why}", "Install what it names, then scan again.")
     total = ScanResult(name, {}, {}, 0.0, 0)
-    for phase in _phases(list(signals)):
-        r = _scan_phase(ds, phase, workers, batch_size, progress, cancel)
-        total.computed.update(r.computed)
-        total.reused.update(r.reused)
-        total.errors = max(total.errors, r.errors)
+    try:
+        for phase in _phases(list(signals)):
+            r = _scan_phase(ds, phase, workers, batch_size, progress, cancel)
+            total.computed.update(r.computed)
+            total.reused.update(r.reused)
+            total.errors = max(total.errors, r.errors)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DiskFull("The disk filled up during the scan. The batches finished so far are kept.",
+                           f"Free space on the disk holding {ds.home} and scan again: it resumes from them.") from exc
+        raise
     total.seconds = time.time() - t0
     return total
 
@@ -211,11 +245,18 @@ def _scan_phase(ds, fams: list[str], workers, batch_size, progress, cancel) -> S
     all_ids = pd.Index(cat["id"])
     fdirs = {f: family_dir(ds, f) for f in fams}
     batch_size = min([batch_size] + [getattr(get_family(f), "BATCH", batch_size) for f in fams])
+    chash = ds.meta["catalog_hash"]
     missing = {}
     for f, d in fdirs.items():
         d.mkdir(parents=True, exist_ok=True)
-        have = _existing_ids(d)
+        have = _existing_ids(d, chash)
         missing[f] = ~all_ids.isin(list(have)) if have else np.ones(len(all_ids), bool)
+    q = family_dir(ds, "quality") / "table.parquet"
+    if q.exists():  # images unreadable at an earlier scan are retried by every family
+        qt = pd.read_parquet(q, columns=["id", "scan_error"])
+        retry = all_ids.isin(qt.loc[qt["scan_error"].fillna("") != "", "id"])
+        for f in fams:
+            missing[f] |= retry
     extra_cols: dict[str, np.ndarray] = {}
     for f in fams:
         for dep, cols in getattr(get_family(f), "EXTRA_COLUMNS", {}).items():
@@ -252,7 +293,7 @@ def _scan_phase(ds, fams: list[str], workers, batch_size, progress, cancel) -> S
                 sel = sels[b]
                 for f, cols in out.items():
                     keep = missing[f][sel]
-                    path, df = _write_part(fdirs[f], cols, keep)
+                    path, df = _write_part(fdirs[f], cols, keep, chash)
                     fresh[f][path] = df
                     computed[f] += int(keep.sum())
                 done += len(sel)
@@ -290,6 +331,10 @@ def _scan_phase(ds, fams: list[str], workers, batch_size, progress, cancel) -> S
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
         for j in derived_jobs:
             j.result()
+    now = json.loads((ds.home / "data" / "dataset.json").read_text()).get("catalog_hash")
+    if now != chash:  # cannot happen under the dataset lock; never let such a table pass for complete
+        raise DatasetError(f"'{ds.name}' was re-imported while it was being scanned.",
+                           f"Scan it again (`python -m fer_core scan {ds.name}`).")
     for meta_path, meta in pending_meta:  # only now is each family complete (derived tables included)
         atomic_write_json(meta_path, meta)
     emit(progress, "finalize", len(fams), len(fams), "families")

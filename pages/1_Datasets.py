@@ -10,15 +10,16 @@ import plotly.express as px
 import streamlit as st
 
 from fer_core import catalog, datasets
-from fer_core.config import cache_root
+from fer_core.config import cache_root, import_roots, path_import_allowed
+from fer_core.errors import FerError
 from fer_core.montage import montage_rows
 from fer_core.sources import kaggle, registry
-from ui.common import page_done, job_manager, render_jobs, setup_page, show_error
+from ui.common import any_active, page_done, job_manager, render_jobs, setup_page, show_error
 
 selected = setup_page("Datasets", "📥")
 st.title("📥 Datasets")
 st.caption("Get a facial-expression dataset into the studio: from Kaggle, or from a folder, zip or fer2013.csv "
-           "on this server. Downloads and imports run in the background; you can leave this page.")
+           "(uploaded, or on this server). Downloads and imports run in the background; you can leave this page.")
 
 # ---- credentials ---------------------------------------------------------------------------
 typed: kaggle.KaggleCredentials | None = st.session_state.get("kaggle_creds")
@@ -110,50 +111,80 @@ with tab_dl:
 with tab_local:
     st.subheader("Import from disk")
     st.caption("A folder with one sub-folder per label (optionally under train/val/test), a zip of that "
-               "(the Kaggle archive itself works), or the original fer2013.csv.")
+               "(the Kaggle archive itself works), or the original fer2013.csv. From a folder, only the images "
+               "and the label files (.csv, .lst) are copied; links are not followed.")
+    roots = import_roots()
+    address = st.get_option("server.address")
+    path_ok = path_import_allowed(address)
     spec_names = ["(detect)"] + list(registry.SPECS)
+
+    def _suggest_name(src_: str) -> None:
+        """Suggest a dataset name from the chosen path or upload, unless the person typed their own."""
+        new = Path(src_.rstrip("/")).stem.lower().replace(" ", "-") if src_.strip() else ""
+        if new and st.session_state.get("imp_name", "") in ("", st.session_state.get("_imp_suggested")):
+            st.session_state["imp_name"] = st.session_state["_imp_suggested"] = new
+
+    def _on_path():
+        _suggest_name(st.session_state.get("imp_path") or "")
+
+    def _on_upload():
+        if (up_ := st.session_state.get("imp_upload")) is not None:  # a removed upload changes nothing
+            _suggest_name(up_.name)
+
+    if path_ok:
+        how = st.radio("Source", ["path", "upload"], key="imp_how", horizontal=True,
+                       format_func={"path": "A path on this server", "upload": "Upload a zip or csv"}.get)
+    else:
+        how = "upload"
+        st.info(f"Import from a path on the server is off: this server listens on "
+                f"'{address or 'every interface'}', not only on this machine, and a path typed here would be read "
+                "from the server's disk. Upload the file instead. (The operator can turn path import on with "
+                "FER_ALLOW_PATH_IMPORT=1, behind an authenticating proxy.)")
     lc1, lc2 = st.columns(2)
-
-    def _auto_name():
-        """Suggest a dataset name from the chosen path or upload (the person can change it)."""
-        up_ = st.session_state.get("imp_upload")
-        src_ = up_.name if up_ is not None else (st.session_state.get("imp_path") or "").rstrip("/")
-        if src_:
-            st.session_state["imp_name"] = Path(src_).stem.lower().replace(" ", "-")
-
     with lc1:
-        path = st.text_input("Path on the server", key="imp_path", placeholder="/data/fer2013.zip",
-                             on_change=_auto_name)
-        up = st.file_uploader("…or upload a zip or csv", type=["zip", "csv"], key="imp_upload",
-                              on_change=_auto_name)
+        path, up = "", None
+        if how == "path":
+            path = st.text_input("Path on the server", key="imp_path", placeholder=f"{roots[0]}/fer2013.zip",
+                                 on_change=_on_path)
+            st.caption("Read only inside " + ", ".join(f"`{r}`" for r in roots)
+                       + " (the operator adds folders with FER_IMPORT_ROOTS).")
+        else:
+            up = st.file_uploader("Upload a zip or csv", type=["zip", "csv"], key="imp_upload",
+                                  on_change=_on_upload)
     with lc2:
         imp_name = st.text_input("Register as", key="imp_name")
         imp_spec = st.selectbox("Layout", spec_names, key="imp_spec",
                                 format_func=lambda n: n if n == "(detect)" else f"{n} — {registry.SPECS[n].title}")
-    if st.button("Import", type="primary", disabled=not (imp_name and (path or up is not None))):
+    try:
+        replacing = bool(imp_name) and datasets.exists(imp_name)
+    except FerError:  # not a valid name: said when Import is pressed
+        replacing = False
+    confirmed = True
+    if replacing:
+        confirmed = st.checkbox(f"Replace the images of the existing dataset '{imp_name}' (its signals, reviews "
+                                "and recipes are kept)", key=f"imp_replace_{imp_name}")
+    if st.button("Import", type="primary", disabled=not (imp_name and (path or up is not None) and confirmed)):
         try:
             from fer_core.store_paths import check_name
             check_name(imp_name)
-            if up is not None:
+            if how == "upload":
                 dest = cache_root() / "uploads" / uuid.uuid4().hex[:10] / Path(up.name).name
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(up.getbuffer())
-                src = str(dest)
-            else:
-                src = str(Path(path).expanduser())
-                if not Path(src).exists():
-                    raise FileNotFoundError(f"'{src}' does not exist on the server.")
-            argv = ["import", src, "--name", imp_name] + ([] if imp_spec == "(detect)" else ["--spec", imp_spec])
+                argv = ["import", str(dest), "--name", imp_name]
+            else:  # the same words whether the path is outside the import folders or missing
+                argv = ["import", str(datasets.confine(path, roots)), "--name", imp_name]
+                argv += [a for r in roots for a in ("--within", str(r))]  # the job checks again
+            argv += [] if imp_spec == "(detect)" else ["--spec", imp_spec]
             job_manager().start("import", argv, dataset=imp_name, exclusive=f"dataset-{imp_name}")
             st.rerun()
-        except FileNotFoundError as exc:
-            st.error(str(exc))
         except Exception as exc:  # noqa: BLE001
             show_error(exc)
 
     @st.fragment(run_every=1.0)
     def _import_jobs():
-        render_jobs(kind=("import",), key="imp")
+        # while an import runs, the outcome of an earlier one (an old error) is not shown above it
+        render_jobs(kind=("import",), key="imp", show_finished=0 if any_active(("import",)) else 1)
 
     _import_jobs()
 

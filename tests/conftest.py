@@ -22,8 +22,18 @@ FER_COUNTS = {"angry": 4953, "disgust": 547, "fear": 5121, "happy": 8989, "sad":
 FER_USAGE = {"Training": 28709, "PublicTest": 3589, "PrivateTest": 3589}
 
 
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _missing_data(what: str) -> None:
+    """Without ../shared a test cannot run: in CI that is a failure (CI never goes green by skipping)."""
+    if IN_CI:
+        pytest.fail(f"{what} (CI=true: tests that need ../shared fail instead of skipping)", pytrace=False)
+    pytest.skip(what)
+
+
 def pytest_collection_modifyitems(config, items):
-    if not FER_ZIP.exists():
+    if not FER_ZIP.exists() and not IN_CI:
         skip = pytest.mark.skip(reason=f"real FER2013 archive not found at {FER_ZIP} (../shared missing)")
         for item in items:
             if "needs_fer" in item.keywords or "fer_zip" in getattr(item, "fixturenames", ()):
@@ -46,7 +56,7 @@ def _isolate_env(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def fer_zip() -> Path:
     if not FER_ZIP.exists():
-        pytest.skip(f"real FER2013 archive not found at {FER_ZIP}")
+        _missing_data(f"real FER2013 archive not found at {FER_ZIP}")
     return FER_ZIP
 
 

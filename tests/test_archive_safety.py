@@ -103,3 +103,53 @@ def test_not_a_zip(tmp_path):
     p.write_bytes(b"definitely not a zip")
     with pytest.raises(Exception, match="not a readable zip"):
         datasets.import_dataset(p, "fake")
+
+
+def _many_mib_zip(path: Path, n: int, fer_sample=None) -> Path:
+    """The shape of the issue-14 bomb: many members of exactly 1 MiB of zeros (each under the per-member check)."""
+    entries = [(n_, b) for n_, b in _good(fer_sample).items()] if fer_sample else []
+    return _zip(path, entries + [(f"train/happy/{i:04d}.jpg", b"\0" * 2**20) for i in range(n)])
+
+
+def test_many_one_mib_members_refused_before_writing(tmp_path, fer_sample):
+    z = _many_mib_zip(tmp_path / "mib.zip", 48, fer_sample)   # ~150 KiB that expands to 48 MiB
+    assert z.stat().st_size < 2**20
+    target = tmp_path / "out"
+    target.mkdir()
+    with pytest.raises(UnsafeArchive, match="zip bomb") as err:
+        safe_extract(z, target)
+    assert "expand" in err.value.message
+    assert list(target.iterdir()) == []
+    with pytest.raises(UnsafeArchive):
+        datasets.import_dataset(z, "mib")
+    assert datasets.list_datasets() == []
+    assert not list(datasets.dataset_dir("mib").glob(".staging-*"))
+
+
+def test_expansion_enforced_while_writing_when_headers_lie(tmp_path, monkeypatch):
+    """Even when the header checks pass (headers can lie), no more than the budget is ever written."""
+    from fer_core.sources import archive
+
+    z = _many_mib_zip(tmp_path / "mib.zip", 48)
+    monkeypatch.setattr(archive, "check_zip", lambda zf, limits: [(i, archive._member_path(i)) for i in zf.infolist()])
+    target = tmp_path / "out"
+    target.mkdir()
+    with pytest.raises(UnsafeArchive, match="more than its headers declare"):
+        safe_extract(z, target)
+    written = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+    assert written <= archive.expand_budget(z.stat().st_size) < 48 * 2**20
+
+
+def test_real_fer2013_zip_passes_the_bomb_checks_and_the_size_cap_is_configurable(fer_zip):
+    from fer_core.sources.archive import check_zip, expand_budget
+
+    with zipfile.ZipFile(fer_zip) as zf:
+        members = check_zip(zf)
+        total = sum(i.file_size for i, _ in members)
+    assert len(members) == 35_887
+    assert total / fer_zip.stat().st_size < 1.0 and total < expand_budget(fer_zip.stat().st_size)
+    # every member and the running total pass the ratio checks: only the archive-size cap refuses it
+    with pytest.raises(UnsafeArchive, match=r"its size \(limit 0×\)"):
+        datasets.import_dataset(fer_zip, "capped", limits=ImportLimits(max_total_ratio=0.4))
+    assert datasets.list_datasets() == []
+    assert not list(datasets.dataset_dir("capped").glob(".staging-*"))

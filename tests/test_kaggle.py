@@ -161,3 +161,45 @@ def test_progress_reports_download_and_import(fake_kaggle):
     assert dl[-1][0] == dl[-1][1] == 61_636_235 and len(dl) > 3
     assert [d for d, _ in dl] == sorted(d for d, _ in dl)
     assert stages["catalog"][-1] == (35887, 35887)
+
+
+def test_two_downloads_of_one_slug_at_once_share_one_archive(fake_kaggle):
+    """Issue 14: the same slug under two names at once; the second waits for the first (driven by events)."""
+    import threading
+
+    creds = KaggleCredentials(fake_kaggle.username, fake_kaggle.key)
+    a_streaming, release, b_decided = threading.Event(), threading.Event(), threading.Event()
+    b_events, results = [], {}
+
+    def prog_a(ev):
+        if ev.stage == "download" and ev.done > 0 and not a_streaming.is_set():
+            a_streaming.set()
+            release.wait(120)           # hold the first download mid-stream until the second has shown its hand
+
+    def prog_b(ev):
+        b_events.append(ev)
+        if ev.stage in ("waiting", "download"):
+            b_decided.set()
+
+    def run(key, prog):
+        try:
+            results[key] = kaggle.download_dataset("msambare/fer2013", creds, progress=prog)
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            results[key] = exc
+
+    ta = threading.Thread(target=run, args=("a", prog_a))
+    ta.start()
+    assert a_streaming.wait(60), results
+    tb = threading.Thread(target=run, args=("b", prog_b))
+    tb.start()
+    decided = b_decided.wait(60)
+    release.set()
+    ta.join(120)
+    tb.join(120)
+    assert decided and b_events[0].stage == "waiting", [(e.stage, e.message) for e in b_events]
+    assert "a download of 'msambare/fer2013' is running" in b_events[0].message
+    a, b = results["a"], results["b"]
+    assert isinstance(a, kaggle.Download) and not a.reused and a.bytes == 61_636_235, a
+    assert isinstance(b, kaggle.Download) and b.reused and b.path == a.path and b.bytes == a.bytes, b
+    assert len([r for r in fake_kaggle.requests if r[0] == "GET"]) == 1   # the archive was fetched once
+    assert not (a.path.parent / "archive.zip.part").exists()

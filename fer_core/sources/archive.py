@@ -16,6 +16,7 @@ from fer_core.errors import DiskFull, InvalidInput, UnsafeArchive
 from fer_core.progress import CancelToken, ProgressFn, check_cancel, emit
 
 _CHUNK = 1 << 20
+_SMALL = 1 << 20  # below this, compression ratios say little
 
 
 def _member_path(info: zipfile.ZipInfo) -> PurePosixPath | None:
@@ -37,13 +38,39 @@ def _member_path(info: zipfile.ZipInfo) -> PurePosixPath | None:
     return PurePosixPath(*parts)
 
 
+def _size(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
+
+
+def _bomb(what: str) -> UnsafeArchive:
+    return UnsafeArchive(what, "Refused as a possible zip bomb; raise the limit if you trust the archive.")
+
+
+def expand_budget(archive_bytes: int, limits: ImportLimits = DEFAULT_LIMITS) -> int:
+    """The most an archive of ``archive_bytes`` may expand to: the size limit and ``max_total_ratio`` × its size."""
+    return min(limits.max_uncompressed_bytes, max(int(limits.max_total_ratio * archive_bytes), _SMALL))
+
+
+def _archive_bytes(zf: zipfile.ZipFile) -> int:
+    pos = zf.fp.tell()
+    try:
+        return zf.fp.seek(0, os.SEEK_END)
+    finally:
+        zf.fp.seek(pos)
+
+
 def check_zip(zf: zipfile.ZipFile, limits: ImportLimits = DEFAULT_LIMITS) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
-    """Validate every member of ``zf``; return the (info, relative path) pairs to extract."""
+    """Validate every member of ``zf``; return the (info, relative path) pairs to extract.
+
+    Zip bombs: the compression ratio is checked per member and on the running total (many members
+    just under the per-member threshold add up), and the total is capped relative to the archive's
+    real size on disk (which, unlike the headers, cannot lie).
+    """
     infos = zf.infolist()
     if len(infos) > limits.max_members:
         raise UnsafeArchive(f"The archive has {len(infos):,} members (limit {limits.max_members:,}).",
                             "Refused as a possible zip bomb; raise the member limit if you trust it.")
-    total = 0
+    total = packed = 0
     out = []
     seen = set()
     for info in infos:
@@ -51,21 +78,25 @@ def check_zip(zf: zipfile.ZipFile, limits: ImportLimits = DEFAULT_LIMITS) -> lis
         if rel is None:
             continue
         total += info.file_size
-        if info.file_size > (1 << 20) and info.compress_size > 0 and \
-                info.file_size / info.compress_size > limits.max_ratio:
-            raise UnsafeArchive(
-                f"'{info.filename}' expands {info.file_size / info.compress_size:,.0f}× "
-                f"(limit {limits.max_ratio:,.0f}×).",
-                "Refused as a possible zip bomb; raise the ratio limit if you trust the archive.")
+        packed += info.compress_size
+        if info.file_size > _SMALL and info.file_size / max(info.compress_size, 1) > limits.max_ratio:
+            raise _bomb(f"'{info.filename}' expands {info.file_size / max(info.compress_size, 1):,.0f}× "
+                        f"(limit {limits.max_ratio:,.0f}×).")
+        if total > _SMALL and total / max(packed, 1) > limits.max_ratio:
+            raise _bomb(f"The archive's first {len(out) + 1:,} files expand {total / max(packed, 1):,.0f}× together "
+                        f"({_size(packed)} → {_size(total)}; limit {limits.max_ratio:,.0f}×).")
         key = str(rel).lower()
         if key in seen:
             raise UnsafeArchive(f"The archive lists '{rel}' twice.", "Refused: ambiguous content.")
         seen.add(key)
         out.append((info, rel))
     if total > limits.max_uncompressed_bytes:
-        raise UnsafeArchive(
-            f"The archive expands to {total / 2**30:,.1f} GiB (limit {limits.max_uncompressed_bytes / 2**30:,.1f} GiB).",
-            "Refused as a possible zip bomb; raise the size limit if you trust the archive.")
+        raise _bomb(f"The archive expands to {total / 2**30:,.1f} GiB "
+                    f"(limit {limits.max_uncompressed_bytes / 2**30:,.1f} GiB).")
+    size = _archive_bytes(zf)
+    if total > expand_budget(size, limits):
+        raise _bomb(f"The archive ({_size(size)}) expands to {_size(total)}, {total / max(size, 1):,.0f}× its size "
+                    f"(limit {limits.max_total_ratio:,.0f}×).")
     return out
 
 
@@ -89,6 +120,7 @@ def safe_extract(zip_path: Path, target: Path, limits: ImportLimits = DEFAULT_LI
     with open_zip(zip_path) as zf:
         members = check_zip(zf, limits)
         total = sum(i.file_size for i, _ in members)
+        budget = expand_budget(_archive_bytes(zf), limits)  # enforced on the bytes written, not the headers
         done = 0
         made: set[str] = set()
         prefix = str(target) + os.sep
@@ -118,6 +150,9 @@ def safe_extract(zip_path: Path, target: Path, limits: ImportLimits = DEFAULT_LI
                         if written > info.file_size:
                             raise UnsafeArchive(f"'{info.filename}' is larger than its header says.",
                                                 "Refused as a possible zip bomb.")
+                        if done + written > budget:
+                            raise _bomb(f"The archive expands to more than {_size(budget)} while extracting, more "
+                                        f"than its headers declare (limit {limits.max_total_ratio:,.0f}× its size).")
                         dst.write(buf)
                         if keep:
                             parts.append(buf)

@@ -3,6 +3,8 @@
 Every row is validated. Good rows become lossless PNGs laid out like the Kaggle image archive
 (``train|test/<emotion id>/<Usage>_<line>.png``), so the FER2013 folder reader reads them with
 the same split protocol. Bad rows are reported by line number and column, never silently dropped.
+Messages name the line, the column and what was expected, never the file's text (a path imported
+from the server may not be a dataset at all).
 """
 
 from __future__ import annotations
@@ -25,24 +27,26 @@ def _validate_row(row: list[str], cols: dict[str, int]) -> tuple[str, str, np.nd
     """Return (column, problem, pixels, emotion, usage); problem == "" when valid."""
     if len(row) < len(cols):
         return "row", f"{len(row)} fields (expected {len(cols)})", None, None, None
+    if any("\ufffd" in c for c in row):
+        return "row", "bytes that are not UTF-8 text (expected plain ASCII)", None, None, None
     emo_s = row[cols["emotion"]].strip()
     try:
         emo = int(emo_s)
     except ValueError:
-        return "emotion", f"'{emo_s[:20]}' is not an integer", None, None, None
+        return "emotion", "not an integer (expected 0–6)", None, None, None
     if emo not in FER2013_IDS:
         return "emotion", f"unknown emotion id {emo} (expected 0–6)", None, None, None
     usage = row[cols["usage"]].strip()
     if usage not in USAGES:
-        return "Usage", f"unknown Usage '{usage[:20]}' (expected Training, PublicTest or PrivateTest)", None, None, None
+        return "Usage", "unknown Usage (expected Training, PublicTest or PrivateTest)", None, None, None
     parts = row[cols["pixels"]].split()
     if len(parts) != N_PIXELS:
         return "pixels", f"{len(parts)} values (expected {N_PIXELS})", None, None, None
     try:
         px = np.array(parts, dtype=np.int32)
     except ValueError:
-        bad = next(p for p in parts if not p.lstrip("-").isdigit())
-        return "pixels", f"non-numeric value '{bad[:10]}'", None, None, None
+        at = next(i for i, p in enumerate(parts, 1) if not p.lstrip("-").isdigit())
+        return "pixels", f"non-numeric value (value {at} of {N_PIXELS})", None, None, None
     if px.min() < 0 or px.max() > 255:
         v = int(px.min() if px.min() < 0 else px.max())
         return "pixels", f"value {v} out of range 0–255", None, None, None
@@ -65,20 +69,25 @@ def materialize_csv(csv_path: Path, target: Path, progress: ProgressFn | None = 
     Raises InvalidInput when the file is not in this format at all.
     """
     csv_path = Path(csv_path)
+    expected = "Expected the original FER2013 format: a header line with the columns emotion, pixels and Usage."
     try:
-        fh = open(csv_path, newline="", encoding="utf-8")
-        header = next(csv.reader([fh.readline()]), [])
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"Cannot read '{csv_path.name}' as text ({exc}).",
-                           "Check that it is the fer2013.csv file.") from exc
+        # not-UTF-8 bytes become U+FFFD and the rows holding them are reported, never a decoding traceback
+        fh = open(csv_path, newline="", encoding="utf-8-sig", errors="replace")
+        header = next(csv.reader([fh.readline(1 << 16)]), [])
+    except csv.Error as exc:
+        fh.close()
+        raise InvalidInput(f"'{csv_path.name}' is not a fer2013 CSV: its first line is not a CSV header.",
+                           expected) from exc
+    except OSError as exc:
+        raise InvalidInput(f"Cannot read '{csv_path.name}' ({exc.strerror or type(exc).__name__}).",
+                           "Check that it is the fer2013.csv file and that it is readable.") from exc
     lower = [h.strip().lower() for h in header]
     cols = {}
     for want in ("emotion", "pixels", "usage"):
         if want not in lower:
             fh.close()
-            raise InvalidInput(
-                f"'{csv_path.name}' has no '{want}' column (header: {', '.join(header)[:120]}).",
-                "Expected the original FER2013 format with columns emotion,pixels,Usage.")
+            # the column's name, never the header's text: the file may hold anything
+            raise InvalidInput(f"'{csv_path.name}' is not a fer2013 CSV: it has no '{want}' column.", expected)
         cols[want] = lower.index(want)
     total_lines = _count_lines(csv_path)
     bad: list[dict] = []
@@ -87,14 +96,25 @@ def materialize_csv(csv_path: Path, target: Path, progress: ProgressFn | None = 
     with fh:
         reader = csv.reader(fh)
         line = 1
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:  # e.g. a field over the csv module's limit (128 KiB; a good row is ~9 KB)
+                line = reader.line_num + 1
+                why = "a field is too long" if "field larger" in str(exc) else "not a well-formed CSV row"
+                bad.append({"path": f"{csv_path.name}:{line}", "reason": f"line {line}: {why}",
+                            "split": "", "usage": "", "label_orig": ""})
+                continue
             line = reader.line_num + 1  # +1: the header was read before the reader started
             if not row or all(not c.strip() for c in row):
                 continue
             col, problem, px, emo, usage = _validate_row(row, cols)
             if problem:
+                emo_s = row[cols["emotion"]].strip() if len(row) > cols["emotion"] else ""
                 bad.append({"path": f"{csv_path.name}:{line}", "reason": f"line {line}, column {col}: {problem}",
-                            "split": "", "usage": "", "label_orig": row[cols["emotion"]][:10] if len(row) > cols["emotion"] else ""})
+                            "split": "", "usage": "", "label_orig": emo_s if emo_s.isdigit() else ""})
                 continue
             folder = "train" if usage == "Training" else "test"
             out = target / folder / str(emo) / f"{usage}_{line:05d}.png"

@@ -211,13 +211,24 @@ def download_dataset(slug: str, creds: KaggleCredentials, progress: ProgressFn |
                      cancel: CancelToken | None = None, cache=None, retries: int = 5,
                      version: int | None = None) -> Download:
     """Download the dataset archive (resuming a partial file) and return where it is."""
-    from kagglesdk.datasets.types.dataset_api_service import ApiDownloadDatasetRequest
+    from fer_core import locks
 
     t0 = time.time()
-    owner, name = parse_slug(slug)
+    parse_slug(slug)
     version = version or current_version(slug, creds)
     ddir = download_dir(slug, version, cache)
     ddir.mkdir(parents=True, exist_ok=True)
+    # One download of a slug's version at a time (two would write one .part file): a second one, e.g. the
+    # same slug registered under another name, waits and then finds the archive already downloaded.
+    with locks.hold(ddir / ".lock", slug, "download", progress=progress, cancel=cancel):
+        return _download(slug, creds, version, ddir, progress, cancel, retries, t0)
+
+
+def _download(slug: str, creds: KaggleCredentials, version: int, ddir: Path, progress: ProgressFn | None,
+              cancel: CancelToken | None, retries: int, t0: float) -> Download:
+    from kagglesdk.datasets.types.dataset_api_service import ApiDownloadDatasetRequest
+
+    owner, name = parse_slug(slug)
     final, part, meta_path = ddir / "archive.zip", ddir / "archive.zip.part", ddir / "download.json"
     if final.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
@@ -282,6 +293,10 @@ def download_dataset(slug: str, creds: KaggleCredentials, progress: ProgressFn |
             raise
 
     size = part.stat().st_size
+    if total is not None and size > total:  # more than announced: the partial file cannot be trusted
+        part.unlink()
+        raise IntegrityError(f"The download of '{slug}' received {size:,} bytes, more than the {total:,} announced; "
+                             "the partial file was deleted.", "Run the download again.")
     if total is not None and size != total:
         raise ConnectionDropped(f"The download of '{slug}' ended early ({size:,} of {total:,} bytes).",
                                 "Run the download again: it resumes from where it stopped.")

@@ -20,6 +20,9 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm",
 METADATA_EXTS = {".csv", ".lst", ".txt", ".json", ".md", ".xml", ".yaml", ".yml", ".xlsx", ".pdf",
                  ".html", ".py", ".ipynb", ".mat", ".pkl", ".npy", ".npz", ".h5"}
 IGNORED_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
+# The label files a reader reads (label CSVs such as RAF-DB's and fer2013.csv; ExpW's label.lst). A folder
+# import copies images and these, nothing else.
+LABEL_EXTS = {".csv", ".lst"}
 
 SPLIT_NAMES = {
     "train": "train", "training": "train", "trainset": "train", "train_set": "train",
@@ -65,6 +68,10 @@ def classify_file(rel: PurePosixPath) -> str:
     if ext in METADATA_EXTS:
         return "metadata"
     return "other"
+
+
+def is_label_file(rel: PurePosixPath) -> bool:
+    return rel.suffix.lower() in LABEL_EXTS
 
 
 def split_of(dirs: tuple[str, ...]) -> tuple[str | None, str]:
@@ -148,27 +155,33 @@ def read_label_csv(root: Path, numeric_map: dict[int, str] | None = None, **_) -
 
     Falls back to folder labels for images the CSV does not list.
     """
-    listed: dict[str, str] = {}
+    listed: dict[str, tuple[str, str]] = {}   # image file name -> (label, "<csv>:<line>")
+    unreadable: list[Record] = []
     for rel in walk_files(root):
         if rel.suffix.lower() != ".csv":
             continue
         try:
-            with open(root / rel, newline="", encoding="utf-8", errors="replace") as fh:
+            with open(root / rel, newline="", encoding="utf-8-sig", errors="replace") as fh:
                 rows = list(csv.reader(fh))
-        except OSError:
+        except (OSError, csv.Error) as exc:  # e.g. a field over the csv module's 128 KiB limit
+            why = "a field is too long" if isinstance(exc, csv.Error) else (exc.strerror or "cannot read")
+            unreadable.append(Record(str(rel), "train", "", "", None, f"label file not read ({why})"))
             continue
         if len(rows) < 2 or len(rows[0]) < 2:
             continue
-        for row in rows[1:]:
+        for n, row in enumerate(rows[1:], 2):
             if len(row) >= 2 and Path(row[0]).suffix.lower() in IMAGE_EXTS:
-                listed[Path(row[0]).name] = row[1].strip()
+                listed[Path(row[0]).name] = (row[1].strip()[:32], f"{rel.name}:{n}")
+    yield from unreadable
     for rec in read_folders(root, numeric_map=numeric_map):
         name = PurePosixPath(rec.path).name
         if name in listed and (rec.label is None or rec.problem.startswith("unknown label")
                                or rec.problem.startswith("no label")):
-            lab = canonical_label(listed[name], numeric_map)
-            rec.label_orig, rec.label = listed[name], lab
-            rec.problem = "" if lab else f"unknown label '{listed[name]}'"
+            value, where = listed[name]
+            lab = canonical_label(value, numeric_map)
+            rec.label_orig, rec.label = value, lab
+            # the reason names where the label is, never the file's text (see label_orig for the value)
+            rec.problem = "" if lab else f"unknown label in {where}"
         yield rec
 
 

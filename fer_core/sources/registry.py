@@ -101,7 +101,7 @@ def _read_expw(root: Path, numeric_map=None) -> Iterator[Record]:
             top, left, right, bottom = (int(float(v)) for v in parts[2:6])
             lab_id = int(parts[7])
         except ValueError:
-            yield Record(where, "train", "", parts[7], None, f"line {lineno}: non-numeric box or label")
+            yield Record(where, "train", "", "", None, f"line {lineno}: non-numeric box or label")
             continue
         label = FER2013_IDS.get(lab_id)
         if (name, face_id) in seen:
@@ -109,16 +109,19 @@ def _read_expw(root: Path, numeric_map=None) -> Iterator[Record]:
             continue
         seen.add((name, face_id))
         src = images.get(name)
+        # name the image only when the line names one (the reason must never carry arbitrary file text)
+        shown = f"'{name}'" if readers.classify_file(PurePosixPath(name)) == "image" and len(name) <= 80 \
+            and name.isprintable() else "named on that line"
         out_rel = PurePosixPath("faces", str(lab_id), f"{Path(name).stem}_{face_id}.png")
         if label is None:
             yield Record(str(out_rel), "train", "", str(lab_id), None, f"line {lineno}: unknown label {lab_id}")
             continue
         if src is None:
-            yield Record(where, "train", "", str(lab_id), label, f"line {lineno}: image '{name}' not found")
+            yield Record(where, "train", "", str(lab_id), label, f"line {lineno}: image {shown} not found")
             continue
         img = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
         if img is None:
-            yield Record(where, "train", "", str(lab_id), label, f"line {lineno}: image '{name}' unreadable")
+            yield Record(where, "train", "", str(lab_id), label, f"line {lineno}: image {shown} unreadable")
             continue
         h, w = img.shape[:2]
         t, b = max(0, top), min(h, bottom)
@@ -253,9 +256,9 @@ def find_fer_csv(root: Path) -> Path | None:
             continue
         p = root / Path(*rel.parts)
         try:
-            with open(p, newline="", encoding="utf-8", errors="replace") as fh:
-                header = [h.strip().lower() for h in next(csv.reader(fh), [])]
-        except OSError:
+            with open(p, newline="", encoding="utf-8-sig", errors="replace") as fh:
+                header = [h.strip().lower() for h in next(csv.reader([fh.readline(1 << 16)]), [])]
+        except (OSError, csv.Error):
             continue
         if {"emotion", "pixels", "usage"} <= set(header):
             return p

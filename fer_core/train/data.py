@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from fer_core import datasets
+from fer_core import datasets, locks
 from fer_core.errors import DatasetError, InvalidInput
 from fer_core.progress import CancelToken, ProgressFn, check_cancel, emit
 from fer_core.sources.labels import CANONICAL
@@ -139,6 +139,7 @@ def _split_from(ids_all, px_all, sel_ids, labels, classes) -> Split:
     return Split(np.asarray(sel_ids), px_all[pos], np.array([idx[l] for l in labels], np.int64), np.asarray(labels))
 
 
+@locks.writes_dataset("training-set assembly")
 def assemble(name: str, source: str = "raw", recipe=None, use_overrides: bool = True, export_dir=None,
              size: int = 48, max_train: int | None = None, seed: int = 0, cache=None,
              progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> TrainData:

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from fer_core import datasets, store
+from fer_core import datasets, locks, store
 from fer_core.errors import DatasetError, InvalidInput
 from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, check_cancel, emit
 from fer_core.signals import labels as fam
@@ -164,6 +164,7 @@ def _key(*parts) -> str:
     return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=8).hexdigest()
 
 
+@locks.writes_dataset("label check")
 def compute(name: str, cfg: LabelsConfig | None = None, progress: ProgressFn | None = None,
             cancel: CancelToken | None = None, cache=None) -> dict:
     """Compute and store the label signals of dataset ``name``; returns a summary dict."""
