@@ -70,22 +70,18 @@ def test_killed_job_is_reported_failed_not_running(tmp_path, fer_sample):
 
 
 def test_exclusive_jobs_queue(tmp_path, fer_sample):
-    import fcntl
-
+    """A job keyed dataset-<name> waits ("queued") on the dataset's writer lock, the one the engine and the CLI take."""
     from conftest import zip_tree
+    from fer_core import locks
+
     z = zip_tree(fer_sample, tmp_path / "s.zip")
     jm = JobManager()
-    lock_dir = jm.root / "locks"
-    lock_dir.mkdir(exist_ok=True)
-    holder = open(lock_dir / "dataset-q.lock", "w")  # stands for a running job on the same key
-    fcntl.flock(holder, fcntl.LOCK_EX)
-    b = jm.start("import", ["import", str(z), "--name", "q"], dataset="q", exclusive="dataset-q")
-    deadline = time.time() + 60
-    while time.time() < deadline and jm.status(b).state != "queued":
-        time.sleep(0.05)
-    assert jm.status(b).state == "queued"
-    time.sleep(1.0)
-    assert jm.status(b).state == "queued" and datasets.list_datasets() == []
-    holder.close()  # the other job ends
+    with locks.dataset_lock("q", "scan"):  # stands for a running writer of the same dataset
+        b = jm.start("import", ["import", str(z), "--name", "q"], dataset="q", exclusive="dataset-q")
+        deadline = time.time() + 60
+        while time.time() < deadline and jm.status(b).state != "queued":
+            time.sleep(0.05)
+        assert jm.status(b).state == "queued"
+        assert datasets.list_datasets() == []
     st = jm.wait(b, timeout=120)
     assert st.state == "done" and datasets.list_datasets() == ["q"]
