@@ -1,11 +1,12 @@
-"""FER Curation Studio — home page. Pages live in pages/ (file-based multipage; no st.navigation)."""
+"""FER Curation Studio — home page. Pages live in pages/ (file-based multipage; no st.navigation); the sidebar menu
+is ui.common.nav_menu (it names this page "Home")."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from fer_core import datasets
-from ui.common import page_done, setup_page
+from ui.common import PAGES, page_done, setup_page
 
 selected = setup_page("Home", "🙂")
 
@@ -24,19 +25,15 @@ Curate facial-expression-recognition datasets (FER2013 and friends) and prove wh
 )
 names = datasets.list_datasets()
 if not names:
-    st.info("Start on the **Datasets** page: download FER2013 from Kaggle or import it from disk.")
+    st.info("Start on the **Datasets** page: download FER2013 from Kaggle or import it from disk.", icon="📭")
+    st.page_link("pages/1_Datasets.py", label="Go to Datasets", icon="📥")
 else:
     st.subheader("Imported datasets")
     for n in names:
         ds = datasets.load(n)
         st.markdown(f"- **{n}** — {ds.meta.get('n_images', 0):,} images "
                     f"({ds.meta.get('n_rejected', 0):,} rejected at import), {ds.meta.get('title', '')}")
-cols = st.columns(7)
-for col, (page, label, icon) in zip(cols, [("pages/1_Datasets.py", "Datasets", "📥"), ("pages/2_Quality.py", "Quality", "🔍"),
-                                          ("pages/3_Duplicates.py", "Duplicates & leakage", "👯"),
-                                          ("pages/4_Review.py", "Review", "🧐"), ("pages/5_Export.py", "Export", "📦"),
-                                          ("pages/6_Embedding_map.py", "Embedding map", "🗺️"),
-                                          ("pages/7_Train.py", "Train", "🏋️")]):
-    col.page_link(page, label=label, icon=icon)
+    for col, (page, label, icon) in zip(st.columns(len(PAGES) - 1), PAGES[1:]):
+        col.page_link(page, label=label, icon=icon)
 
 page_done()

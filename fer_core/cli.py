@@ -129,6 +129,12 @@ def cmd_decide(ctx: Ctx) -> int:
 
     inputs = decisions.load_inputs(ctx.args.name, ctx.cache)
     rec = _recipe_for(ctx, inputs)
+    if ctx.args.class_cap is not None:
+        if not 0 <= ctx.args.class_cap <= 1:
+            from fer_core.errors import InvalidInput
+            raise InvalidInput(f"--class-cap must be a share between 0 and 1, not {ctx.args.class_cap:g}.",
+                               "Pass e.g. --class-cap 0.25 (the cuts remove at most 25% of any class).")
+        rec.class_cap = ctx.args.class_cap
     overrides = None if ctx.args.no_overrides else decisions.overrides_for(ctx.args.name, ctx.cache)
     t0 = time.perf_counter()
     dec = decisions.run(inputs, rec, overrides)
@@ -390,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--recipe", default=None, help="recipe YAML/JSON (default: data-derived)")
     s.add_argument("--out", default=None, help="decisions file (.csv or .parquet)")
     s.add_argument("--no-overrides", action="store_true", help="ignore manual overrides")
+    s.add_argument("--class-cap", type=float, default=None, metavar="SHARE",
+                   help="the automatic cuts remove at most this share (0-1) of any class per split (recipe class_cap)")
     s.set_defaults(fn=cmd_decide)
 
     s = sub.add_parser("recipe", help="write the data-derived default recipe")

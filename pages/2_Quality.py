@@ -10,14 +10,14 @@ import streamlit as st
 from fer_core import recipe as recipe_mod
 from fer_core.signals.base import COLUMN_META
 from ui import quality_view as qv
-from ui.common import page_done, raw_figure, setup_page
+from ui.common import no_dataset_yet, page_done, raw_figure, setup_page
 from ui.curation import (LABEL_ORDER, clickable_montage, face_signals_panel, current_decisions, current_recipe, fmt_value, inputs_or_scan,
                          inspector, recipe_sidebar, summary_sidebar, wkey)
 
 name = setup_page("Quality", "🔍")
 st.title("🔍 Quality")
 if not name:
-    st.stop()
+    no_dataset_yet()
 inputs = inputs_or_scan(name)
 if inputs is None:
     st.stop()
@@ -63,8 +63,10 @@ def meta_of(c):
 
 scope_mask = sig["split"].isin(rec.scope).to_numpy()
 top = st.columns([2, 1, 1, 1])
+# a stable label per option: the browser keeps the selection by its label, so a label that changed with the
+# filter's state ("… (off)") lost the selection when the filter was switched on (the page jumped to Sharpness)
 col = top[0].selectbox("Signal to tune", cols, key="q_signal", persist_state="session",
-                       format_func=lambda c: f"{COLUMN_META[c].title}" + ("" if rec.filters[c].enabled else " (off)"))
+                       format_func=lambda c: COLUMN_META[c].title)
 meta = COLUMN_META[col]
 f = rec.filters[col]
 values = sig[col].to_numpy(np.float64, na_value=np.nan)
@@ -81,28 +83,28 @@ with main:
     st.caption(f"{meta.description} **Direction:** {'low is bad' if meta.direction == 'low' else 'high is bad' if meta.direction == 'high' else 'outside a range is bad'} · "
                f"scope: {', '.join(rec.scope)} ({int(scope_mask.sum()):,} images). Default cut derived from this dataset: "
                f"median ± {meta.k:g}·MAD{' on log values' if meta.transform == 'log' else ''}.")
-    grid = qv.threshold_grid(values[scope_mask], extra=(f.min, f.max), logx=qv.use_log(col))
+    grid = qv.threshold_grid(values[scope_mask], extra=(f.min, f.max, f.review_min, f.review_max), logx=qv.use_log(col))
+
+    def _near(v, fallback):
+        return min(grid, key=lambda g: abs(g - v)) if v is not None else fallback
+
+    def _cut_slider(label, attr, value, disabled=False):
+        # The position comes from the recipe through ``value``, never from a pre-set session_state entry:
+        # select_slider decides one- vs two-sided from ``value`` alone (a (lo, hi) pair in session_state with
+        # no pair in ``value`` makes a one-thumb serde that hands the callback a float; issue 15).
+        key = wkey(name, attr, col)
+        st.select_slider(label, grid, value=value, key=key, on_change=_bind(key, col, attr),
+                         format_func=lambda v: f"{v:,.4g}", disabled=disabled or not f.enabled)
+
     if meta.direction == "both":
-        key = wkey(name, "range", col)
-        if key not in st.session_state:
-            lo = f.min if f.min is not None else grid[0]
-            hi = f.max if f.max is not None else grid[-1]
-            st.session_state[key] = (min(grid, key=lambda g: abs(g - lo)), min(grid, key=lambda g: abs(g - hi)))
-        st.select_slider(f"Keep {meta.title.lower()} between", grid, key=key, on_change=_bind(key, col, "range"),
-                         format_func=lambda v: f"{v:,.4g}", disabled=not f.enabled)
+        _cut_slider(f"Keep {meta.title.lower()} between", "range", (_near(f.min, grid[0]), _near(f.max, grid[-1])))
     else:
         what = "min" if meta.direction == "low" else "max"
         word = "below" if what == "min" else "above"
         has_review = meta.review_k is not None or meta.review_only or getattr(f, "review_" + what) is not None
 
         def _slider(label, attr, disabled=False):
-            key = wkey(name, attr, col)
-            cur = getattr(f, attr)
-            if key not in st.session_state:
-                st.session_state[key] = (min(grid, key=lambda g: abs(g - cur)) if cur is not None
-                                         else (grid[0] if what == "min" else grid[-1]))
-            st.select_slider(label, grid, key=key, on_change=_bind(key, col, attr), format_func=lambda v: f"{v:,.4g}",
-                             disabled=disabled or not f.enabled)
+            _cut_slider(label, attr, _near(getattr(f, attr), grid[0] if what == "min" else grid[-1]), disabled)
 
         if has_review:
             _slider(f"Send to review {word}", "review_" + what)
@@ -144,6 +146,15 @@ with main:
         st.dataframe(pd.DataFrame({l: {"rejected here": int((fl_s & (lab_s == l)).sum()),
                                        "kept here": int((~fl_s & (lab_s == l)).sum())} for l in present}),
                      width="stretch")
+    with st.expander("All filters", expanded=False):   # in the wide column: a narrow one clipped its columns
+        rows = []
+        for c in cols:
+            fc = rec.filters[c]
+            rows.append({"signal": COLUMN_META[c].title, "on": fc.enabled,
+                         "min": fmt_value(c, fc.min) if fc.min is not None else "",
+                         "max": fmt_value(c, fc.max) if fc.max is not None else "",
+                         "rejected": int(recipe_mod.has_reason(dec["reasons"], c).sum())})
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     rej_near, kept_near, worst = qv.montage_sets(col, values, scope_mask, f)
     ids = sig["id"].to_numpy()
     keep_all = dec["keep"].to_numpy()
@@ -166,14 +177,5 @@ with main:
 
 with side:
     inspector(name, inputs, dec, rec)
-    with st.expander("All filters", expanded=False):
-        rows = []
-        for c in cols:
-            fc = rec.filters[c]
-            rows.append({"signal": COLUMN_META[c].title, "on": fc.enabled,
-                         "min": fmt_value(c, fc.min) if fc.min is not None else "",
-                         "max": fmt_value(c, fc.max) if fc.max is not None else "",
-                         "rejected": int(recipe_mod.has_reason(dec["reasons"], c).sum())})
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 page_done()

@@ -8,14 +8,14 @@ import pandas as pd
 import streamlit as st
 
 from fer_core import recipe as recipe_mod, store
-from ui.common import page_done, setup_page
+from ui.common import no_dataset_yet, page_done, setup_page
 from ui.curation import (clickable_montage, current_decisions, current_recipe, inputs_or_scan, inspector,
                          recipe_sidebar, summary_sidebar, wkey)
 
 name = setup_page("Duplicates & leakage", "👯")
 st.title("👯 Duplicates & leakage")
 if not name:
-    st.stop()
+    no_dataset_yet()
 inputs = inputs_or_scan(name)
 if inputs is None:
     st.stop()
@@ -33,6 +33,8 @@ def _bind(key, attr, cast):
 
 def _widget(fn, label, attr, cast, **kw):
     key = wkey(name, "dup", attr)
+    if "options" in kw:  # a recipe may hold a value between the marks (5 bits): offer it, never show another one
+        kw["options"] = sorted(set(kw["options"]) | {cast(getattr(dup, attr))})
     if key not in st.session_state:
         st.session_state[key] = getattr(dup, attr)
     return fn(label, key=key, on_change=_bind(key, attr, cast), **kw)

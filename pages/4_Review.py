@@ -9,14 +9,14 @@ import streamlit as st
 
 from fer_core import datasets, recipe as recipe_mod
 from fer_core.montage import load_gray_or_color
-from ui.common import page_done, setup_page
+from ui.common import no_dataset_yet, page_done, setup_page
 from ui.curation import (LABEL_ORDER, current_decisions, current_recipe, inputs_or_scan, recipe_sidebar, review_store,
                          session_author, set_override, summary_sidebar)
 
 name = setup_page("Review", "🧐")
 st.title("🧐 Review")
 if not name:
-    st.stop()
+    no_dataset_yet()
 inputs = inputs_or_scan(name)
 if inputs is None:
     st.stop()

@@ -13,13 +13,14 @@ import streamlit as st
 from fer_core import datasets, export, recipe as recipe_mod
 from fer_core.montage import load_gray_or_color, montage
 from fer_core.store_paths import check_name
-from ui.common import page_done, job_manager, render_jobs, setup_page, show_error
-from ui.curation import current_decisions, current_recipe, dirty, inputs_or_scan, recipe_sidebar, recipe_state, summary_sidebar
+from ui.common import job_manager, no_dataset_yet, page_done, render_jobs, setup_page, show_error
+from ui.curation import (current_decisions, current_recipe, dirty, inputs_or_scan, recipe_in_use, recipe_sidebar, recipe_state,
+                         summary_sidebar)
 
 name = setup_page("Export", "📦")
 st.title("📦 Export")
 if not name:
-    st.stop()
+    no_dataset_yet()
 inputs = inputs_or_scan(name)
 if inputs is None:
     st.stop()
@@ -51,7 +52,7 @@ with c2:
     st.markdown("**Images per split**")
     st.dataframe(t, width="stretch")
     relabels = int(((dec["override"] == "relabel") & dec["in_scope"] & dec["keep"]).sum())
-    st.caption(f"Recipe `{rs['name']}`{' (unsaved changes)' if dirty(name) else ''}; "
+    st.caption(f"{recipe_in_use(name)}; "
                f"{int((dec['override'] != '').sum()):,} manual overrides ({relabels:,} relabels, written under their new label).")
 if use_clahe:
     st.markdown("**CLAHE preview** (before → after)")
@@ -66,7 +67,7 @@ if use_clahe:
 
 if st.button("Export", type="primary", key="ex_go"):
     try:
-        check_name(ex_name)
+        check_name(ex_name, "export")
         rdir = datasets.load(name).home / "recipes"
         rdir.mkdir(exist_ok=True)
         rfile = rdir / f".export-{rec.fingerprint()}.yaml"

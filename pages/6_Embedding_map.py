@@ -9,14 +9,14 @@ import streamlit as st
 from fer_core import embedmap, recipe as recipe_mod, store
 from fer_core.signals.base import COLUMN_META
 from ui import quality_view as qv
-from ui.common import job_manager, page_done, raw_figure, render_jobs, setup_page
+from ui.common import job_manager, no_dataset_yet, page_done, raw_figure, render_jobs, setup_page
 from ui.curation import (LABEL_ORDER, clickable_montage, current_decisions, current_recipe, face_signals_panel,
                          inputs_or_scan, inspector, recipe_sidebar, session_author, set_override, summary_sidebar)
 
 name = setup_page("Embedding map", "🗺️")
 st.title("🗺️ Embedding map")
 if not name:
-    st.stop()
+    no_dataset_yet()
 inputs = inputs_or_scan(name)
 if inputs is None:
     st.stop()

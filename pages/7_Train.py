@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fer_core import datasets, decisions as dec_mod, export, store
+from fer_core import datasets, decisions as dec_mod, drafts, export, store
 from fer_core.train import ab as ab_mod, presets, runner
-from ui.common import job_manager, page_done, raw_figure, render_jobs, setup_page, show_error
-from ui.curation import current_recipe, dirty, recipe_state, scan_stamp
+from ui.common import elapsed, job_manager, no_dataset_yet, page_done, raw_figure, render_jobs, setup_page, show_error
+from ui.curation import current_recipe, dirty, recipe_in_use, recipe_state, scan_stamp
 
 name = setup_page("Train", "🏋️")
 st.title("🏋️ Train and evaluate")
 if not name:
-    st.stop()
+    no_dataset_yet()
 ds = datasets.load(name)
 jm = job_manager()
 st.caption("Training answers one question: *did my curation help?* Models are always evaluated on the official "
@@ -66,13 +66,29 @@ def _curves(rows_by_name: dict[str, list[dict]], key: str, height: int = 260) ->
     st.plotly_chart(raw_figure(fig), width="stretch", key=key)
 
 
+JOB_WORDS = {"train": "training run", "ab": "raw-vs-curated A/B", "labels": "label-issue search"}
+
+
+def _selection_note(m: dict, cfg: dict, hist: list[dict]) -> str:
+    """Which weights the model is: the best epoch's (early stopping restores them) or the last epoch's
+    (presets without early stopping, e.g. smoke), with the per-epoch validation peak for comparison."""
+    n, best = m.get("epochs_run"), m.get("best_epoch")
+    peak = max((h.get("val_accuracy") for h in hist if h.get("val_accuracy") is not None), default=None)
+    if (cfg.get("preset") or {}).get("patience") is not None:
+        return f"{n} epochs; the model is the best epoch's ({best}, by validation accuracy)"
+    txt = f"{n} epochs; the model is the **last** epoch's (the {m.get('preset')} preset does not select an epoch)"
+    if best and best != n and peak is not None:
+        txt += f"; validation accuracy peaked at epoch {best} ({peak:.1%}) and was not restored"
+    return txt
+
+
 tab_train, tab_labels, tab_ab, tab_runs = st.tabs(["Train", "Label issues", "Raw vs curated (A/B)", "Runs"])
 
 # ---- train ------------------------------------------------------------------------------------------------
 with tab_train:
     c = st.columns([1.4, 1, 1, 1])
     sources = ["raw dataset"] + (["current recipe"] if scanned else [])
-    saved = sorted(p.stem for p in dec_mod.recipes_dir(name).glob("*.yaml"))
+    saved = drafts.list_recipes(name)   # not the auto-saved draft nor an export's temporary recipe
     if saved:
         sources.append("saved recipe")
     exports = [e for e in export.list_exports() if e["manifest"]["source"]["dataset"] == name]
@@ -89,8 +105,7 @@ with tab_train:
     if src == "current recipe" and inputs is not None:
         rec = current_recipe(name, inputs)
         rs = recipe_state(name, inputs)
-        extra[0].caption(f"Recipe `{rs['name']}`{' (unsaved changes)' if dirty(name) else ''} with your overrides "
-                         "and accepted relabels.")
+        extra[0].caption(f"{recipe_in_use(name)}, with your overrides and accepted relabels.")
         argv += ["--recipe", _recipe_file(rec)]
     elif src == "saved recipe":
         pick = extra[0].selectbox("Recipe", saved, key="tr_saved")
@@ -101,18 +116,19 @@ with tab_train:
     aug = extra[1].selectbox("Augmentation", ["preset default", "none", "light", "standard"], key="tr_aug")
     if aug != "preset default":
         argv += ["--augment", aug]
-    busy = bool(jm.active(("train", "ab", "labels"), name))
     if st.button("Start training", type="primary", key="tr_start"):
         run_id = runner.new_run_id(preset, int(seed))
         jm.start("train", argv + ["--run-id", run_id], dataset=name, exclusive=f"train-{name}",
                  label=f"{preset} on {src}")
         st.session_state["tr_watch"] = run_id
         st.rerun()
-    if busy:
-        st.caption("Another training job of this dataset is running: a new one waits in the queue.")
 
     @st.fragment(run_every=1.0)
     def _live():
+        # read live (in the fragment): an A/B or label search that ended meanwhile no longer counts
+        for j in jm.active(("train", "ab", "labels"), name)[:1]:
+            st.caption(f"A {JOB_WORDS[j.kind]} of this dataset is {'queued' if j.state == 'queued' else 'running'} "
+                       f"(started {elapsed(j.created)} ago): a run started now waits for it in the queue.")
         render_jobs(kind=("train",), dataset=name, key=f"train-{name}", on_done_rerun=False)
         rid = st.session_state.get("tr_watch")
         if not rid:
@@ -139,7 +155,8 @@ with tab_train:
             m = info["metrics"]
             st.success(f"Test accuracy {m['test']['accuracy']:.1%} "
                        f"(95% interval {m['test']['ci95']['accuracy'][0]:.1%}–{m['test']['ci95']['accuracy'][1]:.1%}), "
-                       f"macro-F1 {m['test']['macro_f1']:.3f}. Details in the Runs tab.")
+                       f"macro-F1 {m['test']['macro_f1']:.3f}; {_selection_note(m, info['config'], hist)}. "
+                       "Details in the Runs tab.")
         elif state == "cancelled":
             st.warning("This run was cancelled: no model was kept and it is not reported as finished.")
         elif state == "failed":
@@ -193,13 +210,21 @@ with tab_ab:
                     + "; evaluates each on the untouched test split; reports the paired difference with its 95% "
                     "interval (over seeds and test images).")
         c = st.columns(3)
-        ab_preset = c[0].selectbox("Preset", list(presets.PRESETS), index=1, key="ab_preset", persist_state="session")
-        n_seeds = c[1].number_input("Seeds", 1, 10, 3, key="ab_seeds")
-        rel = c[2].checkbox("Relabel arm", value=lst["complete"], disabled=not lst["complete"], key="ab_rel")
+        # the form keeps the person's choice for the session (page switches included); a new session starts
+        # from the last A/B's preset and seed count
+        last = next(iter(ab_mod.list_ab(name)), None)
+        ab_preset = c[0].selectbox("Preset", list(presets.PRESETS), key="ab_preset", persist_state="session",
+                                   index=list(presets.PRESETS).index(last["preset"]) if last and last.get("preset") in presets.PRESETS else 1)
+        n_seeds = c[1].number_input("Seeds", 1, 10, len(last["seeds"]) if last and last.get("seeds") else 3, key="ab_seeds",
+                                    persist_state="session",
+                                    help="A verdict needs at least 3 seeds: with fewer, the interval ignores how much "
+                                         "a model changes from one seed to the next.")
+        rel = c[2].checkbox("Relabel arm", value=lst["complete"], disabled=not lst["complete"], key="ab_rel",
+                            persist_state="session")
         # the raw arm does not depend on the recipe: a second recipe can reuse an earlier A/B's raw runs
         bases = [d["ab_id"] for d in ab_mod.list_ab(name)
                  if d["preset"] == ab_preset and (d.get("result") or {}).get("arms", {}).get("raw", {}).get("runs")]
-        base = st.selectbox("Raw arm", [None] + bases, key="ab_base",
+        base = st.selectbox("Raw arm", [None] + bases, key="ab_base", persist_state="session",
                             format_func=lambda b: "train it (same seeds)" if b is None else f"reuse the raw runs of A/B {b}",
                             help="Reusing saves the raw arm's training time; the new A/B takes the earlier one's budget, "
                                  "and seeds it lacks are trained.")
@@ -243,10 +268,11 @@ with tab_ab:
                                  "epochs": x["epochs_run"]})
             st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
             for arm, d in res["differences"].items():
-                msg = f"**{arm} − raw** (full test split): {ab_mod.verdict(d['full'])}"
+                msg = f"**{arm} − raw** (full test split): {ab_mod.verdict(d['full'], doc['preset'])}"
                 if d.get("without_leaked"):
-                    msg += f"  \nwithout the leaked test images: {ab_mod.verdict(d['without_leaked'])}"
-                (st.info if d["full"]["within_noise"] else st.success if d["full"]["difference"] > 0 else st.warning)(msg)
+                    msg += f"  \nwithout the leaked test images: {ab_mod.verdict(d['without_leaked'], doc['preset'])}"
+                firm = not d["full"]["within_noise"] and not ab_mod.caveat(d["full"], doc["preset"])
+                (st.info if not firm else st.success if d["full"]["difference"] > 0 else st.warning)(msg)
             recall = {arm: pd.DataFrame([x["per_class_recall"] for x in r["runs"] if x.get("per_class_recall")]).mean()
                       for arm, r in res["arms"].items() if any(x.get("per_class_recall") for x in r["runs"])}
             if recall:
@@ -302,10 +328,13 @@ with tab_runs:
                 k[2].metric("Accuracy without leaked test images", f"{tl['accuracy']:.1%}",
                             help=f"{m.get('test_leaked_images', 0):,} test images with a training copy left out; 95% "
                                  f"interval {tl['ci95']['accuracy'][0]:.1%}–{tl['ci95']['accuracy'][1]:.1%}")
-            k[3].metric("Val accuracy (model selection)", f"{m['val_accuracy']:.1%}")
+            selects = (r["config"].get("preset") or {}).get("patience") is not None
+            k[3].metric("Val accuracy (model selection)" if selects else "Val accuracy (last epoch's model)",
+                        f"{m['val_accuracy']:.1%}", help="Of the kept model, with the test-time flip; the per-epoch "
+                        "figures in the curves are without it.")
             st.caption(f"95% intervals: accuracy {t['ci95']['accuracy'][0]:.1%}–{t['ci95']['accuracy'][1]:.1%}, "
                        f"macro-F1 {t['ci95']['macro_f1'][0]:.3f}–{t['ci95']['macro_f1'][1]:.3f}; "
-                       f"{m['train_images']:,} training images, {m['epochs_run']} epochs (best {m.get('best_epoch')}), "
+                       f"{m['train_images']:,} training images, {_selection_note(m, r['config'], r['history'])}, "
                        f"{m['train_seconds']:.0f} s.")
             cc = st.columns([1.2, 1])
             with cc[0]:

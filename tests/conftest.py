@@ -329,3 +329,35 @@ def noisy_workspace(noisy_labelled, tmp_path, monkeypatch):
     subprocess.run(["cp", "-a", str(cache / "datasets" / "noisy"), str(mine / "datasets" / "noisy")], check=True)
     monkeypatch.setenv("FER_CACHE_DIR", str(mine))
     return mine
+
+
+def cli_paused_after(tmp_path: Path, argv: list[str], target: str, after: int, first_arg_has: str = ""):
+    """Start ``python -m fer_core ARGV`` in its own process group, with ``target`` ("module:function") wrapped so
+    that after its ``after``-th call (counting only calls whose first argument's text contains ``first_arg_has``)
+    the process writes a marker and pauses for good. Returns the Popen once the marker exists: the child is then
+    certainly mid-work (it cannot finish first), ready to be killed."""
+    import subprocess
+
+    marker = tmp_path / f"paused-{time.time_ns()}"
+    mod, fn = target.split(":")
+    code = (
+        "import importlib, signal, sys\n"
+        f"m = importlib.import_module({mod!r}); real = getattr(m, {fn!r}); n = [0]\n"
+        "def wrapped(*a, **kw):\n"
+        "    out = real(*a, **kw)\n"
+        f"    n[0] += {first_arg_has!r} in str(a[0] if a else '')\n"
+        f"    if n[0] == {after}:\n"
+        f"        open({str(marker)!r}, 'w').close()\n"
+        "        while True: signal.pause()\n"
+        "    return out\n"
+        f"setattr(m, {fn!r}, wrapped)\n"
+        "from fer_core.cli import main\n"
+        f"sys.exit(main({argv!r}))\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, start_new_session=True)
+    deadline = time.time() + 300
+    while not marker.exists():
+        assert proc.poll() is None, f"the command ended (rc {proc.returncode}) before pausing"
+        assert time.time() < deadline, "the command did not reach the pause point in 300 s"
+        time.sleep(0.01)
+    return proc

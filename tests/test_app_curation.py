@@ -139,14 +139,35 @@ def test_duplicates_page_renders_groups_and_leakage(subset):
     assert not at.exception
 
 
+def test_duplicates_slider_shows_a_loaded_recipes_value_between_the_marks(subset):
+    """A recipe with 5 Hamming bits (the slider's marks are even) shows 5, not a silently different mark."""
+    rec = recipe.default_recipe(subset.signals)
+    rec.name, rec.duplicates.near_threshold = "odd", 5
+    rec.save(decisions.recipes_dir("sub") / "odd.yaml")
+    at = _page("pages/3_Duplicates.py")
+    at.sidebar.selectbox(key="rload-sub").set_value("odd")
+    at.sidebar.button(key="rload-btn-sub").click()
+    at.run()
+    assert not at.exception, at.exception
+    sl = next(s for s in at.select_slider if s.label.startswith("Near-duplicate threshold"))
+    assert int(sl.value) == 5
+    dec = decisions.run(subset, rec)
+    assert _metric(at, "Duplicate groups") == f"{dec.loc[dec['group'] >= 0, 'group'].nunique():,}"
+    sl.set_value(2)   # and it still moves
+    at.run()
+    rec.duplicates.near_threshold = 2
+    dec = decisions.run(subset, rec)
+    assert _metric(at, "Duplicate groups") == f"{dec.loc[dec['group'] >= 0, 'group'].nunique():,}"
+
+
 def test_review_queue_bulk_reject_and_undo(subset):
     at = _page("pages/4_Review.py")
-    boxes = at.checkbox
+    boxes = at.main.checkbox   # (the sidebar has the recipe's own checkboxes)
     assert 0 < len(boxes) <= 100
     at.button(key="rv_all").click()
     at.run()
-    n = len(at.checkbox)
-    assert all(c.value for c in at.checkbox)
+    n = len(at.main.checkbox)
+    assert all(c.value for c in at.main.checkbox)
     at.button(key="rv_reject").click()
     at.run()
     rs = review.store_for(datasets.load("sub"))
@@ -172,3 +193,94 @@ def test_export_page_exports_in_background(subset):
     at.run()
     assert any(e.label.startswith("sub-clean") for e in at.expander)
     assert any(b.label.startswith("Download sub-clean.zip") for b in at.get("download_button"))
+
+
+# ---- every filter's slider, one- and two-sided (issue 15 item 1) ---------------------------------------------
+
+def _num(s: str) -> float:
+    return float(str(s).replace(",", ""))
+
+
+def _slider_value(v):
+    return tuple(_num(x) for x in v) if isinstance(v, (tuple, list)) else _num(v)
+
+
+def _check_counts(at, inputs, model, col):
+    """The numbers the page shows are what fer_core's decide computes for the model recipe."""
+    assert not at.exception, at.exception
+    dec = decisions.run(inputs, model)
+    s = recipe.summarize(inputs.signals, dec)
+    assert _metric(at, "Kept") == f"{s['kept']:,}"
+    assert _metric(at, "Rejected") == f"{s['rejected']:,}"
+    assert _metric(at, "Rejected by this filter") == f"{int(recipe.has_reason(dec['reasons'], col).sum()):,}"
+    if any(m.label == "Sent to review by it" for m in at.metric):
+        flagged = recipe.has_reason(dec["review"], col) & dec["in_scope"].to_numpy()
+        assert _metric(at, "Sent to review by it") == f"{int(flagged.sum()):,}"
+    return dec
+
+
+def _move(at, label_start: str, frac: float, frac_hi: float | None = None):
+    """Move the slider whose label starts with ``label_start`` to the option at ``frac`` (two-sided: to
+    ``frac``..``frac_hi``); returns the new value as floats."""
+    sl = next(s for s in at.select_slider if s.label.startswith(label_start))
+    opts = [_num(o) for o in sl.options]
+    pick = lambda q: opts[min(len(opts) - 1, int(q * (len(opts) - 1)))]  # noqa: E731
+    new = (pick(frac), pick(frac_hi)) if frac_hi is not None else pick(frac)
+    assert new != _slider_value(sl.value), "the test must actually move the slider"
+    sl.set_value(new)
+    at.run()
+    assert not at.exception, at.exception
+    sl = next(s for s in at.select_slider if s.label.startswith(label_start))
+    assert _slider_value(sl.value) == (tuple(new) if isinstance(new, tuple) else new)
+    return new
+
+
+def test_every_filter_slider_moves_and_counts_match_decide(faces_ws):
+    """For every signal the Quality page offers (one-sided, two-sided, review-first): select it, switch it on,
+    move its slider(s), and the page's counts equal decide's for that threshold. The two-sided brightness
+    slider used to crash with "'float' object is not subscriptable" (issue 15)."""
+    from fer_core.signals.base import COLUMN_META
+
+    inputs = decisions.load_inputs("faces")
+    model = recipe.default_recipe(inputs.signals)
+    cols = [c for c in recipe.filter_columns() if c in inputs.signals and c in model.filters]
+    at = _page("pages/2_Quality.py")
+    assert len(at.selectbox(key="q_signal").options) == len(cols)
+    assert {"brightness", "sharpness", "face_score", "class_outlier"} <= set(cols)
+    assert any(COLUMN_META[c].direction == "both" for c in cols)
+    for col in cols + ["brightness"]:  # back to the two-sided one after every other kind
+        meta, f = COLUMN_META[col], model.filters[col]
+        at.selectbox(key="q_signal").select(col)
+        at.run()
+        _check_counts(at, inputs, model, col)
+        on = next(t for t in at.toggle if t.label == "Filter on")
+        if not on.value:
+            on.set_value(True)
+            at.run()
+            f.enabled = True
+            _check_counts(at, inputs, model, col)
+        if all(len(s.options) == 1 for s in at.select_slider):
+            assert inputs.signals[col].nunique() == 1  # a constant signal (FER2013's aspect ratio): nothing to move
+            continue
+        if meta.direction == "both":
+            f.min, f.max = _move(at, "Keep ", 0.1, 0.9) if f.min != 0 else _move(at, "Keep ", 0.2, 0.8)
+        else:
+            side = "min" if meta.direction == "low" else "max"
+            q = 0.3 if side == "min" else 0.7
+            if any(s.label.startswith("Send to review") for s in at.select_slider):
+                setattr(f, "review_" + side, _move(at, "Send to review", q))
+                _check_counts(at, inputs, model, col)
+                box = next(c for c in at.checkbox if c.label.startswith("Also reject automatically"))
+                box.set_value(not box.value)
+                at.run()
+                setattr(f, side, getattr(f, "review_" + side) if box.value else None)
+                _check_counts(at, inputs, model, col)
+                if not box.value:
+                    continue
+                q = 0.2 if side == "min" else 0.8
+                setattr(f, side, _move(at, "Reject ", q))
+            else:
+                setattr(f, side, _move(at, "Reject ", q))
+        dec = _check_counts(at, inputs, model, col)
+        if not (meta.review_only or meta.review_k is not None):
+            assert recipe.has_reason(dec["reasons"], col).any(), f"moving {col} should reject something"

@@ -85,3 +85,87 @@ def test_tune_override_reload_export(fer2013_workspace, tmp_path):
     assert m["counts"]["after_total"] == sum(1 for n in names if n.endswith(".jpg"))
     assert not any(n.endswith(path.split("/")[-1]) for n in names if "/train/" in n), "the rejected image was exported"
     assert sum(m["counts"]["after"]["test"].values()) == 3589
+
+
+JS_METRICS_ARE = ("(want) => Object.entries(want).every(([label, v]) => Array.from(document.querySelectorAll("
+                  "'[data-testid=\"stMetric\"]')).some(m => m.querySelector('[data-testid=\"stMetricLabel\"]')"
+                  ".innerText.trim() === label && m.querySelector('[data-testid=\"stMetricValue\"]').innerText.trim() === v))")
+
+
+def test_every_filter_slider_moves_with_the_keyboard(tmp_path, fer_sample):
+    """Issue 15: the two-sided Brightness slider replaced the page with "'float' object is not subscriptable"
+    when moved with the keyboard (and did nothing when dragged). For every quality filter, two-sided first: move
+    the thumb(s) with the keyboard; the page settles on what decide computes for the thumbs' final positions."""
+    from conftest import import_and_scan
+    from fer_core import decisions, recipe
+    from fer_core.signals.base import COLUMN_META
+
+    import_and_scan(tmp_path, fer_sample, "sub")
+    inputs = decisions.load_inputs("sub")
+    model = recipe.default_recipe(inputs.signals)
+    cols = [c for c in recipe.filter_columns() if c in inputs.signals and c in model.filters]
+    cols.remove("brightness")
+    moved = []
+    with streamlit_server() as url, browser_page(1500, 1600) as page:
+        page.goto(f"{url}/Quality")
+        page.get_by_text("Rejected by this filter").first.wait_for(timeout=90_000)
+        wait_app_idle(page)
+        main = page.locator('[data-testid="stMain"]')
+        for col in ["brightness"] + cols:
+            meta, f = COLUMN_META[col], model.filters[col]
+            page.get_by_role("combobox", name="Signal to tune").click()
+            page.get_by_role("option", name=meta.title, exact=True).click()
+            slider = main.locator('[data-testid="stSlider"]').filter(has_text=meta.title.lower()).first
+            slider.wait_for(timeout=30_000)
+            wait_app_idle(page)
+            toggle = main.locator('[data-testid="stCheckbox"]').filter(has_text="Filter on")
+            page.wait_for_function("() => Array.from(document.querySelectorAll('[data-testid=\"stMain\"] "
+                                   "[data-testid=\"stCheckbox\"]')).filter(e => e.innerText.includes('Filter on'))"
+                                   ".length === 1")   # the previous signal's toggle is gone
+            if not f.enabled:
+                toggle.click()
+                f.enabled = True
+                page.wait_for_function("() => !document.querySelector('[data-testid=\"stMain\"] "
+                                       "[data-testid=\"stSlider\"] [aria-disabled=\"true\"], "
+                                       "[data-testid=\"stMain\"] [data-testid=\"stSlider\"] input:disabled')")
+                wait_app_idle(page)
+            thumbs = slider.locator('input[type="range"]')
+            if thumbs.first.get_attribute("max") == "0":
+                assert inputs.signals[col].nunique() == 1        # constant here (FER2013's aspect ratio)
+                continue
+            before = int(recipe.has_reason(decisions.run(inputs, model)["reasons"], col).sum())
+            keys = ([(0, "ArrowRight"), (1, "ArrowLeft")] if meta.direction == "both"   # tighten from both sides
+                    else [(0, "ArrowRight" if meta.direction == "low" else "ArrowLeft")])
+            for i, key in keys:
+                thumbs.nth(i).focus()
+                for _ in range(30):
+                    page.keyboard.press(key)
+            vals = [float(thumbs.nth(i).get_attribute("aria-valuetext").replace(",", "")) for i, _ in keys]
+            if meta.direction == "both":
+                assert vals[0] > f.min and vals[1] < f.max
+                f.min, f.max = vals
+            elif meta.direction == "low":
+                f.min = vals[0]
+            else:
+                f.max = vals[0]
+            dec = decisions.run(inputs, model)
+            want = {"Rejected by this filter": f"{int(recipe.has_reason(dec['reasons'], col).sum()):,}",
+                    "Kept": f"{int(dec['keep'].sum()):,}"}
+            try:  # the page settles on decide's numbers for the thumbs' final positions
+                page.wait_for_function(JS_METRICS_ARE, arg=want, timeout=60_000)
+            except Exception:
+                shot(page, f"quality-keyboard-{col}")
+                shown = {k: _metric(page, k) for k in want}
+                errors = page.locator('[data-testid="stException"]').all_inner_texts()
+                raise AssertionError(f"{col} at {vals}: the page shows {shown}, decide gives {want}; {errors}") from None
+            errors = page.locator('[data-testid="stException"]').all_inner_texts()
+            # still on this signal (switching a filter on used to send the page back to Sharpness)
+            assert page.get_by_role("combobox", name="Signal to tune").input_value() == meta.title
+            if col == "brightness":
+                shot(page, "quality-keyboard-brightness")
+            assert not errors, (col, errors)
+            moved.append((col, f"{before:,}", want["Rejected by this filter"]))
+    assert moved[0][0] == "brightness" and moved[0][1] != moved[0][2], moved
+    constant = [c for c in cols if inputs.signals[c].nunique() == 1]
+    assert [c for c, *_ in moved] == ["brightness"] + [c for c in cols if c not in constant], moved
+    assert sum(b != a for _, b, a in moved) >= len(moved) - 2, moved   # the moves changed the counts

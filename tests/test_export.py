@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import zipfile
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, import_and_scan
+from conftest import ROOT, cli_paused_after, import_and_scan
 from fer_core import datasets, decisions, export, recipe, review
 from fer_core.errors import Busy
 
@@ -153,13 +152,10 @@ def test_concurrent_export_refused_and_no_partial(ds_small, monkeypatch):
 def test_killed_export_leaves_no_partial_folder(ds_small, tmp_path):
     inp, rec = ds_small
     rec_file = rec.save(tmp_path / "r.yaml")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "fer_core", "--quiet", "export", "ex", "--recipe", str(rec_file),
-                             "--export-name", "killed", "--clahe", "--csv"], env=env, cwd=ROOT, start_new_session=True)
+    proc = cli_paused_after(tmp_path, ["--quiet", "export", "ex", "--recipe", str(rec_file), "--export-name", "killed",
+                                       "--clahe", "--csv"], "fer_core.export:_fer_row", after=3)
     parent = export.exports_root()
-    deadline = time.time() + 60
-    while time.time() < deadline and not any(parent.glob(".killed.tmp-*/*/*/*")):
-        time.sleep(0.005)
+    assert any(parent.glob(".killed.tmp-*/*/*/*"))  # images written, the export not finished
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (parent / "killed").exists()

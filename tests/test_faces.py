@@ -157,16 +157,12 @@ def test_embeddings_resume_and_version_bump(tmp_path, fer_sample, monkeypatch):
     import sys
     import time
 
-    from conftest import ROOT, import_and_scan
+    from conftest import cli_paused_after, import_and_scan
     files = dict(list(fer_sample.items())[:64])
     import_and_scan(tmp_path, files, "embk", scan=False)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "fer_core", "--quiet", "scan", "embk", "--signals", "embeddings",
-                             "--workers", "1", "--batch-size", "8"], env=env, cwd=ROOT, start_new_session=True)
+    proc = cli_paused_after(tmp_path, ["--quiet", "scan", "embk", "--signals", "embeddings", "--workers", "1",
+                                       "--batch-size", "8"], "fer_core.store:_write_part", after=2, first_arg_has="/embeddings/")
     parts = store.family_dir(datasets.load("embk"), "embeddings") / "parts"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(parts.glob("part-*.parquet"))) < 2:
-        time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 2 <= len(list(parts.glob("part-*.parquet"))) < 8

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -390,3 +392,119 @@ def test_check_name_matches_the_whole_name_and_says_what_kind():
         check_name("strict\n", "recipe")
     with pytest.raises(InvalidInput, match="not a valid export name"):
         check_name("My Export", "export")
+
+
+# ---- what the whole recipe removes per class, and the recipe-level per-class cap -------------------------
+
+def test_whole_recipe_removal_is_warned_per_class_and_split():
+    """Two cuts that each stay under the one-reason warning add up to 40% of `disgust` (against 10% of the
+    split): the whole-recipe check reports it, per split with training first, in the summary and the CLI text."""
+    labels = ["happy"] * 900 + ["disgust"] * 100 + ["happy"] * 150 + ["disgust"] * 50
+    split = ["train"] * 1000 + ["test"] * 200
+    sig = pd.DataFrame({"id": [f"i{k:05d}" for k in range(1200)], "label": labels, "split": split})
+    bits = np.zeros(1200, np.int64)
+    bits[:60] |= recipe.reason_bit("sharpness")                 # the same 60 happy images fail both cuts ...
+    bits[:60] |= recipe.reason_bit("duplicate")
+    bits[900:920] |= recipe.reason_bit("sharpness")             # ... while disgust loses 20 to each
+    bits[920:940] |= recipe.reason_bit("duplicate")
+    bits[1150:1170] |= recipe.reason_bit("sharpness")           # test: 20 of its 50 disgust (scope train+test)
+    dec = pd.DataFrame({"in_scope": True, "keep": bits == 0, "reasons": bits, "flags": bits, "override": "",
+                        "group": -1, "eval_leaked": False})
+    w = recipe.class_removals(sig, dec)
+    assert w == [("train", "disgust", 100, 60, 0.4, 0.1), ("test", "disgust", 50, 30, 0.4, 0.1)]
+    assert w[0].overall == pytest.approx(0.1) and w[0].share == pytest.approx(0.4)
+    train_only = recipe.class_imbalance(pd.DataFrame({c: sig[c][:1000].tolist() for c in sig}), dec[:1000])
+    assert train_only == []                                      # one cut at a time sees nothing
+    text = recipe.format_summary(recipe.summarize(sig, dec))
+    assert ("WARNING: The recipe removes 40.0% of training disgust (100 → 60) against 10.0% of all training "
+            "images") in text and "40.0% of test disgust (50 → 30)" in text
+    assert text.index("training disgust") < text.index("test disgust")
+    # the rule: more than 2x the split's share, more than 10%, at least 10 images
+    bits[900:940] = 0
+    bits[900:912] = recipe.reason_bit("sharpness")               # 12% of disgust: > 10% but < 2 x 7.2%
+    dec = pd.DataFrame({"in_scope": True, "keep": bits == 0, "reasons": bits})
+    assert [x.split for x in recipe.class_removals(sig, dec)] == ["test"]
+
+
+def _capped_fixture():
+    """1,000 training images (900 happy, 100 disgust) and 100 test images. Disgust: 8 training copies of test
+    images (leak), 4 extra exact copies inside training, and 30 low-sharpness images (12 of them extreme)."""
+    rng = np.random.default_rng(3)
+    n = 1100
+    labels = np.array(["happy"] * 900 + ["disgust"] * 100 + ["happy"] * 50 + ["disgust"] * 50)
+    split = np.array(["train"] * 1000 + ["test"] * 100)
+    sharp = rng.uniform(200, 400, n)
+    sharp[900:930] = np.linspace(10, 99, 30)                     # disgust 900..929 below the cut (100)
+    sharp[:10] = 50.0                                            # 10 happy too (1.1% of happy)
+    sig = pd.DataFrame({"id": [f"i{k:05d}" for k in range(n)], "label": labels, "split": split, "sharpness": sharp})
+    a = list(range(940, 948)) + list(range(950, 954))            # leak: 940..947 ~ test 1050..1057
+    b = list(range(1050, 1058)) + list(range(960, 964))          # extra copies: 950..953 ~ 960..963 (train)
+    pairs = pd.DataFrame({"a": [f"i{k:05d}" for k in a], "b": [f"i{k:05d}" for k in b], "method": "exact",
+                          "distance": 0})
+    r = recipe.Recipe(filters={"sharpness": recipe.Filter(min=100.0)})
+    return sig, pairs, r
+
+
+def test_recipe_class_cap_spares_the_least_certain_rejections():
+    sig, pairs, r = _capped_fixture()
+    d0 = recipe.decide(sig, r, None, pairs)
+    dis = ((sig["label"] == "disgust") & (sig["split"] == "train")).to_numpy()
+    assert (~d0["keep"].to_numpy()[dis]).sum() == 30 + 8 + 4                  # 42% of training disgust
+    assert recipe.class_removals(sig, d0)[0][:4] == ("train", "disgust", 100, 58)
+    r.class_cap = 0.2
+    d = recipe.decide(sig, r, None, pairs)
+    keep, capped = d["keep"].to_numpy(), d["class_capped"].to_numpy()
+    assert (~keep[dis]).sum() == 20 and capped.sum() == capped[dis].sum() == 22   # at most 20% of training disgust
+    leak = recipe.has_reason(d["reasons"], "leak")
+    assert leak[940:948].all() and not capped[940:948].any()                 # leaked copies are never spared
+    assert not capped[~dis].any() and (keep[~dis] == d0["keep"].to_numpy()[~dis]).all()   # other classes untouched
+    assert capped[950:954].sum() + capped[960:964].sum() == 4                 # the extra copies first ...
+    spared_cut = np.flatnonzero(capped & recipe.has_reason(d["review"], "sharpness"))
+    assert len(spared_cut) == 18 and set(spared_cut) == set(range(912, 930))  # ... then those nearest the cut
+    assert recipe.has_reason(d["reasons"], "sharpness")[900:912].all()        # the 12 most extreme stay rejected
+    assert (d["review"].to_numpy()[capped] != 0).all()                        # the spared go to review
+    s = recipe.summarize(sig, d)
+    assert s["class_capped"] == 22 and [(w["before"], w["after"]) for w in s["class_removals"]] == [(100, 80)]
+    assert "rejections spared by the recipe's per-class cap (left for review): 22" in recipe.format_summary(s)
+    # a person's reject still wins; an off cap leaves the decisions exactly as before
+    r.class_cap = None
+    pd.testing.assert_frame_equal(recipe.decide(sig, r, None, pairs).drop(columns="class_capped"),
+                                  d0.drop(columns="class_capped"))
+
+
+def test_recipe_class_cap_serialisation_and_fingerprint():
+    """Absent (None) it is not written, so every existing recipe keeps its form and fingerprint; set, it
+    round-trips through YAML/JSON and changes the fingerprint; out of range it is refused with the key."""
+    r = recipe.Recipe(filters={"contrast": recipe.Filter(min=3.0)})
+    assert "class_cap" not in r.to_dict() and "class_cap" not in r.to_yaml()
+    fp = r.fingerprint()
+    r.class_cap = 0.25
+    assert r.to_dict()["class_cap"] == 0.25 and r.fingerprint() != fp
+    back = recipe.Recipe.from_text(r.to_yaml(), "c.yaml")
+    assert back.class_cap == 0.25 and back.fingerprint() == r.fingerprint()
+    assert recipe.Recipe.from_text(json.dumps(r.to_dict()), "c.json").class_cap == 0.25
+    for bad, msg in ((1.5, "class_cap must be between 0 and 1"), ("lots", "class_cap must be a number")):
+        with pytest.raises(InvalidInput, match=msg):
+            recipe.Recipe.from_dict({**r.to_dict(), "class_cap": bad})
+
+
+def test_decide_cli_warns_and_applies_the_class_cap(small, tmp_path, capsys):
+    from fer_core import cli
+
+    r = recipe.default_recipe(small.signals)
+    r.filters["sharpness"].min = float(np.percentile(small.signals["sharpness"], 30))
+    dec = decisions.run(small, r)
+    w = recipe.class_removals(small.signals, dec, ratio=0, floor=0, min_images=1)
+    assert w and w[0].split == "train"
+    path = r.save(tmp_path / "sharp.yaml")
+    assert cli.main(["decide", "small", "--recipe", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{int(dec['keep'].sum()):,} kept" in out
+    assert cli.main(["decide", "small", "--recipe", str(path), "--class-cap", "0.05"]) == 0
+    out = capsys.readouterr().out
+    r.class_cap = 0.05
+    capped = decisions.run(small, r)
+    assert f"{int(capped['keep'].sum()):,} kept" in out and capped["keep"].sum() > dec["keep"].sum()
+    assert "spared by the recipe's per-class cap" in out
+    assert cli.main(["decide", "small", "--class-cap", "1.5"]) == 1
+    assert "--class-cap must be a share between 0 and 1" in capsys.readouterr().err

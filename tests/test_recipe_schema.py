@@ -186,5 +186,5 @@ def test_sidebar_recipe_errors_and_split_warning(subset):
     at.run()
     err = " ".join(e.value for e in at.error)
     assert "is not a valid recipe name" in err and "dataset" not in err
-    from fer_core import datasets
-    assert not list((datasets.load("sub").home / "recipes").glob("*.yaml"))
+    from fer_core import drafts
+    assert drafts.list_recipes("sub") == []     # no saved recipe (the unsaved upload is only the auto-saved draft)

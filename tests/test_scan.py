@@ -6,11 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 
-from conftest import ROOT, import_and_scan
+from conftest import ROOT, cli_paused_after, import_and_scan
 from fer_core import datasets, store
 from fer_core.signals import quality
 
@@ -23,13 +22,9 @@ def _tables(name):
 def test_resume_after_sigkill_gives_identical_table(tmp_path, fer_sample):
     import_and_scan(tmp_path, fer_sample, "clean")            # uninterrupted reference
     import_and_scan(tmp_path, fer_sample, "killed", scan=False)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "fer_core", "--quiet", "scan", "killed", "--workers", "1",
-                             "--batch-size", "16"], env=env, cwd=ROOT, start_new_session=True)
+    proc = cli_paused_after(tmp_path, ["--quiet", "scan", "killed", "--workers", "1", "--batch-size", "16"],
+                            "fer_core.store:_write_part", after=5, first_arg_has="/quality/")
     parts = store.family_dir(datasets.load("killed"), "quality") / "parts"
-    deadline = time.time() + 60
-    while time.time() < deadline and len(list(parts.glob("part-*.parquet"))) < 5:
-        time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     n_parts = len(list(parts.glob("part-*.parquet")))

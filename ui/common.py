@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import streamlit as st
@@ -50,6 +51,39 @@ def job_manager() -> JobManager:
     return JobManager()
 
 
+# The sidebar menu. With a pages/ directory Streamlit labels the entry page by its file name ("app"), and only
+# st.navigation can rename it; so the built-in menu is hidden (client.showSidebarNavigation = false in
+# .streamlit/config.toml) and this one, with st.page_link, says "Home" (the documented custom-menu route).
+PAGES = [("app.py", "Home", "🙂"), ("pages/1_Datasets.py", "Datasets", "📥"), ("pages/2_Quality.py", "Quality", "🔍"),
+         ("pages/3_Duplicates.py", "Duplicates & leakage", "👯"), ("pages/4_Review.py", "Review", "🧐"),
+         ("pages/5_Export.py", "Export", "📦"), ("pages/6_Embedding_map.py", "Embedding map", "🗺️"),
+         ("pages/7_Train.py", "Train", "🏋️")]
+
+
+def nav_menu() -> None:
+    from streamlit.errors import StreamlitPageNotFoundError
+
+    try:
+        for path, label, icon in PAGES:
+            st.page_link(path, label=label, icon=icon)
+    except StreamlitPageNotFoundError:  # a page script run on its own (AppTest.from_file on it): no app around it
+        return
+    st.divider()
+
+
+def no_dataset_yet() -> None:
+    """Empty state of a page opened before any dataset exists: say what to do, link there, stop the page."""
+    st.info("There is no dataset yet. Download FER2013 (or another dataset) from Kaggle, or import a folder, a zip "
+            "or a `fer2013.csv`, on the Datasets page; this page then works on it.", icon="📭")
+    st.page_link("pages/1_Datasets.py", label="Go to Datasets", icon="📥")
+    st.stop()
+
+
+def debug() -> bool:
+    """FER_DEBUG=1 shows developer details (server time per view)."""
+    return os.environ.get("FER_DEBUG", "") == "1"
+
+
 def setup_page(title: str, icon: str = "🙂", dataset_picker: bool = True) -> str | None:
     """Call first on every page. Returns the selected dataset name (or None)."""
     st.session_state["_run_started"] = time.perf_counter()
@@ -57,6 +91,7 @@ def setup_page(title: str, icon: str = "🙂", dataset_picker: bool = True) -> s
     names = datasets.list_datasets()
     selected = None
     with st.sidebar:
+        nav_menu()
         st.caption(f"FER Curation Studio {fer_core.__version__}")
         if dataset_picker:
             if names:
@@ -70,12 +105,13 @@ def setup_page(title: str, icon: str = "🙂", dataset_picker: bool = True) -> s
 
 
 def page_done() -> None:
-    """Record (and show, discreetly) how long this script run took on the server."""
+    """Record how long this script run took on the server (shown only in debug mode, FER_DEBUG=1)."""
     t0 = st.session_state.get("_run_started")
     if t0 is not None:
         ms = (time.perf_counter() - t0) * 1000
         st.session_state["_last_run_ms"] = ms
-        st.caption(f"Server work for this view: {ms:,.0f} ms")
+        if debug():
+            st.caption(f"Server work for this view: {ms:,.0f} ms")
 
 
 def show_error(exc: BaseException) -> None:
@@ -118,7 +154,9 @@ def render_jobs(kind: str | None = None, dataset: str | None = None, key: str = 
     jm = job_manager()
     jobs = jm.list(kind, dataset, limit=20)
     active = [j for j in jobs if not j.finished]
-    finished = [j for j in jobs if j.finished][:show_finished]
+    # only outcomes newer than every running job: after a reload an old "finished" must not sit above a new run
+    newest_active = max((j.created for j in active), default=0.0)
+    finished = [j for j in jobs if j.finished and j.created > newest_active][:show_finished]
     seen = st.session_state.setdefault(f"_{key}_seen_running", set())
     for js in active:
         seen.add(js.id)
@@ -138,9 +176,10 @@ def render_jobs(kind: str | None = None, dataset: str | None = None, key: str = 
             show_job_error(js.error)
             with st.expander("Job log"):
                 st.code(jm.log(js.id) or "(empty)")
-        if js.id in seen and on_done_rerun:
-            seen.discard(js.id)
-            st.rerun(scope="app")
+    ended = [j.id for j in jobs if j.finished and j.id in seen]   # shown or not: the page reflects its result
+    if ended and on_done_rerun:
+        seen.difference_update(ended)
+        st.rerun(scope="app")
 
 
 def job_label(js: JobStatus) -> str:
@@ -156,4 +195,4 @@ def elapsed(t: float) -> str:
     return f"{s // 60} min {s % 60} s" if s >= 60 else f"{s} s"
 
 
-__all__ = ["setup_page", "job_manager", "render_jobs", "show_error", "FerError"]
+__all__ = ["setup_page", "job_manager", "render_jobs", "show_error", "no_dataset_yet", "FerError"]

@@ -2,7 +2,8 @@
 
 - signal inputs (signals table + duplicate pairs) cached per dataset and scan stamp;
 - the current recipe per dataset in session state (survives page switches), with its name, whether it
-  has unsaved changes, and save / load / reset controls;
+  has unsaved changes, and save / load / reset controls; unsaved changes are auto-saved as a draft on the
+  server (fer_core.drafts) and restored in a new tab or after a reload;
 - overrides read from and written to SQLite at each click;
 - clickable montages (a plotly image with one invisible point per tile: clicking a tile selects it) and
   an image inspector with keep / reject / relabel / clear.
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fer_core import datasets, decisions as dec_mod, recipe as recipe_mod, review, store
+from fer_core import datasets, decisions as dec_mod, drafts, recipe as recipe_mod, review, store
 from fer_core.errors import FerError
 from fer_core.montage import COLORS, load_gray_or_color, montage
 from fer_core.signals.base import COLUMN_META
@@ -106,15 +107,52 @@ def _rs(name: str) -> dict:
     return st.session_state.setdefault("recipe_state", {}).setdefault(name, {})
 
 
+DEFAULT_LABEL = "default (data-derived)"
+
+
+def _draft_key(rs: dict) -> tuple:
+    return rs["recipe"].fingerprint(), rs.get("saved_fp"), rs.get("name"), rs.get("base")
+
+
+def _base_recipe(name: str, inputs: dec_mod.Inputs, base: str | None) -> tuple[recipe_mod.Recipe, str, str | None]:
+    """(recipe, label, base) a draft started from: the saved recipe ``base``, or the data-derived default
+    (also when that file is gone or no longer reads)."""
+    if base:
+        try:
+            return recipe_mod.Recipe.load(dec_mod.recipes_dir(name) / f"{base}.yaml"), base, base
+        except FerError:
+            pass
+    return recipe_mod.default_recipe(inputs.signals, name="default"), DEFAULT_LABEL, None
+
+
+def _restore_draft(name: str, inputs: dec_mod.Inputs, rs: dict) -> bool:
+    """A new session (tab, reload) starts from the dataset's auto-saved draft when there is one."""
+    try:
+        d = drafts.read(name)
+    except FerError as exc:
+        rs["draft_error"] = exc
+        return False
+    if d is None:
+        return False
+    base_rec, _, base = _base_recipe(name, inputs, d.base)
+    rs.update({"recipe": d.recipe, "name": d.label, "saved_fp": base_rec.fingerprint(), "base": base,
+               "epoch": rs.get("epoch", 0) + 1, "catalog_hash": inputs.catalog_hash, "restored": d.updated})
+    return True
+
+
 def recipe_state(name: str, inputs: dec_mod.Inputs) -> dict:
     rs = _rs(name)
     cols = tuple(c for c in recipe_mod.filter_columns() if c in inputs.signals)
+    if "recipe" not in rs and _restore_draft(name, inputs, rs):
+        rs["columns"], rs["draft_key"] = cols, _draft_key(rs)
+        return rs
     untouched_default = rs.get("name", "").startswith("default") and rs.get("saved_fp") == rs.get("recipe", recipe_mod.Recipe()).fingerprint()
     if (rs.get("catalog_hash") != inputs.catalog_hash or "recipe" not in rs
             or (rs.get("columns") != cols and untouched_default)):  # new signals (faces, labels) join the default
         rec = recipe_mod.default_recipe(inputs.signals, name="default")
-        rs.update({"recipe": rec, "name": "default (data-derived)", "saved_fp": rec.fingerprint(),
+        rs.update({"recipe": rec, "name": DEFAULT_LABEL, "saved_fp": rec.fingerprint(), "base": None,
                    "epoch": rs.get("epoch", 0) + 1, "catalog_hash": inputs.catalog_hash})
+        rs["draft_key"] = _draft_key(rs)
     rs["columns"] = cols
     return rs
 
@@ -123,12 +161,57 @@ def current_recipe(name: str, inputs: dec_mod.Inputs) -> recipe_mod.Recipe:
     return recipe_state(name, inputs)["recipe"]
 
 
-def set_recipe(name: str, rec: recipe_mod.Recipe, label: str, saved: bool) -> None:
+def set_recipe(name: str, rec: recipe_mod.Recipe, label: str, saved: bool, base: str | None = None) -> None:
+    """Make ``rec`` the current recipe; ``base``: the saved recipe file it is (None: default or upload)."""
     rs = _rs(name)
     rs["recipe"] = rec
     rs["name"] = label
     rs["saved_fp"] = rec.fingerprint() if saved else None
+    rs["base"] = base
+    rs.pop("restored", None)
     rs["epoch"] = rs.get("epoch", 0) + 1  # widgets bound to the recipe re-initialise from it
+    sync_draft(name)
+
+
+def sync_draft(name: str) -> None:
+    """After a change of the current recipe: write it as the dataset's draft while it differs from the recipe
+    it started from, clear the draft when it no longer does. Runs only on a change made in this session, so
+    a second tab that merely reruns never overwrites another tab's draft."""
+    rs = _rs(name)
+    if "recipe" not in rs or rs.get("draft_key") == _draft_key(rs):
+        return
+    rs["draft_key"] = _draft_key(rs)
+    try:
+        if dirty(name):
+            drafts.write(name, rs["recipe"], rs.get("base"), rs["name"])
+            rs["draft_saved"] = time.time()
+        else:
+            drafts.clear(name)
+            rs.pop("draft_saved", None)
+    except FerError as exc:
+        show_error(exc)
+
+
+def _hhmm(t: float) -> str:
+    lt = time.localtime(t)
+    return time.strftime("%H:%M" if lt[:3] == time.localtime()[:3] else "%d %b, %H:%M", lt)
+
+
+def recipe_in_use(name: str) -> str:
+    """One line: the recipe that Export and Train (current recipe) use, and whether it is saved."""
+    rs = _rs(name)
+    if "recipe" not in rs:
+        return "Export and Train use: the data-derived default recipe"
+    if dirty(name):
+        when = rs.get("draft_saved") or rs.get("restored")
+        state = "unsaved draft" + (f", auto-saved {_hhmm(when)}" if when else "")
+    else:
+        state = "saved" if rs.get("base") else "unchanged"
+    return f"Export and Train use: `{rs['name']}` ({state})"
+
+
+def recipe_in_use_caption(name: str) -> None:
+    st.caption(recipe_in_use(name))
 
 
 def wkey(name: str, *parts) -> str:
@@ -144,8 +227,19 @@ def dirty(name: str) -> bool:
 def recipe_sidebar(name: str, inputs: dec_mod.Inputs) -> None:
     rs = recipe_state(name, inputs)
     rdir = dec_mod.recipes_dir(name)
+    sync_draft(name)   # changes made by widget callbacks before this run
     with st.sidebar:
         st.markdown(f"**Recipe:** `{rs['name']}`" + ("  \n:orange[● unsaved changes]" if dirty(name) else "  \n:green[saved]"))
+        recipe_in_use_caption(name)
+        if err := rs.pop("draft_error", None):
+            show_error(err)
+        if rs.get("restored") and dirty(name):
+            st.info(f"Restored your unsaved changes from {_hhmm(rs['restored'])} (auto-saved draft).")
+            if st.button("Discard them", key=f"rdraft-discard-{name}",
+                         help="Go back to the saved recipe they started from (or the data-derived default)."):
+                rec, label, base = _base_recipe(name, inputs, rs.get("base"))
+                set_recipe(name, rec, label, saved=True, base=base)
+                st.rerun()
         with st.expander("Save / load recipe"):
             new_name = st.text_input("Save as", value=rs["name"].split(" ")[0] if rs["name"] else "", key=f"rsave-{name}")
             if st.button("Save recipe", key=f"rsave-btn-{name}"):
@@ -155,18 +249,18 @@ def recipe_sidebar(name: str, inputs: dec_mod.Inputs) -> None:
                     rec = rs["recipe"]
                     rec.name = new_name
                     rec.save(rdir / f"{new_name}.yaml")
-                    set_recipe(name, rec, new_name, saved=True)
+                    set_recipe(name, rec, new_name, saved=True, base=new_name)
                     st.session_state["_recipe_msg"] = f"Saved as {rdir / (new_name + '.yaml')}"
                     st.rerun()
                 except Exception as exc:  # noqa: BLE001
                     show_error(exc)
-            saved = sorted(p.stem for p in rdir.glob("*.yaml"))
+            saved = drafts.list_recipes(name)
             if saved:
                 pick = st.selectbox("Saved recipes", saved, key=f"rload-{name}")
                 if st.button("Load", key=f"rload-btn-{name}"):
                     try:
                         rec = recipe_mod.Recipe.load(rdir / f"{pick}.yaml")
-                        set_recipe(name, rec, pick, saved=True)
+                        set_recipe(name, rec, pick, saved=True, base=pick)
                         st.rerun()
                     except Exception as exc:  # noqa: BLE001
                         show_error(exc)
@@ -182,7 +276,7 @@ def recipe_sidebar(name: str, inputs: dec_mod.Inputs) -> None:
                                mime="text/yaml", key=f"rdl-{name}")
             if st.button("Reset to data-derived defaults", key=f"rreset-{name}"):
                 rec = recipe_mod.default_recipe(inputs.signals, name="default")
-                set_recipe(name, rec, "default (data-derived)", saved=True)
+                set_recipe(name, rec, DEFAULT_LABEL, saved=True)
                 st.rerun()
         if "label_quality" in inputs.signals:
             pol = st.radio("Label issues below the cut", ["drop", "relabel"], horizontal=True,
@@ -204,6 +298,20 @@ def recipe_sidebar(name: str, inputs: dec_mod.Inputs) -> None:
             if new != cur:
                 rs["recipe"].labels.class_cap = new
                 st.rerun()
+        cur = rs["recipe"].class_cap
+        cap_on = st.checkbox("Cap what the recipe removes per class", value=cur is not None,
+                             key=wkey(name, "class_cap_on"),
+                             help="All automatic cuts together (quality, faces, labels, duplicates) remove at most "
+                             "this share of any class in a split; beyond it the least certain rejections are spared "
+                             "and sent to review. Leaked copies of val/test images are always removed (they count "
+                             "towards the share). On FER2013 the default recipe removes 38% of training disgust.")
+        pct = st.number_input("At most this share of any class (%)", min_value=0.0, max_value=100.0, step=1.0,
+                              value=float(round(100 * (cur if cur is not None else 0.25), 2)),
+                              key=wkey(name, "class_cap"), disabled=not cap_on)
+        new = round(pct / 100, 4) if cap_on else None
+        if new != cur:
+            rs["recipe"].class_cap = new
+            st.rerun()
         if msg := st.session_state.pop("_recipe_msg", None):
             st.success(msg)
 
@@ -215,7 +323,9 @@ def review_store(name: str) -> review.ReviewStore:
 
 
 def current_decisions(name: str, inputs: dec_mod.Inputs) -> pd.DataFrame:
-    return dec_mod.run(inputs, current_recipe(name, inputs), review_store(name).overrides())
+    rec = current_recipe(name, inputs)
+    sync_draft(name)   # changes made by the page's widgets in this run
+    return dec_mod.run(inputs, rec, review_store(name).overrides())
 
 
 def session_author() -> str:
@@ -253,6 +363,12 @@ def summary_sidebar(inputs: dec_mod.Inputs, dec: pd.DataFrame) -> dict:
         st.caption("  \n".join(rows))
         if s.get("label_capped"):
             st.caption(f"{s['label_capped']:,} label issues spared by the per-class cap (left for review)")
+        if s.get("class_capped"):
+            st.caption(f"{s['class_capped']:,} rejections spared by the recipe's per-class cap (left for review)")
+        for w in s.get("class_removals", []):
+            st.warning(recipe_mod.removal_text(w) + ": a small class can vanish (a model trained on it then "
+                       "stops predicting it). Cap what the recipe removes per class (above) or loosen the cuts "
+                       "that hit it.", icon="⚖️")
         for w in s.get("split_rejections", []):
             st.warning(recipe_mod.split_rejection_text(w) + ".", icon="🚨")
         for w in s.get("class_imbalance", []):

@@ -93,7 +93,9 @@ def histogram_figure(col: str, edges: np.ndarray, counts: dict, f: recipe_mod.Fi
                  if edges[0] <= v <= edges[-1]]
         xaxis.update({"tickvals": ticks, "ticktext": [_tick(10 ** t) for t in ticks]})
     layout = {"barmode": "overlay" if len(counts) > 1 else "relative", "bargap": 0, "height": height,
-              "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "legend": {"orientation": "h", "y": 1.12},
+              "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
+              # the legend under the axis: above the plot it covered the cut labels
+              "legend": {"orientation": "h", "y": -0.3, "yanchor": "top"},
               "xaxis": xaxis, "yaxis": {"title": {"text": "images"}, "type": "log" if logy else "linear"},
               "showlegend": len(counts) > 1, "shapes": shapes, "annotations": annotations}
     return {"data": data, "layout": layout}

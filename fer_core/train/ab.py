@@ -247,9 +247,28 @@ def list_ab(name: str, cache=None) -> list[dict]:
     return sorted(out, key=lambda d: (d.get("created") or 0, d.get("ab_id", "")), reverse=True)
 
 
-def verdict(diff: dict) -> str:
+MIN_SEEDS = 3  # fewer: the interval resamples test images only, not the seed-to-seed variation of training
+
+
+def caveat(diff: dict, preset: str | None = None) -> str:
+    """Why a verdict is only indicative ("1 seed, smoke preset"), or "" when it is not."""
+    n = len(diff.get("per_seed") or []) or None
+    why = []
+    if n is not None and n < MIN_SEEDS:
+        why.append(f"{n} seed{'s' if n != 1 else ''}")
+    if preset == "smoke":
+        why.append("smoke preset")
+    return ", ".join(why)
+
+
+def verdict(diff: dict, preset: str | None = None) -> str:
     d, (lo, hi) = diff["difference"], diff["ci95"]
     pts = f"{d * 100:+.2f} points (95% interval {lo * 100:+.2f} to {hi * 100:+.2f})"
     if lo <= 0 <= hi:
-        return f"{pts}: within noise — no measurable difference."
-    return f"{pts}: {'better' if d > 0 else 'worse'} than raw, beyond noise."
+        out = f"{pts}: within noise — no measurable difference."
+    else:
+        out = f"{pts}: {'better' if d > 0 else 'worse'} than raw, beyond noise."
+    why = caveat(diff, preset)
+    if why:
+        out += (f" ({why}: indicative only — a verdict needs {MIN_SEEDS}+ seeds of the standard or full preset.)")
+    return out
