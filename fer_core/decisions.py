@@ -67,6 +67,8 @@ def decisions_table(inputs: Inputs, dec: pd.DataFrame) -> pd.DataFrame:
         "dup_representative": dec["representative"].to_numpy(), "eval_leaked": dec["eval_leaked"].to_numpy(),
         "auto_relabel": dec["auto_relabel"].to_numpy(), "label_capped": dec["label_capped"].to_numpy(),
     })
+    if "class_capped" in dec:  # spared by the recipe's per-class cap (left for review)
+        out["class_capped"] = dec["class_capped"].to_numpy()
     for c in s.columns:
         if c not in SIGNAL_EXCLUDE and c not in out:
             v = s[c]
