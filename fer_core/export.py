@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 import fer_core
-from fer_core import datasets, decisions as dec_mod, recipe as recipe_mod, review
+from fer_core import datasets, decisions as dec_mod, recipe as recipe_mod, review, staleness
 from fer_core.config import cache_root
 from fer_core.errors import Busy, DiskFull, InvalidInput
 from fer_core.locks import dataset_lock
@@ -272,6 +272,7 @@ def _write(ds, sig, dec, rec, tmp: Path, clahe, csv, overrides, progress, cancel
                    "origin": ds.meta.get("source")},
         "recipe": rec.to_dict(),
         "recipe_fingerprint": rec.fingerprint(),
+        "decisions": staleness.record(ds, sig, dec, rec),   # what the export was made on (staleness)
         "overrides": {"count": n_over, "relabels_applied": relabels, "policy_relabels": auto,
                       "rejects_applied": int(recipe_mod.has_reason(dec["reasons"], "manual").sum()),
                       "keeps_applied": int(((dec["override"] == "keep") & dec["in_scope"]).sum())},

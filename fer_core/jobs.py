@@ -47,10 +47,35 @@ class JobStatus:
     updated: float = 0.0
     info: dict = field(default_factory=dict)
     stages: dict = field(default_factory=dict)
+    label: str = ""
+    rate: float | None = None      # units of the current stage per second, since the stage started
+    eta_s: float | None = None     # seconds left for the whole job (its slowest unfinished stage), when known
 
     @property
     def finished(self) -> bool:
         return self.state in TERMINAL
+
+
+def throughput(stages: dict, stage: str | None, now: float | None = None) -> tuple[float | None, float | None]:
+    """(rate of ``stage`` in its units per second, seconds left for the job) from the progress file's stage
+    timing. The job's ETA is the longest of its unfinished stages' (an A/B: the runs left, not just this run's
+    epochs); a stage that reports its own ETA (training) is taken at its word."""
+    now = now or time.time()
+
+    def one(ev: dict) -> tuple[float | None, float | None]:
+        if "t0" not in ev or ev.get("total") is None:
+            return None, None
+        did, el = ev.get("done", 0) - ev.get("done0", 0), now - ev["t0"]
+        r = did / el if did > 0 and el > 0 else None
+        left = ev["total"] - ev.get("done", 0)
+        eta = (ev.get("extra") or {}).get("eta_s")
+        return r, eta if eta is not None else (left / r if r else None)
+
+    rate = one(stages[stage])[0] if stage in stages else None
+    etas = [one(ev)[1] for k, ev in stages.items()
+            if k != "waiting" and ev.get("total") is not None and ev.get("done", 0) < ev["total"]]
+    etas = [e for e in etas if e is not None]
+    return rate, (max(etas) if etas else None)
 
 
 def _alive(pid: int) -> bool:
@@ -128,7 +153,7 @@ class JobManager:
             atomic_write_json(jdir / "progress.json", prog)
         st = JobStatus(job_id, meta["kind"], meta.get("dataset"), state, created=meta["created"],
                        updated=prog.get("updated", 0), error=prog.get("error"), info=prog.get("info") or {},
-                       stages=prog.get("stages") or {})
+                       stages=prog.get("stages") or {}, label=meta.get("label") or "")
         stage = prog.get("stage")
         if stage and stage in st.stages:
             ev = st.stages[stage]
@@ -136,7 +161,27 @@ class JobManager:
             st.unit, st.message = ev.get("unit", ""), ev.get("message", "")
         if st.state == "running" and prog.get("queued"):
             st.state = "queued"
+        if st.state == "running":
+            st.rate, st.eta_s = throughput(st.stages, stage)
+        elif st.state == "done":
+            self._measure(jdir, meta, prog)
         return st
+
+    def _measure(self, jdir: Path, meta: dict, prog: dict) -> None:
+        """Once per finished job: its rate goes into the estimates history (fer_core.estimates). The flag file
+        is created first and exclusively, so two sessions reading the same job record it once."""
+        try:
+            os.close(os.open(jdir / "measured", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except OSError:   # measured already (FileExistsError), or the folder is not writable
+            return
+        try:
+            from fer_core import estimates
+
+            entry = estimates.measure(meta, prog, self.cache)
+            if entry:
+                estimates.record(entry, self.cache)
+        except Exception:  # noqa: BLE001 - an estimate is a nicety: never break reading a job's status
+            pass
 
     def list(self, kind: str | tuple | None = None, dataset: str | None = None, limit: int = 50) -> list[JobStatus]:
         kinds = (kind,) if isinstance(kind, str) else kind

@@ -106,6 +106,11 @@ class FileProgress:
         with self._lock:
             d = asdict(ev)
             d["fraction"] = ev.fraction
+            # when the stage started and from where, and this event's time: live throughput and ETA (jobs panel)
+            # and the rates behind time estimates (fer_core.estimates)
+            prev = self.state["stages"].get(ev.stage) or {}
+            d["t"] = time.time()
+            d["t0"], d["done0"] = prev.get("t0", d["t"]), prev.get("done0", ev.done)
             self.state["stage"] = ev.stage
             self.state["stages"][ev.stage] = d
             self.state["updated"] = time.time()

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fer_core import datasets, export, recipe as recipe_mod
+from fer_core import datasets, export, recipe as recipe_mod, staleness
 from fer_core.montage import load_gray_or_color, montage
 from fer_core.store_paths import check_name
 from ui.common import job_manager, no_dataset_yet, page_done, render_jobs, setup_page, show_error
@@ -95,10 +95,19 @@ st.subheader("Exports")
 exports = [e for e in export.list_exports() if e["manifest"]["source"]["dataset"] == name]
 if not exports:
     st.caption("No export of this dataset yet.")
+else:
+    ds = datasets.load(name)
+    now = staleness.Current.of(ds, sig, dec, rec)   # the decisions an export made now would hold
 for e in exports:
     m = e["manifest"]
+    stale, why = staleness.is_stale(m, now, ds)
+    flag = {True: " · ⚠️ stale", None: " · freshness unknown"}.get(stale, " · ✓ current")
     with st.expander(f"{e['name']} — {m['counts']['after_total']:,} of {m['counts']['before_total']:,} images · "
-                     f"{m['created']}", expanded=e is exports[0]):
+                     f"{m['created']}{flag}", expanded=e is exports[0]):
+        if stale:
+            st.warning(f"{why[0].upper()}{why[1:]}: export again to get the current decisions.", icon="⚠️")
+        else:
+            st.caption(f"{why[0].upper()}{why[1:]}.")
         st.caption(f"Folder: `{e['path']}` · recipe fingerprint {m['recipe_fingerprint']} · CLAHE "
                    f"{m['clahe'] or 'off'} · overrides {m['overrides']['count']}")
         after = pd.DataFrame(m["counts"]["after"]).T.fillna(0).astype(int)

@@ -10,10 +10,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fer_core import datasets, decisions as dec_mod, drafts, export, store
+from fer_core import datasets, decisions as dec_mod, drafts, estimates, export, recipe as recipe_mod, staleness, store
+from fer_core.errors import FerError
 from fer_core.train import ab as ab_mod, presets, runner
 from ui.common import elapsed, job_manager, no_dataset_yet, page_done, raw_figure, render_jobs, setup_page, show_error
+from ui.changes import notice
 from ui.curation import current_recipe, dirty, recipe_in_use, recipe_state, scan_stamp
+from ui.jobs_panel import estimate_caption
 
 name = setup_page("Train", "🏋️")
 st.title("🏋️ Train and evaluate")
@@ -32,6 +35,22 @@ if scanned:
     from ui.curation import _load_inputs
 
     inputs = _load_inputs(name, scan_stamp(name))
+now = None   # the current decisions (current recipe, today's signals and overrides): runs made on others are stale
+if inputs is not None:
+    _rec = current_recipe(name, inputs)
+    _dec = dec_mod.run(inputs, _rec, dec_mod.overrides_for(name))
+    notice(name, inputs.signals, _dec, _rec)
+    now = staleness.Current.of(ds, inputs.signals, _dec, _rec)
+_split = inputs.signals["split"] if inputs is not None else ds.catalog["split"]
+n_raw_train = int((_split == "train").sum())
+
+
+def _kept_train(rec=None) -> int:
+    """Training images a recipe keeps (the current one by default), with the overrides."""
+    if inputs is None:
+        return n_raw_train
+    d = _dec if rec is None else dec_mod.run(inputs, rec, dec_mod.overrides_for(name))
+    return int((d["keep"].to_numpy() & (inputs.signals["split"].to_numpy() == "train")).sum())
 
 
 def _recipe_file(rec) -> str:
@@ -116,6 +135,18 @@ with tab_train:
     aug = extra[1].selectbox("Augmentation", ["preset default", "none", "light", "standard"], key="tr_aug")
     if aug != "preset default":
         argv += ["--augment", aug]
+    if src == "current recipe":
+        n_tr = _kept_train()
+    elif src == "saved recipe":
+        try:
+            n_tr = _kept_train(recipe_mod.Recipe.load(dec_mod.recipes_dir(name) / f"{pick}.yaml"))
+        except FerError:
+            n_tr = n_raw_train
+    elif src == "export":
+        n_tr = sum((next(e for e in exports if e["name"] == pick)["manifest"]["counts"]["after"].get("train") or {}).values())
+    else:
+        n_tr = n_raw_train
+    estimate_caption(estimates.for_training(preset, [n_tr]), upper=presets.get(preset).patience is not None)
     if st.button("Start training", type="primary", key="tr_start"):
         run_id = runner.new_run_id(preset, int(seed))
         jm.start("train", argv + ["--run-id", run_id], dataset=name, exclusive=f"train-{name}",
@@ -187,6 +218,7 @@ with tab_labels:
     folds = c[0].number_input("Folds", 2, 10, 4, key="lb_folds")
     epochs = c[1].number_input("CNN epochs per fold", 1, 50, 7, key="lb_epochs")
     lseed = c[2].number_input("Seed", 0, 10_000, 0, key="lb_seed")
+    estimate_caption(estimates.for_labels(n_raw_train, int(folds), int(epochs)))
     if st.button("Find label issues" if not lst["complete"] else "Recompute label issues", type="primary", key="lb_start"):
         jm.start("labels", ["labels", name, "--folds", str(int(folds)), "--epochs", str(int(epochs)),
                             "--seed", str(int(lseed))], dataset=name, exclusive=f"train-{name}")
@@ -228,6 +260,10 @@ with tab_ab:
                             format_func=lambda b: "train it (same seeds)" if b is None else f"reuse the raw runs of A/B {b}",
                             help="Reusing saves the raw arm's training time; the new A/B takes the earlier one's budget, "
                                  "and seeds it lacks are trained.")
+        n_cur = _kept_train()
+        arms_n = ([] if base else [n_raw_train]) + [n_cur] + ([n_cur] if rel else [])
+        estimate_caption(estimates.for_training(ab_preset, arms_n * int(n_seeds)),
+                         upper=presets.get(ab_preset).patience is not None, what=f"{len(arms_n) * int(n_seeds)} runs")
         if st.button("Compare raw vs curated", type="primary", key="ab_start"):
             argv = ["ab", name, "--recipe", _recipe_file(rec), "--preset", ab_preset, "--seeds", str(int(n_seeds))]
             if not rel:
@@ -286,6 +322,14 @@ with tab_ab:
         _ab_live()
 
 # ---- runs -------------------------------------------------------------------------------------------------
+def _freshness(r: dict) -> tuple[bool | None, str]:
+    """Was the run trained on the current decisions? (stale, text for the runs table)."""
+    if now is None:
+        return None, "cannot tell: signals not scanned"
+    stale, why = staleness.is_stale(r["config"], now, ds)
+    return stale, ("⚠️ " + why) if stale else "current" if why == "made on the current decisions" else why
+
+
 with tab_runs:
     runs = runner.list_runs(name)
     if not runs:
@@ -302,7 +346,7 @@ with tab_runs:
                           "test acc": m.get("test", {}).get("accuracy"),
                           "macro-F1": m.get("test", {}).get("macro_f1"),
                           "acc. w/o leaked": (m.get("test_without_leaked") or {}).get("accuracy"),
-                          "epochs": m.get("epochs_run")})
+                          "epochs": m.get("epochs_run"), "decisions": _freshness(r)[1]})
         tdf = pd.DataFrame(table)
         ev = st.dataframe(tdf, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
                           key="runs_table")
@@ -314,6 +358,9 @@ with tab_runs:
         r = chosen[0]
         m = r["metrics"]
         st.markdown(f"### Run `{r['run_id']}`")
+        if _freshness(r)[0]:
+            st.warning(f"Trained on older decisions — {_freshness(r)[1].removeprefix('⚠️ ')}. Train again to measure "
+                       "the current curation.", icon="⚠️")
         if not m:
             st.warning(f"This run is {r['status'].get('state')}: it has no results"
                        + (" (cancelled runs keep no model)." if r['status'].get('state') == 'cancelled' else "."))

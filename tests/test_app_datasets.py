@@ -202,6 +202,6 @@ def test_import_form_source_and_name_are_what_the_person_chose(tmp_path, fer_sam
         at.run()
         assert not jm.status(new.id).finished
         assert not at.error, [e.value for e in at.error]             # the old error is gone while this one runs
-        assert len(at.get("progress")) == 1                             # its progress bar (queued) is shown
+        assert len(at.main.get("progress")) == 1                        # its progress bar (queued) is shown
     assert jm.wait(new.id, timeout=120).state == "done", jm.log(new.id)
     assert len(datasets.load("mine").catalog) == len(fer_sample)

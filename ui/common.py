@@ -101,6 +101,9 @@ def setup_page(title: str, icon: str = "🙂", dataset_picker: bool = True) -> s
                                         help="Every page works on this dataset.")
             else:
                 st.info("No dataset yet: download or import one on the Datasets page.")
+    from ui.jobs_panel import jobs_panel   # here: it imports this module
+
+    jobs_panel()   # every job of the server, live, on every page
     return selected
 
 

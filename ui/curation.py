@@ -84,9 +84,12 @@ def face_signals_panel(name: str, need: str = "faces") -> bool:
     if not ok:
         st.warning(f"Face signals are unavailable: {why}. Everything else in the app works without them.")
         return False
-    st.info("Face signals (YuNet face validity, SFace embeddings) are computed once per dataset in the background: "
-            "about a minute for the face detector on FER2013 and ~20 minutes for the embeddings on 2 CPU cores. "
-            "They resume if interrupted.")
+    st.info("Face signals (YuNet face validity, SFace embeddings) are computed once per dataset in the background; "
+            "they resume if interrupted.")
+    from fer_core import estimates
+    from ui.jobs_panel import estimate_caption
+
+    estimate_caption(estimates.for_faces(int(datasets.load(name).meta.get("n_images", 0))))
     running = job_manager().active("faces", name)
     if st.button("Compute face signals", type="primary", key=f"faces_btn_{need}", disabled=bool(running)):
         job_manager().start("faces", ["scan", name, "--signals", "faces,embeddings"], dataset=name,
@@ -325,7 +328,11 @@ def review_store(name: str) -> review.ReviewStore:
 def current_decisions(name: str, inputs: dec_mod.Inputs) -> pd.DataFrame:
     rec = current_recipe(name, inputs)
     sync_draft(name)   # changes made by the page's widgets in this run
-    return dec_mod.run(inputs, rec, review_store(name).overrides())
+    dec = dec_mod.run(inputs, rec, review_store(name).overrides())
+    from ui.changes import notice   # "Since you last looked: face signals were added; rejected 4,028 → 5,126"
+
+    notice(name, inputs.signals, dec, rec)
+    return dec
 
 
 def session_author() -> str:

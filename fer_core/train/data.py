@@ -176,7 +176,10 @@ def assemble(name: str, source: str = "raw", recipe=None, use_overrides: bool = 
         v = keep & (sp == "val")
         train_ids, train_lab = s["id"].to_numpy()[t], lab[t]
         val_ids, val_lab = s["id"].to_numpy()[v], lab[v]
+        from fer_core import staleness
+
         info.update(recipe=recipe.to_dict(), recipe_fingerprint=recipe.fingerprint(),
+                    decisions=staleness.record(ds, s, dec, recipe),   # what the run was trained on (staleness)
                     overrides=0 if ov is None else int(len(ov)),
                     relabelled=int((lab[t] != s["label"].to_numpy()[t]).sum()))
         ext = None
@@ -189,7 +192,7 @@ def assemble(name: str, source: str = "raw", recipe=None, use_overrides: bool = 
         if m["source"]["dataset"] != name:
             raise InvalidInput(f"The export was made from '{m['source']['dataset']}', not '{name}'.",
                                f"Train it as dataset '{m['source']['dataset']}'.")
-        info.update(export=str(ext), recipe_fingerprint=m.get("recipe_fingerprint"),
+        info.update(export=str(ext), recipe_fingerprint=m.get("recipe_fingerprint"), decisions=m.get("decisions"),
                     export_files_hash=m.get("files", {}).get("content_hash"))
         files = {sp: sorted(p for p in (ext / sp).rglob("*") if p.is_file()) for sp in ("train", "val")}
         train_ids = np.array([f"export:{p.relative_to(ext).as_posix()}" for p in files["train"]], dtype=object)
