@@ -7,7 +7,9 @@ The returned ``Layout`` maps a click position back to the tile index.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -63,6 +65,53 @@ def _tile(img: np.ndarray | None, size: int) -> np.ndarray:
     return t
 
 
+def _fit(txt: str, width: int, scale: float) -> tuple[str, float]:
+    """The largest font scale (down to 0.25) at which ``txt`` fits ``width``; text is cut only if even that
+    is too wide (about 14 characters on a 64-px tile)."""
+    while True:
+        tw = cv2.getTextSize(txt, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
+        if tw <= width or scale <= 0.25:
+            break
+        scale = max(0.25, scale - 0.02)
+    while len(txt) > 1 and cv2.getTextSize(txt, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > width:
+        txt = txt[:-1]
+    return txt, scale
+
+
+def _caption(t: np.ndarray, text: str) -> None:
+    """Draw a caption (one or two lines, separated by a newline) at the bottom of a tile, shrunk to fit."""
+    tile = t.shape[1]
+    lines = text.split("\n")[:2]
+    fitted = [_fit(line, tile - 4, max(0.3, tile / 190)) for line in lines]
+    scale = min(s for _, s in fitted)
+    fitted = [_fit(line, tile - 4, scale)[0] for line, _ in fitted]
+    th = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][1]
+    lh = th + 4
+    tw = max(cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for line in fitted)
+    cv2.rectangle(t, (0, tile - lh * len(fitted) - 1), (min(tile, tw + 4), tile), (0, 0, 0), -1)
+    for k, line in enumerate(fitted):
+        y = tile - 3 - lh * (len(fitted) - 1 - k)
+        cv2.putText(t, line, (2, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def thumbnail_uri(path: str | Path, size: int = 48) -> str | None:
+    """A small JPEG data URI of an image (for image columns in tables); None if it cannot be read."""
+    return _thumbnail_uri(str(path), size)
+
+
+@lru_cache(maxsize=20_000)
+def _thumbnail_uri(path: str, size: int) -> str | None:
+    img = load_gray_or_color(path)
+    if img is None:
+        return None
+    t = _tile(img, size)
+    if (t[..., 0] == t[..., 1]).all() and (t[..., 1] == t[..., 2]).all():
+        t = t[..., 0]
+    ok, buf = cv2.imencode(".jpg", t if t.ndim == 2 else cv2.cvtColor(t, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode() if ok else None
+
+
 def montage(images: Sequence[np.ndarray | str | Path | None], ncols: int = 20, tile: int = 64, pad: int = 2,
             borders: Sequence[str | None] | None = None, captions: Sequence[str] | None = None,
             border_px: int = 3, background=(255, 255, 255)) -> tuple[np.ndarray, Layout]:
@@ -81,11 +130,7 @@ def montage(images: Sequence[np.ndarray | str | Path | None], ncols: int = 20, t
         if b:
             cv2.rectangle(t, (0, 0), (tile - 1, tile - 1), COLORS.get(b, COLORS["none"]), border_px)
         if captions is not None and captions[i]:
-            txt = str(captions[i])[:12]
-            scale = max(0.28, tile / 200)
-            (tw, th), _ = cv2.getTextSize(txt, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-            cv2.rectangle(t, (0, tile - th - 4), (min(tile, tw + 4), tile), (0, 0, 0), -1)
-            cv2.putText(t, txt, (2, tile - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+            _caption(t, str(captions[i]))
         r, c = divmod(i, ncols)
         out[r * step:r * step + tile, c * step:c * step + tile] = t
     return out, Layout(tile, pad, ncols, n)

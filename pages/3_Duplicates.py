@@ -82,7 +82,7 @@ keep = dec["keep"].to_numpy()
 in_groups = group >= 0
 n_groups = len(np.unique(group[in_groups]))
 leak_train = recipe_mod.has_reason(dec["flags"], "leak")
-m = st.columns(5)
+m = st.columns([0.8, 0.8, 0.9, 1.35, 1.45])   # wide enough for every label (nothing cut off)
 m[0].metric("Duplicate groups", f"{n_groups:,}")
 m[1].metric("Images in groups", f"{int(in_groups.sum()):,}")
 m[2].metric("Extra copies dropped", f"{int(recipe_mod.has_reason(dec['reasons'], 'duplicate').sum()):,}")
@@ -94,6 +94,60 @@ m[4].metric("Training copies the default recipe removes",
 main, side = st.columns([3, 1.15])
 ids = sig["id"].to_numpy()
 labels = sig["label"].to_numpy()
+rep = dec["representative"].to_numpy()
+pairs = inputs.pairs
+copies, cls = recipe_mod.copy_pairs(len(sig), pairs, dup)   # the pairs that make two images copies
+by_threshold = recipe_mod.accepted_pairs(pairs, dup)        # ... of which these within the recipe's thresholds
+METHOD = recipe_mod.METHOD_CODE
+
+
+def links_among(classes: np.ndarray) -> dict:
+    """(class, class) → (method, distance, similarity, pixel correlation, within the thresholds) of the closest
+    copy pair between two classes of pixel-identical images, for the given classes only (this page's images)."""
+    m = copies & np.isin(cls[pairs.ia], classes) & np.isin(cls[pairs.ib], classes)
+    out = {}
+    for u, v, me, d, s_, c, ok in zip(cls[pairs.ia[m]], cls[pairs.ib[m]], pairs.method[m], pairs.distance[m],
+                                      pairs.similarity[m], pairs.pixel_corr[m], by_threshold[m]):
+        k, cand = (min(u, v), max(u, v)), (int(me), int(d), float(s_), float(c), bool(ok))
+        if k not in out or _closeness(cand) < _closeness(out[k]):
+            out[k] = cand
+    return out
+
+
+def _closeness(link: tuple) -> tuple:
+    me, d, s_, c, ok = link
+    return ((0, 0.0) if me == METHOD["exact"] else (3, -c) if not ok else (2, -s_) if me == METHOD["embedding"]
+            else (1, float(d)))
+
+
+def link_of(links: dict, i: int, j: int) -> tuple:
+    """The pair that makes image i a copy of image j (method, distance, similarity, pixel corr., within thresholds)."""
+    if cls[i] == cls[j]:
+        return METHOD["exact"], 0, 1.0, 1.0, True
+    return links.get((min(cls[i], cls[j]), max(cls[i], cls[j])), (-1, 0, 0.0, np.nan, False))
+
+
+def link_text(links: dict, i: int, j: int, short: bool = False) -> str:
+    """How image i is a copy of image j: "exact", "4 bits" (pHash), "2 bits mirrored", "cos 0.86", or for a
+    pair beyond the threshold linked through other copies, "pixels 0.72" (confirmed on the pixels)."""
+    me, d, s_, c, ok = link_of(links, i, j)
+    name = recipe_mod.METHOD_NAME.get(me)
+    if name == "exact":
+        return "exact" if short else "exact copy (same pixels)"
+    if not ok:
+        return (f"pixels {c:.2f}" if short else
+                f"{d} bits apart, confirmed on the pixels (fine-detail correlation {c:.2f} ≥ "
+                f"{pairs.pixel_same():.2f}, this dataset's threshold)")
+    if name == "embedding":
+        return f"cos {s_:.2f}" if short else f"cosine {s_:.2f} (face embedding)"
+    if name in ("phash", "shift", "mirror") and short:
+        return {"phash": f"{d} bits", "shift": f"{d}b shifted", "mirror": f"{d}b mirror"}[name]
+    if name in ("phash", "shift", "mirror"):
+        how = {"phash": "", "shift": " (after a 1-px shift)", "mirror": " (mirrored)"}[name]
+        return f"{d} bit{'s' if d != 1 else ''}{how}"
+    return "?"
+
+
 with main:
     tab_leak, tab_groups, tab_id = st.tabs(["Leakage (val/test ↔ train)", "Duplicate groups",
                                             "Same person across splits"])
@@ -102,11 +156,23 @@ with main:
         st.caption(f"{len(ev):,} val/test images have a copy in the training split "
                    f"(test {int((split[ev] == 'test').sum()):,}, val {int((split[ev] == 'val').sum()):,}). Each row: the "
                    "evaluation image (blue border, never changed), then its training copies (red: dropped from "
-                   "training by the recipe). Labels that disagree with the evaluation image are marked *")
+                   "training by the recipe) with their distance to it: pHash bits of 64, *exact* for the same pixels, "
+                   "*cos* for face-embedding similarity, *pixels* for a copy beyond the threshold, linked through "
+                   "other copies and confirmed on the pixels. Only direct copies count, never a copy of a copy. "
+                   "Labels that disagree with the evaluation image are marked *")
         only_conflict = st.toggle("Only pairs whose labels disagree", key="leak_conflict")
+        # a training copy is a copy of the evaluation image itself (or of its pixel-identical twin), never a
+        # copy of a copy
+        a_, b_ = cls[pairs.ia[copies]], cls[pairs.ib[copies]]
+        ev_cls = np.unique(cls[ev])
+        nb = pd.DataFrame({"c": np.concatenate([a_, b_, ev_cls]), "o": np.concatenate([b_, a_, ev_cls])})
+        nb = nb[nb["c"].isin(ev_cls)].drop_duplicates()
+        train_pos = np.flatnonzero(split == "train")
+        nb = nb.merge(pd.DataFrame({"o": cls[train_pos], "j": train_pos}), on="o")
+        copies_of = {c: np.unique(g["j"].to_numpy()) for c, g in nb.groupby("c")}
         rows = []
         for i in ev:
-            tr = np.flatnonzero((group == group[i]) & (split == "train"))
+            tr = copies_of.get(cls[i], np.zeros(0, np.int64))
             conflict = any(labels[t] != labels[i] for t in tr)
             if only_conflict and not conflict:
                 continue
@@ -115,7 +181,9 @@ with main:
         pages = max(1, -(-len(rows) // per_page))
         page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="leak_page") if pages > 1 else 1
         show = rows[(page - 1) * per_page: page * per_page]
-        tiles, borders, caps = [], [], []
+        lk = links_among(np.unique(np.concatenate([cls[[i for i, _, _ in show]]] + [cls[t] for _, t, _ in show])))\
+            if show else {}
+        tiles, borders, caps, hover = [], [], [], []
         width = 6
         for i, tr, conflict in show:
             row = [i] + list(tr[:width - 1])
@@ -123,11 +191,19 @@ with main:
                 tiles.append(ids[j])
                 borders.append("override" if k == 0 else ("reject" if not keep[j] else "keep"))
                 mark = "*" if k > 0 and labels[j] != labels[i] else ""
-                caps.append(f"{split[j][:2]} {labels[j][:4]}{mark}")
-            tiles += [None] * (width - len(row))
-            borders += [None] * (width - len(row))
-            caps += [""] * (width - len(row))
-        clickable_montage(name, inputs, tiles, "leak_m", borders, caps, ncols=width, tile=72)
+                if k == 0:
+                    caps.append(f"{split[j].upper()}\n{labels[j]}")
+                    hover.append(f"{split[j]} · {labels[j]} · the evaluation image")
+                else:
+                    caps.append(f"{link_text(lk, j, i, True)}\ntr {labels[j]}{mark}")
+                    hover.append(f"train · {labels[j]}{mark} · {link_text(lk, j, i)} from the {split[i]} image · "
+                                 + ("kept" if keep[j] else "dropped"))
+            pad = width - len(row)
+            tiles += [None] * pad
+            borders += [None] * pad
+            caps += [""] * pad
+            hover += [""] * pad
+        clickable_montage(name, inputs, tiles, "leak_m", borders, caps, ncols=width, tile=80, hover=hover)
     with tab_groups:
         if n_groups == 0:
             st.info("No duplicate groups with these settings.")
@@ -136,25 +212,50 @@ with main:
             order = sizes.index.to_numpy()  # largest first
             st.caption(f"{n_groups:,} groups, largest first (sizes: "
                        + ", ".join(f"{s}×{n}" for s, n in sizes.value_counts().sort_index(ascending=False).head(8).items())
-                       + "). Green: the copy kept; red: dropped; blue: val/test copy (never changed).")
-            per_page = 15
+                       + "). Every two images of a group are copies of each other: the same pixels, within the "
+                       "threshold of each other, or linked through other copies *and* confirmed on the pixels "
+                       f"(fine-detail correlation ≥ {pairs.pixel_same():.2f}, derived from this dataset) — "
+                       "never joined through a third image alone (at 6 bits a chain A–B–C links different "
+                       "people). Each box is one group: the copy the policy keeps first (green, KEPT), then the "
+                       "others with their distance to it; red: dropped; blue: val/test copy (never changed).")
+            per_page = 10
             pages = max(1, -(-len(order) // per_page))
             page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="grp_page") if pages > 1 else 1
-            width = 12
-            tiles, borders, caps = [], [], []
-            for g in order[(page - 1) * per_page: page * per_page]:
-                mem = np.flatnonzero(group == g)
-                mem = mem[np.lexsort((mem, ~dec["representative"].to_numpy()[mem]))][:width]
-                for j in mem:
-                    tiles.append(ids[j])
-                    borders.append("override" if split[j] != "train" and not dec["in_scope"].iat[j]
-                                   else ("keep" if keep[j] else "reject"))
-                    caps.append(f"{split[j][:2]} {labels[j][:4]}")
-                pad = width - len(mem)
-                tiles += [None] * pad
-                borders += [None] * pad
-                caps += [""] * pad
-            clickable_montage(name, inputs, tiles, "grp_m", borders, caps, ncols=width, tile=64)
+            width = 10
+            shown = order[(page - 1) * per_page: page * per_page]
+            mem_all = {g: np.flatnonzero(group == g) for g in shown}
+            lk = links_among(np.unique(cls[np.concatenate(list(mem_all.values()))]))
+            picks = []
+            for n_g, g in enumerate(shown, start=(page - 1) * per_page + 1):
+                mem = mem_all[g]
+                r = mem[rep[mem]][0]
+                others = sorted((j for j in mem if j != r), key=lambda j: (_closeness(link_of(lk, j, r)), j))
+                row = [r] + others
+                kept_word = "KEPT" if keep[r] else "best copy"
+                with st.container(border=True):
+                    st.markdown(f"**Group {n_g:,}** · {len(mem)} images · {kept_word.lower()}: **{split[r]} "
+                                f"{labels[r]}**" + (f" (showing {width})" if len(mem) > width else ""))
+                    st.caption("Distance to the kept copy: " + " · ".join(
+                        f"{split[j]} {labels[j]} {link_text(lk, j, r, True)}" for j in others[:width - 1])
+                        + (f" · and {len(others) - width + 1} more" if len(others) > width - 1 else ""))
+                    tiles, borders, caps, hover = [], [], [], []
+                    for k, j in enumerate(row[:width]):
+                        tiles.append(ids[j])
+                        borders.append("override" if split[j] != "train" and not dec["in_scope"].iat[j]
+                                       else ("keep" if keep[j] else "reject"))
+                        d = kept_word if k == 0 else link_text(lk, j, r, True)
+                        caps.append(f"{d}\n{split[j][:2]} {labels[j]}")
+                        hover.append(f"{split[j]} · {labels[j]} · " + ("the copy the policy keeps" if k == 0 else
+                                     f"{link_text(lk, j, r)} from the kept copy") + f" · {sig['path'].iat[j]}")
+                        picks.append((ids[j], f"group {n_g} · {split[j]} {labels[j]} · {d}"))
+                    clickable_montage(name, inputs, tiles, f"grp_{ids[r]}", borders, caps, ncols=len(tiles), tile=80,
+                                      hover=hover, picker=False)
+            choice = st.selectbox("Inspect", [None] + list(range(len(picks))), key="grp_pick",
+                                  label_visibility="collapsed", format_func=lambda c: (
+                                      "Inspect an image of these groups…" if c is None else picks[c][1]))
+            if choice is not None and st.session_state.get("_grp_pick_last") != (page, choice):
+                st.session_state["_grp_pick_last"] = (page, choice)
+                st.session_state["inspect"] = picks[choice][0]
     with tab_id:
         if not emb_ready:
             st.info("Needs the face embeddings (compute face signals on the Embedding map page).")

@@ -8,10 +8,12 @@ import pandas as pd
 import streamlit as st
 
 from fer_core import datasets, recipe as recipe_mod
-from fer_core.montage import load_gray_or_color
+from fer_core.montage import load_gray_or_color, thumbnail_uri
 from ui.common import no_dataset_yet, page_done, setup_page
+from fer_core.sources.labels import BASIC7
 from ui.curation import (LABEL_ORDER, current_decisions, current_recipe, inputs_or_scan, recipe_sidebar, review_store,
-                         session_author, set_override, summary_sidebar)
+                         summary_sidebar, undo_override)
+from ui.review_tools import bulk_confirmation, bulk_override, shortcuts
 
 name = setup_page("Review", "🧐")
 st.title("🧐 Review")
@@ -63,51 +65,75 @@ with tab_q:
     idx = np.flatnonzero(mask)
     per_page = 100
     pages = max(1, -(-len(idx) // per_page))
-    page = c[3].number_input(f"Page (of {pages})", 1, pages, 1, key="rv_page")
+    if st.session_state.get("rv_page", 1) > pages:
+        st.session_state["rv_page"] = pages
+    page = c[3].number_input(f"Page (of {pages})", 1, pages, key="rv_page")
     show = idx[(page - 1) * per_page: page * per_page]
-    st.caption(f"{len(idx):,} images match. Tick images, then confirm (reject) or reverse (keep). Every click is "
-               "saved at once; Undo reverts your last action.")
     ids = sig["id"].to_numpy()
-    b = st.columns(6)
-    if b[0].button("Select all on page", key="rv_all"):
-        for i in show:
-            st.session_state[f"rv_sel_{ids[i]}"] = True
-        st.rerun()
-    if b[1].button("Select none", key="rv_none"):
-        for i in show:
-            st.session_state[f"rv_sel_{ids[i]}"] = False
-        st.rerun()
+    sel_keys = [f"rv_sel_{ids[i]}" for i in show]
     selected = [ids[i] for i in show if st.session_state.get(f"rv_sel_{ids[i]}")]
-    if b[2].button(f"Reject selected ({len(selected)})", type="primary", disabled=not selected, key="rv_reject"):
-        set_override(name, selected, "reject")
-        for i in selected:
-            st.session_state.pop(f"rv_sel_{i}", None)
-        st.rerun()
-    if b[3].button(f"Keep selected ({len(selected)})", disabled=not selected, key="rv_keep"):
-        set_override(name, selected, "keep")
-        for i in selected:
-            st.session_state.pop(f"rv_sel_{i}", None)
-        st.rerun()
-    if b[4].button(f"Clear overrides ({len(selected)})", disabled=not selected, key="rv_clear"):
-        set_override(name, selected, "clear")
-        st.rerun()
-    if b[5].button("Undo my last action", key="rv_undo"):
-        undone = rs.undo(author=session_author())
+    labs = [l for l in LABEL_ORDER if l in BASIC7 or l in set(sig["label"])]
+    st.caption(f"{len(idx):,} images match. Tick images (or press **a** for the whole page), then reject, keep or "
+               "relabel them. Every click is saved at once; Undo reverts your last action. Keys: **←/→** page · "
+               "**a** select all · **x** select none · **k** keep · **r** reject · "
+               + " · ".join(f"**{n}** {l}" for n, l in enumerate(labs, 1)) + " (relabel) · **u** undo")
+
+    def _turn(step: int):
+        st.session_state["rv_page"] = min(pages, max(1, st.session_state.get("rv_page", 1) + step))
+
+    def _tick(value: bool):
+        for k in sel_keys:
+            st.session_state[k] = value
+
+    b = st.columns([1, 1, 1, 1, 1.4])
+    b[0].button("← Prev", key="rv_prev", on_click=_turn, args=(-1,), disabled=page <= 1, help="Previous page (←)",
+                width="stretch")
+    b[1].button("Next →", key="rv_next", on_click=_turn, args=(1,), disabled=page >= pages, help="Next page (→)",
+                width="stretch")
+    b[2].button("Select all · A", key="rv_all", on_click=_tick, args=(True,), help="Tick every image on this page",
+                width="stretch")
+    b[3].button("Select none · X", key="rv_none", on_click=_tick, args=(False,), help="Untick them all",
+                width="stretch")
+    if b[4].button("Undo my last action · U", key="rv_undo", width="stretch"):
+        undone = undo_override(name)
         st.session_state["_rv_msg"] = f"Undid the last action ({len(undone)} image(s))." if undone else "Nothing to undo."
         st.rerun()
+    n_sel = len(selected)
+
+    def _apply(action: str, label: str | None = None):   # asks first from BULK_CONFIRM_AT images on
+        bulk_override(name, "review", selected, action, label=label, what="ticked on this page", clear_keys=sel_keys)
+
+    b = st.columns([1.4, 1.4, 1.4, 1.2])
+    if b[0].button(f"Reject selected ({n_sel}) · R", type="primary", disabled=not selected, key="rv_reject",
+                   width="stretch"):
+        _apply("reject")
+    if b[1].button(f"Keep selected ({n_sel}) · K", disabled=not selected, key="rv_keep", width="stretch"):
+        _apply("keep")
+    if b[2].button(f"Clear their overrides ({n_sel})", disabled=not selected, key="rv_clear", width="stretch"):
+        _apply("clear")
+    rl = st.columns([1.6] + [1] * len(labs))
+    rl[0].markdown(f"Relabel selected ({n_sel}) as:")
+    for n, lab in enumerate(labs, 1):
+        if rl[n].button(f"{n} {lab}", key=f"rv_to_{lab}", disabled=not selected, width="stretch"):
+            _apply("relabel", lab)
+    shortcuts({"ArrowLeft": "rv_prev", "ArrowRight": "rv_next", "a": "rv_all", "x": "rv_none", "r": "rv_reject",
+               "k": "rv_keep", "u": "rv_undo"} | {str(n): f"rv_to_{lab}" for n, lab in enumerate(labs, 1)})
     if msg := st.session_state.pop("_rv_msg", None):
         st.info(msg)
     reasons_txt = recipe_mod.reasons_text(flags[show], ", ")
-    ncol = 10
+    ncol = 6
+    final = dec["label_final"].to_numpy()
     for r0 in range(0, len(show), ncol):
         cols = st.columns(ncol)
         for k, i in enumerate(show[r0:r0 + ncol]):
             with cols[k]:
                 img = load_gray_or_color(ds.image_path(sig["path"].iat[i]))
-                state = "✅" if dec["keep"].iat[i] else "❌"
-                hand = {"keep": " (by hand)", "reject": " (by hand)", "relabel": " relabelled"}.get(ov[i], "")
-                st.image(img, width=80, caption=f"{state}{hand} {sig['label'].iat[i]} · {reasons_txt[r0 + k]}")
-                st.checkbox("select", key=f"rv_sel_{ids[i]}", help=sig["path"].iat[i])
+                state = "✅ kept" if dec["keep"].iat[i] else "❌ rejected"
+                hand = {"keep": " by hand", "reject": " by hand",
+                        "relabel": f" · relabelled → {final[i]}"}.get(ov[i], "")
+                st.image(img, width=128)
+                st.checkbox(f"**{sig['label'].iat[i]}**", key=f"rv_sel_{ids[i]}", help=sig["path"].iat[i])
+                st.caption(f"{state}{hand} · {reasons_txt[r0 + k]}")
 
 with tab_o:
     o = rs.overrides()
@@ -116,23 +142,31 @@ with tab_o:
     else:
         meta = sig.set_index("id")[["path", "split", "label"]]
         o = o.rename(columns={"label": "new_label"}).join(meta, on="image_id")
+        o = o.sort_values(["ts", "image_id"], ascending=[False, True], kind="stable")   # latest first
         o["time"] = pd.to_datetime(o["ts"], unit="s").dt.strftime("%Y-%m-%d %H:%M:%S")
         o["applied"] = o["split"].isin(rec.scope)
+        per = 100
+        opages = max(1, -(-len(o) // per))
         st.caption("Overrides always win over the recipe within its scope; those on images outside the scope "
-                   "(e.g. the test split) are kept but not applied.")
-        view = o[["time", "action", "label", "new_label", "path", "split", "applied", "image_id"]]
-        view.columns = ["time", "action", "label", "new label", "path", "split", "applied", "image id"]
+                   f"(e.g. the test split) are kept but not applied. Latest first, {per} per page.")
+        op = st.number_input(f"Page (of {opages})", 1, opages, key="ov_page") if opages > 1 else 1
+        o = o.iloc[(op - 1) * per: op * per].copy()
+        o["image"] = [thumbnail_uri(ds.image_path(p_)) if isinstance(p_, str) else None for p_ in o["path"]]
+        view = o[["image", "time", "action", "label", "new_label", "path", "split", "applied", "image_id"]]
+        view.columns = ["image", "time", "action", "label", "new label", "path", "split", "applied", "image id"]
         ev = st.dataframe(view, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
-                          key="ov_table")
+                          key="ov_table", row_height=52,
+                          column_config={"image": st.column_config.ImageColumn("image", width="small",
+                                                                               help="The image (48×48)")})
         rows = ev.selection.rows if ev is not None else []
         c1, c2 = st.columns(2)
         if c1.button(f"Clear selected overrides ({len(rows)})", disabled=not rows, key="ov_clear"):
-            set_override(name, view["image id"].iloc[rows].tolist(), "clear")
-            st.rerun()
+            bulk_override(name, "review", view["image id"].iloc[rows].tolist(), "clear", what="selected in the table")
         if c2.button("Undo my last action", key="ov_undo"):
-            rs.undo(author=session_author())
+            undo_override(name)
             st.rerun()
         with st.expander("History (latest first)"):
             st.dataframe(rs.history(200), hide_index=True, width="stretch")
 
+bulk_confirmation(name, "review")   # the question of a pending bulk change (once per run)
 page_done()

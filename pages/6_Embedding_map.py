@@ -6,12 +6,14 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from fer_core import embedmap, recipe as recipe_mod, store
+from fer_core import datasets, embedmap, estimates
 from fer_core.signals.base import COLUMN_META
 from ui import quality_view as qv
 from ui.common import job_manager, no_dataset_yet, page_done, raw_figure, render_jobs, setup_page
 from ui.curation import (LABEL_ORDER, clickable_montage, current_decisions, current_recipe, face_signals_panel,
-                         inputs_or_scan, inspector, recipe_sidebar, session_author, set_override, summary_sidebar)
+                         inputs_or_scan, inspector, recipe_sidebar, summary_sidebar)
+from ui.jobs_panel import estimate_caption
+from ui.review_tools import bulk_confirmation, bulk_override
 
 name = setup_page("Embedding map", "🗺️")
 st.title("🗺️ Embedding map")
@@ -43,7 +45,8 @@ if mp is None:
     if method == "pca":
         mp = embedmap.compute_map(name, "pca")
     else:
-        st.info("The UMAP layout is computed once per dataset (about a minute for FER2013) and cached.")
+        st.info("The UMAP layout is computed once per dataset and cached.")
+        estimate_caption(estimates.for_map(int(datasets.load(name).meta.get("n_images", 0))))
         if st.button("Compute the UMAP map", type="primary", key="emap_go",
                      disabled=bool(job_manager().active("map", name))):
             job_manager().start("map", ["map", name, "--method", "umap"], dataset=name, exclusive=f"map-{name}")
@@ -101,15 +104,13 @@ with main:
         sel_sorted = sorted(set(sel))
         st.markdown(f"**{len(sel_sorted):,} images selected**" + (" (showing 120)" if len(sel_sorted) > 120 else ""))
         b = st.columns(4)
+        what = "the points selected on the map"
         if b[0].button(f"Reject all {len(sel_sorted):,}", key="emap_reject"):
-            set_override(name, sel_sorted, "reject")
-            st.rerun()
+            bulk_override(name, "map", sel_sorted, "reject", what=what)
         if b[1].button(f"Keep all {len(sel_sorted):,}", key="emap_keep"):
-            set_override(name, sel_sorted, "keep")
-            st.rerun()
+            bulk_override(name, "map", sel_sorted, "keep", what=what)
         if b[2].button("Clear their overrides", key="emap_clear"):
-            set_override(name, sel_sorted, "clear")
-            st.rerun()
+            bulk_override(name, "map", sel_sorted, "clear", what=what)
         if b[3].button("Clear selection", key="emap_unsel"):
             st.session_state["emap_sel"] = []
             st.rerun()
@@ -117,7 +118,8 @@ with main:
         sp = np.searchsorted(ids_all, shown)
         keep_d = dec["keep"].to_numpy()
         clickable_montage(name, inputs, shown, "emap_m", ["keep" if keep_d[i] else "reject" for i in sp],
-                          [sig["label"].iat[i][:5] for i in sp])
+                          [sig["label"].iat[i] for i in sp])
 with side:
     inspector(name, inputs, dec, rec)
+bulk_confirmation(name, "map")   # the question of a pending bulk change (once per run)
 page_done()

@@ -10,7 +10,9 @@ import streamlit as st
 
 from fer_core import datasets, store
 from fer_core.montage import load_gray_or_color
-from ui.curation import LABEL_ORDER, session_author, set_override
+from fer_core.sources.labels import BASIC7
+from ui.curation import LABEL_ORDER, set_override, undo_override
+from ui.review_tools import shortcuts
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
@@ -73,12 +75,29 @@ def label_issues_tab(name: str, inputs, dec: pd.DataFrame, rec, rs) -> None:
     idx = idx[np.argsort(sig["label_rank"].to_numpy()[idx], kind="stable")]
     per_page = 20
     pages = max(1, -(-len(idx) // per_page))
-    page = c[2].number_input(f"Page (of {pages})", 1, pages, 1, key="li_page")
-    if c[3].button("Undo my last action", key="li_undo"):
-        rs.undo(author=session_author())
+    if st.session_state.get("li_page", 1) > pages:
+        st.session_state["li_page"] = pages
+    page = c[2].number_input(f"Page (of {pages})", 1, pages, key="li_page")
+    if c[3].button("Undo my last action · U", key="li_undo"):
+        undo_override(name)
         st.rerun()
-    st.caption(f"{len(idx):,} images below the review cut match, most likely mislabelled first.")
     show = idx[(page - 1) * per_page: page * per_page]
+    labs = [l for l in LABEL_ORDER if l in BASIC7 or l in set(sig["label"])]
+
+    def _turn(step: int):
+        st.session_state["li_page"] = min(pages, max(1, st.session_state.get("li_page", 1) + step))
+
+    n1, n2, cap = st.columns([1, 1, 8])
+    n1.button("← Prev", key="li_prev", on_click=_turn, args=(-1,), disabled=page <= 1, help="Previous page (←)")
+    n2.button("Next →", key="li_next", on_click=_turn, args=(1,), disabled=page >= pages, help="Next page (→)")
+    cap.caption(f"{len(idx):,} images below the review cut match, most likely mislabelled first. Keys act on the "
+                "first image of the page (⌨): **s** accept the suggested label · **k** keep as is · **r** drop · "
+                + " · ".join(f"**{n}** {l}" for n, l in enumerate(labs, 1)) + " (relabel) · **←/→** page · **u** undo")
+    if len(show):
+        first = sig["id"].iat[show[0]]
+        shortcuts({"s": f"li_rel_{first}", "k": f"li_keep_{first}", "r": f"li_drop_{first}", "u": "li_undo",
+                   "ArrowLeft": "li_prev", "ArrowRight": "li_next"}
+                  | {str(n): f"li_to_{lab}_{first}" for n, lab in enumerate(labs, 1)})
     ids = sig["id"].to_numpy()
     has_emb = store.family_status(name)["embeddings"]["complete"]
     nbs = _neighbours(name, [ids[i] for i in show], 8) if has_emb and len(show) else {}
@@ -87,7 +106,8 @@ def label_issues_tab(name: str, inputs, dec: pd.DataFrame, rec, rs) -> None:
         given, sugg = sig["label"].iat[i], sig["suggested_label"].iat[i]
         cols = st.columns([1, 2.8, 2])
         with cols[0]:
-            st.image(load_gray_or_color(ds.image_path(sig["path"].iat[i])), width=144)
+            st.image(load_gray_or_color(ds.image_path(sig["path"].iat[i])), width=144,
+                     caption="⌨ the keys act on this image" if i == show[0] else None)
         with cols[1]:
             state = "kept" if dec["keep"].iat[i] else "dropped"
             final = dec["label_final"].iat[i]
@@ -98,27 +118,31 @@ def label_issues_tab(name: str, inputs, dec: pd.DataFrame, rec, rs) -> None:
                         f"now: **{state}**{' as ' + final if state == 'kept' and final != given else ''}"
                         f"{' · ' + hand if hand else ''}")
             b = st.columns([1.6, 0.8, 1.1])
-            if b[0].button(f"Relabel → {sugg}", key=f"li_rel_{iid}", disabled=sugg == given, type="primary"):
+            keys = bool(i == show[0])               # the keys act on the first image: its buttons name them
+            if b[0].button(f"Relabel → {sugg}" + " · S" * keys, key=f"li_rel_{iid}", disabled=sugg == given,
+                           type="primary"):
                 set_override(name, [iid], "relabel", label=sugg)
                 st.rerun()
-            if b[1].button("Drop", key=f"li_drop_{iid}"):
+            if b[1].button("Drop" + " · R" * keys, key=f"li_drop_{iid}"):
                 set_override(name, [iid], "reject")
                 st.rerun()
-            if b[2].button("Keep as is", key=f"li_keep_{iid}"):
+            if b[2].button("Keep as is" + " · K" * keys, key=f"li_keep_{iid}"):
                 set_override(name, [iid], "keep")
-                st.rerun()
-            other = st.selectbox("or relabel as", ["—"] + [l for l in LABEL_ORDER if l != given], key=f"li_other_{iid}")
-            if other != "—" and st.button("Apply", key=f"li_other_btn_{iid}"):
-                set_override(name, [iid], "relabel", label=other)
                 st.rerun()
         with cols[2]:
             if iid in nbs:
                 nb = nbs[iid]
                 npos = np.searchsorted(ids, nb["id"].to_numpy())
                 imgs = [load_gray_or_color(ds.image_path(sig["path"].iat[j])) for j in npos]
-                st.image(imgs, width=56, caption=[f"{sig['label'].iat[j][:4]} {s:.2f}" for j, s in
+                st.image(imgs, width=72, caption=[f"{sig['label'].iat[j]} {s:.2f}" for j, s in
                                                   zip(npos, nb["similarity"])])
                 st.caption("nearest faces (embedding): label · similarity")
             else:
                 st.caption("Neighbours need the face embeddings (Embedding map page).")
+        to = st.columns([1.2] + [1] * len(labs))
+        to[0].caption("or relabel as")
+        for n, lab in enumerate(labs, 1):
+            if to[n].button(f"{n} {lab}", key=f"li_to_{lab}_{iid}", disabled=lab == given, width="stretch"):
+                set_override(name, [iid], "relabel", label=lab)
+                st.rerun()
         st.divider()
