@@ -185,6 +185,18 @@ def render_jobs(kind: str | None = None, dataset: str | None = None, key: str = 
         st.rerun(scope="app")
 
 
+def live_jobs(kind=None, dataset: str | None = None, key: str = "jobs", every: float = 1.0, **kw) -> None:
+    """:func:`render_jobs` in a fragment that refreshes every ``every`` s only while such a job is running: an idle
+    page does no timer reruns (each one costs a script run that competes with the person's slider moves). When a
+    job it showed ends, :func:`render_jobs` reruns the page, which redraws this without the timer."""
+    active = any_active(kind, dataset)
+
+    def body():
+        render_jobs(kind, dataset, key, **kw)
+
+    st.fragment(body, run_every=every if active else None)()
+
+
 def job_label(js: JobStatus) -> str:
     return f"'{js.dataset}'" if js.dataset else ""
 

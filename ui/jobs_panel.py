@@ -56,17 +56,21 @@ def status_line(js: JobStatus) -> str:
 
 
 def jobs_panel() -> None:
+    # every 2 s while a job runs; every 10 s when idle (a job started in another tab still shows up), so an idle
+    # page does not rerun under the person's slider moves every 2 s
+    every = st.session_state["_jobs_panel_every"] = 2.0 if job_manager().active() else 10.0
     with st.sidebar:
-        _panel()
+        st.fragment(_panel, run_every=every)()
 
 
-@st.fragment(run_every=2.0)
 def _panel() -> None:
     jm = job_manager()
     jobs = jm.list(limit=30)
     active = [j for j in jobs if not j.finished]
     recent = [j for j in jobs if j.finished and time.time() - (j.updated or j.created) < RECENT_S][:3]
     seen = st.session_state.setdefault("_jobs_panel_seen", set())
+    if active and st.session_state.get("_jobs_panel_every") != 2.0:  # a job started elsewhere: refresh faster
+        st.rerun(scope="app")
     with st.container(border=True, key="jobs_panel"):
         st.markdown("**Jobs**" + (f" · {len(active)} running or queued" if active else ""))
         if not active:
