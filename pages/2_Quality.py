@@ -74,8 +74,10 @@ meta = COLUMN_META[col]
 f = rec.filters[col]
 values = sig[col].to_numpy(np.float64, na_value=np.nan)
 en_key = wkey(name, "en", col)
-if en_key not in st.session_state:
-    st.session_state[en_key] = f.enabled
+# From the recipe on every run, not once: a keyed widget left undrawn for a run (another signal shown) loses its
+# state by element id, and when it is drawn again a value the browser sends for that id counts as a change, so
+# on_change wrote the browser's copy, the toggle's default (off), into the recipe (switching signals turned it off)
+st.session_state[en_key] = f.enabled
 top[1].toggle("Filter on", key=en_key, on_change=_bind(en_key, col, "enabled"))
 per_label = top[2].toggle("Per label", key="q_per_label", persist_state="session")
 logx = top[3].toggle("Log scale", value=qv.use_log(col), key=f"q_log_{col}", persist_state="session",
@@ -100,7 +102,10 @@ def _tune():
         st.caption(f"{meta.description} **Direction:** {'low is bad' if meta.direction == 'low' else 'high is bad' if meta.direction == 'high' else 'outside a range is bad'} · "
                    f"scope: {', '.join(rec.scope)} ({int(scope_mask.sum()):,} images). Default cut derived from this dataset: "
                    f"median ± {meta.k:g}·MAD{' on log values' if meta.transform == 'log' else ''}.")
-        grid = qv.threshold_grid(values[scope_mask], extra=(f.min, f.max, f.review_min, f.review_max), logx=qv.use_log(col))
+        cuts = [float(v) for v in (f.min, f.max, f.review_min, f.review_max) if v is not None]
+        # the recipe's own cuts exactly (threshold_grid rounds them to 4 digits): a slider that re-sends its
+        # position when it reappears must hand back the cut unchanged, not its rounded neighbour
+        grid = sorted(set(qv.threshold_grid(values[scope_mask], logx=qv.use_log(col))) | set(cuts))
 
         def _near(v, fallback):
             return min(grid, key=lambda g: abs(g - v)) if v is not None else fallback
@@ -126,8 +131,7 @@ def _tune():
             if has_review:
                 _slider(f"Send to review {word}", "review_" + what)
                 rk = wkey(name, "reject_on", col)
-                if rk not in st.session_state:
-                    st.session_state[rk] = getattr(f, what) is not None
+                st.session_state[rk] = getattr(f, what) is not None   # from the recipe every run, as "Filter on"
                 st.checkbox(f"Also reject automatically {word} a stricter cut", key=rk, on_change=_bind(rk, col, "reject_on"),
                             disabled=not f.enabled)
                 if getattr(f, what) is not None:
