@@ -35,11 +35,11 @@ def test_download_from_page_with_progress_and_summary(fake_kaggle):
         seen = []
         deadline = time.time() + 240
         while time.time() < deadline:
-            bars = page.locator('[data-testid="stProgress"] [role="progressbar"]')
+            bars = page.locator('[data-testid="stMain"] [data-testid="stProgress"] [role="progressbar"]')
             if bars.count():
                 try:
                     v = bars.first.get_attribute("aria-valuenow", timeout=1000)
-                    txt = page.locator('[data-testid="stProgress"]').first.inner_text(timeout=1000)
+                    txt = page.locator('[data-testid="stMain"] [data-testid="stProgress"]').first.inner_text(timeout=1000)
                     seen.append((float(v or 0), txt.split(":")[0]))
                 except Exception:  # noqa: BLE001 - the bar can vanish between the two reads
                     pass

@@ -22,7 +22,7 @@ def test_smoke_run_from_the_browser(fer2013_workspace):
         seen = []
         deadline = time.time() + 300
         while time.time() < deadline:
-            bars = page.locator('[data-testid="stProgress"]')
+            bars = page.locator('[data-testid="stMain"] [data-testid="stProgress"]')
             texts = [bars.nth(i).inner_text() for i in range(bars.count())]
             for t in texts:
                 m = re.search(r"train: ([\d,]+) / ([\d,]+)", t)
