@@ -223,7 +223,7 @@ if selected:
         col.metric(split.capitalize(), f"{sp.get(split, 0):,}")
     st.caption(f"Layout: {meta.get('title')} · source: {src_txt} · imported {meta.get('imported_at')} · "
                f"catalog {meta.get('catalog_hash', '')[:12]}")
-    t1, t2 = st.columns([1, 1])
+    t1 = t2 = st.container()  # full width: in a half-width column the tables' last columns were clipped
     with t1:
         st.markdown("**Images per split × label**")
         st.dataframe(catalog.counts(cat, "split"), width="stretch")
