@@ -480,7 +480,16 @@ def main(argv: list[str] | None = None) -> int:
     def _term(signum, frame):  # a job's cancel button sends SIGTERM
         ctx.cancel.cancel()
 
-    signal.signal(signal.SIGTERM, _term)
+    # restored on return: main() called in-process (a notebook, a test) must not leave a SIGTERM handler that
+    # forked pool workers inherit (Pool.terminate() would then wait for workers that ignore SIGTERM)
+    previous = signal.signal(signal.SIGTERM, _term)
+    try:
+        return _run(ctx, args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(ctx: Ctx, args) -> int:
     try:
         with _exclusive(ctx):
             rc = args.fn(ctx)
