@@ -183,6 +183,8 @@ def fer2013_workspace(fer2013_scanned, tmp_path, monkeypatch):
     mine = tmp_path / "ws-cache"
     (mine / "datasets").mkdir(parents=True)
     subprocess.run(["cp", "-al", str(cache / "datasets" / "fer2013"), str(mine / "datasets" / "fer2013")], check=True)
+    for lk in (mine / "datasets" / "fer2013").glob(".lock*"):  # a hard-linked lock would be shared by every copy
+        lk.unlink()
     for f in (mine / "datasets" / "fer2013").glob("review.sqlite*"):
         f.unlink()
     monkeypatch.setenv("FER_CACHE_DIR", str(mine))
@@ -249,6 +251,8 @@ def faces_ws(faces_store, tmp_path, monkeypatch):
     mine = tmp_path / "faces-ws"
     (mine / "datasets").mkdir(parents=True)
     subprocess.run(["cp", "-al", str(cache / "datasets" / "faces"), str(mine / "datasets" / "faces")], check=True)
+    for lk in (mine / "datasets" / "faces").glob(".lock*"):  # a hard-linked lock would be shared by every copy
+        lk.unlink()
     for f in (mine / "datasets" / "faces").glob("review.sqlite*"):
         f.unlink()
     if (cache / "models").exists():
@@ -361,3 +365,15 @@ def cli_paused_after(tmp_path: Path, argv: list[str], target: str, after: int, f
         assert time.time() < deadline, "the command did not reach the pause point in 300 s"
         time.sleep(0.01)
     return proc
+
+
+def app_page(path: str, timeout: float = 120):
+    """A fresh browser session in AppTest (a new tab): open the app, then go to ``path`` as the menu does."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    at.run()
+    at.switch_page(path)
+    at.run()
+    assert not at.exception, at.exception
+    return at

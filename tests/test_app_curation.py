@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, import_and_scan
+from conftest import app_page, import_and_scan
 from fer_core import datasets, decisions, recipe, review
 
 
@@ -16,15 +14,6 @@ def subset(tmp_path, fer_sample):
     return decisions.load_inputs("sub")
 
 
-def _page(path: str) -> AppTest:
-    """A fresh browser session: open the app, then go to ``path`` (as the sidebar link does)."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page(path)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
 
 def _metric(at, label):
     return next(m.value for m in at.metric if m.label == label)
@@ -32,7 +21,7 @@ def _metric(at, label):
 
 def test_quality_page_offers_a_scan_when_signals_are_missing(tmp_path, fer_sample):
     import_and_scan(tmp_path, dict(list(fer_sample.items())[:30]), "noscan", scan=False)
-    at = _page("pages/2_Quality.py")
+    at = app_page("pages/2_Quality.py")
     assert any("not computed yet" in w.value for w in at.warning)
     next(b for b in at.button if b.label == "Scan signals").click()
     at.run()
@@ -45,7 +34,7 @@ def test_quality_page_offers_a_scan_when_signals_are_missing(tmp_path, fer_sampl
 
 
 def test_slider_changes_counts_to_what_decide_computes(subset):
-    at = _page("pages/2_Quality.py")
+    at = app_page("pages/2_Quality.py")
     assert at.selectbox(key="q_signal").value == "sharpness"
     slider = at.select_slider[0]
     default = recipe.default_recipe(subset.signals)
@@ -80,7 +69,7 @@ def test_override_flips_a_decision_and_persists(subset):
     sig = subset.signals
     dec = decisions.run(subset, recipe.default_recipe(sig))
     target = sig.loc[dec["keep"] & (sig["split"] == "train"), "id"].iloc[0]
-    at = _page("pages/2_Quality.py")
+    at = app_page("pages/2_Quality.py")
     kept_before = _metric(at, "Kept")
     at.session_state["inspect"] = target
     at.run()
@@ -91,7 +80,7 @@ def test_override_flips_a_decision_and_persists(subset):
     assert int(_metric(at, "Kept").replace(",", "")) == int(kept_before.replace(",", "")) - 1
     assert review.store_for(datasets.load("sub")).get(target) == ("reject", None)
     # a new session (reload) sees it: the Review page lists it
-    at2 = _page("pages/4_Review.py")
+    at2 = app_page("pages/4_Review.py")
     assert any(t.label == "Overrides (1)" for t in at2.tabs)
     table = at2.dataframe[0].value
     assert target in set(table["image id"])
@@ -102,7 +91,7 @@ def test_override_flips_a_decision_and_persists(subset):
 
 
 def test_recipe_save_and_load_round_trip(subset):
-    at = _page("pages/2_Quality.py")
+    at = app_page("pages/2_Quality.py")
     slider = at.select_slider[0]
     new = float(slider.options[len(slider.options) // 4].replace(",", ""))
     slider.set_value(new)
@@ -130,7 +119,7 @@ def test_recipe_save_and_load_round_trip(subset):
 
 
 def test_duplicates_page_renders_groups_and_leakage(subset):
-    at = _page("pages/3_Duplicates.py")
+    at = app_page("pages/3_Duplicates.py")
     dec = decisions.run(subset, recipe.default_recipe(subset.signals))
     assert _metric(at, "Duplicate groups") == f"{dec.loc[dec['group'] >= 0, 'group'].nunique():,}"
     assert _metric(at, "Val/test images with a copy in train") == f"{int(dec['eval_leaked'].sum()):,}"
@@ -144,7 +133,7 @@ def test_duplicates_slider_shows_a_loaded_recipes_value_between_the_marks(subset
     rec = recipe.default_recipe(subset.signals)
     rec.name, rec.duplicates.near_threshold = "odd", 5
     rec.save(decisions.recipes_dir("sub") / "odd.yaml")
-    at = _page("pages/3_Duplicates.py")
+    at = app_page("pages/3_Duplicates.py")
     at.sidebar.selectbox(key="rload-sub").set_value("odd")
     at.sidebar.button(key="rload-btn-sub").click()
     at.run()
@@ -161,7 +150,7 @@ def test_duplicates_slider_shows_a_loaded_recipes_value_between_the_marks(subset
 
 
 def test_review_queue_bulk_reject_and_undo(subset):
-    at = _page("pages/4_Review.py")
+    at = app_page("pages/4_Review.py")
     boxes = at.main.checkbox   # (the sidebar has the recipe's own checkboxes)
     assert 0 < len(boxes) <= 100
     at.button(key="rv_all").click()
@@ -178,7 +167,7 @@ def test_review_queue_bulk_reject_and_undo(subset):
 
 
 def test_export_page_exports_in_background(subset):
-    at = _page("pages/5_Export.py")
+    at = app_page("pages/5_Export.py")
     assert any("exported untouched" in i.value for i in at.info)
     at.checkbox(key="ex_clahe").check()
     at.run()
@@ -244,12 +233,15 @@ def test_every_filter_slider_moves_and_counts_match_decide(faces_ws):
     inputs = decisions.load_inputs("faces")
     model = recipe.default_recipe(inputs.signals)
     cols = [c for c in recipe.filter_columns() if c in inputs.signals and c in model.filters]
-    at = _page("pages/2_Quality.py")
+    at = app_page("pages/2_Quality.py")
     assert len(at.selectbox(key="q_signal").options) == len(cols)
     assert {"brightness", "sharpness", "face_score", "class_outlier"} <= set(cols)
     assert any(COLUMN_META[c].direction == "both" for c in cols)
+    visited = set()
     for col in cols + ["brightness"]:  # back to the two-sided one after every other kind
         meta, f = COLUMN_META[col], model.filters[col]
+        revisit = col in visited
+        visited.add(col)
         at.selectbox(key="q_signal").select(col)
         at.run()
         _check_counts(at, inputs, model, col)
@@ -263,7 +255,8 @@ def test_every_filter_slider_moves_and_counts_match_decide(faces_ws):
             assert inputs.signals[col].nunique() == 1  # a constant signal (FER2013's aspect ratio): nothing to move
             continue
         if meta.direction == "both":
-            f.min, f.max = _move(at, "Keep ", 0.1, 0.9) if f.min != 0 else _move(at, "Keep ", 0.2, 0.8)
+            # the revisit moves both thumbs to other places than the first visit did
+            f.min, f.max = _move(at, "Keep ", 0.2, 0.8) if revisit else _move(at, "Keep ", 0.1, 0.9)
         else:
             side = "min" if meta.direction == "low" else "max"
             q = 0.3 if side == "min" else 0.7
@@ -284,3 +277,28 @@ def test_every_filter_slider_moves_and_counts_match_decide(faces_ws):
         dec = _check_counts(at, inputs, model, col)
         if not (meta.review_only or meta.review_k is not None):
             assert recipe.has_reason(dec["reasons"], col).any(), f"moving {col} should reject something"
+
+
+def test_a_failed_override_save_stays_on_screen_after_the_rerun(subset, monkeypatch):
+    """A full disk while saving: the click reruns the page, and the error must survive that rerun (not flash
+    and vanish, and an undo that failed must not say "Nothing to undo")."""
+    from fer_core.errors import DiskFull
+
+    def full(self, *a, **kw):
+        raise DiskFull("The disk is full: the override was not saved.", "Free some space and try again.")
+
+    monkeypatch.setattr(review.ReviewStore, "set", full)
+    monkeypatch.setattr(review.ReviewStore, "undo", full)
+    at = app_page("pages/4_Review.py")
+    at.button(key="rv_all").click()
+    at.run()
+    at.button(key="rv_reject").click()
+    at.run()
+    assert not at.exception
+    assert any("override was not saved" in e.value for e in at.error), [e.value for e in at.error]
+    assert review.store_for(datasets.load("sub")).overrides().empty
+    at.button(key="rv_undo").click()
+    at.run()
+    assert any("override was not saved" in e.value for e in at.error)
+    assert not any("Nothing to undo" in str(getattr(x, "value", "")) for x in list(at.info) + list(at.success)
+                   + list(at.caption) + list(at.markdown))

@@ -4,9 +4,8 @@ that Export and Train use is named, and the recipe-level per-class cap changes t
 from __future__ import annotations
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, import_and_scan
+from conftest import app_page, import_and_scan
 from fer_core import decisions, drafts, recipe
 
 
@@ -15,15 +14,6 @@ def subset(tmp_path, fer_sample):
     import_and_scan(tmp_path, fer_sample, "sub")
     return decisions.load_inputs("sub")
 
-
-def _page(path: str) -> AppTest:
-    """A fresh browser session (a new tab): open the app, then go to ``path``."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page(path)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def _kept(at) -> int:
@@ -35,7 +25,7 @@ def _restored(at) -> list[str]:
 
 
 def test_unsaved_slider_change_is_restored_in_a_new_tab(subset):
-    at = _page("pages/2_Quality.py")
+    at = app_page("pages/2_Quality.py")
     assert drafts.read("sub") is None and not _restored(at)
     slider = at.select_slider[0]
     new = float(slider.options[len(slider.options) // 5].replace(",", ""))
@@ -46,7 +36,7 @@ def test_unsaved_slider_change_is_restored_in_a_new_tab(subset):
     assert d is not None and d.recipe.filters["sharpness"].min == pytest.approx(new) and d.base is None
     kept = _kept(at)
     # a new tab (or a reload): the change is back, and says so
-    tab = _page("pages/2_Quality.py")
+    tab = app_page("pages/2_Quality.py")
     msg = _restored(tab)
     assert len(msg) == 1 and "from " in msg[0]
     assert float(tab.select_slider[0].value) == pytest.approx(new) and _kept(tab) == kept
@@ -66,7 +56,7 @@ def test_unsaved_slider_change_is_restored_in_a_new_tab(subset):
     assert float(tab.select_slider[0].value) == pytest.approx(default.filters["sharpness"].min, rel=1e-3)
     assert drafts.read("sub") is None and not _restored(tab)
     assert _kept(tab) == int(decisions.run(subset, default)["keep"].sum())
-    third = _page("pages/2_Quality.py")
+    third = app_page("pages/2_Quality.py")
     assert not _restored(third) and float(third.select_slider[0].value) == pytest.approx(
         default.filters["sharpness"].min, rel=1e-3)
 
@@ -75,7 +65,7 @@ def test_saving_clears_the_draft_and_hidden_recipes_are_not_listed(subset):
     rdir = decisions.recipes_dir("sub")
     tmp_export = rdir / ".export-0123456789abcdef.yaml"             # what the Export page writes for its job
     recipe.default_recipe(subset.signals).save(tmp_export)
-    at = _page("pages/2_Quality.py")
+    at = app_page("pages/2_Quality.py")
     slider = at.select_slider[0]
     slider.set_value(float(slider.options[len(slider.options) // 4].replace(",", "")))
     at.run()
@@ -86,11 +76,11 @@ def test_saving_clears_the_draft_and_hidden_recipes_are_not_listed(subset):
     assert drafts.read("sub") is None and drafts.list_recipes("sub") == ["strict"] and tmp_export.exists()
     assert at.sidebar.selectbox(key="rload-sub").options == ["strict"]   # not .export-… nor .draft
     assert any("Export and Train use: `strict` (saved)" in c.value for c in at.sidebar.caption)
-    assert not _restored(_page("pages/2_Quality.py"))
+    assert not _restored(app_page("pages/2_Quality.py"))
 
 
 def test_recipe_class_cap_in_the_sidebar_changes_counts_as_decide(subset):
-    at = _page("pages/2_Quality.py")
+    at = app_page("pages/2_Quality.py")
     rec = recipe.default_recipe(subset.signals)
     kept = _kept(at)
     assert kept == int(decisions.run(subset, rec)["keep"].sum())
@@ -107,5 +97,5 @@ def test_recipe_class_cap_in_the_sidebar_changes_counts_as_decide(subset):
     assert any(f"{spared:,} rejections spared by the recipe's per-class cap" in c.value for c in at.sidebar.caption)
     # the cap is part of the auto-saved draft, so a new tab has it too
     assert drafts.read("sub").recipe.class_cap == 0.01
-    tab = _page("pages/2_Quality.py")
+    tab = app_page("pages/2_Quality.py")
     assert _kept(tab) == int(dec["keep"].sum())

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
+from conftest import app_page
 from fer_core import datasets, review, store
 
-
-def _page(path):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.run()
-    at.switch_page(path)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def test_review_queues_for_faces_outliers_and_conflicts(faces_ws):
     ws, info = faces_ws
-    at = _page("pages/4_Review.py")
+    at = app_page("pages/4_Review.py", timeout=180)
     options = at.selectbox(key="rv_reason").options
     assert "Not a face (face score)" in options and "Conflicting labels (copies disagree)" in options
     assert "Outlier in its class" in options
@@ -45,7 +36,7 @@ def test_review_queues_for_faces_outliers_and_conflicts(faces_ws):
 
 
 def test_embedding_map_selection_and_bulk_reject(faces_ws):
-    at = _page("pages/6_Embedding_map.py")
+    at = app_page("pages/6_Embedding_map.py", timeout=180)
     at.radio(key="emap_method").set_value("pca")
     at.run()
     assert not at.exception
@@ -64,7 +55,7 @@ def test_embedding_map_selection_and_bulk_reject(faces_ws):
 
 
 def test_quality_page_shows_face_signals_with_detector_names(faces_ws):
-    at = _page("pages/2_Quality.py")
+    at = app_page("pages/2_Quality.py", timeout=180)
     opts = at.selectbox(key="q_signal").options
     assert "Face score (YuNet)" in opts and "Outlier in its class" in opts
     at.selectbox(key="q_signal").select("face_score")

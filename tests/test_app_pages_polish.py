@@ -13,20 +13,12 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, import_and_scan
+from conftest import ROOT, app_page, import_and_scan
 from fer_core.progress import atomic_write_json
 
 PAGES = ["pages/2_Quality.py", "pages/3_Duplicates.py", "pages/4_Review.py", "pages/5_Export.py",
          "pages/6_Embedding_map.py", "pages/7_Train.py"]
 
-
-def _page(path: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page(path)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 @pytest.fixture
@@ -96,7 +88,7 @@ def test_runs_tab_says_which_epochs_weights_the_model_is(tiny):
     """A smoke run keeps the last epoch's weights: the page says so (and names the validation peak it did not
     restore) instead of "4 epochs (best 3)" beside a lower "model selection" accuracy."""
     fake_run(tiny, "20250101-000000-smoke-s0-aaaa", "smoke", None, [0.25, 0.30, 0.346, 0.31])
-    at = _page("pages/7_Train.py")
+    at = app_page("pages/7_Train.py")
     cap = next(c.value for c in at.caption if "training images" in c.value)
     assert "the model is the **last** epoch's" in cap and "peaked at epoch 3 (34.6%)" in cap, cap
     assert "(best 3)" not in cap
@@ -118,7 +110,7 @@ def test_train_page_shows_the_newest_jobs_state_and_counts_only_live_jobs(tiny, 
     now = time.time()
     fake_run(tiny, "20250101-000000-smoke-s0-aaaa", "smoke", None, [0.25, 0.3])
     fake_job("train", tiny, "done", 1, now - 600, summary="test accuracy 30%")
-    at = _page("pages/7_Train.py")
+    at = app_page("pages/7_Train.py")
     assert any("finished" in s.value for s in at.success)        # the newest job is the finished one: shown
     assert not any("of this dataset is" in c.value for c in at.caption)
 
@@ -126,7 +118,7 @@ def test_train_page_shows_the_newest_jobs_state_and_counts_only_live_jobs(tiny, 
     # outcome above it
     fake_run(tiny, "20250102-000000-smoke-s1-bbbb", "smoke", None, [0.2], state="running", pid=live_pid.pid)
     jid = fake_job("train", tiny, "running", live_pid.pid, now - 5)
-    at = _page("pages/7_Train.py")
+    at = app_page("pages/7_Train.py")
     assert not any("finished" in s.value for s in at.success), [s.value for s in at.success]
     assert any("20250102-000000-smoke-s1-bbbb" in m.value and "running" in m.value for m in at.markdown)
     assert [c.value for c in at.caption if "of this dataset is running" in c.value][0].startswith(
@@ -173,7 +165,7 @@ def test_verdict_text_carries_a_caveat_below_three_seeds_or_on_smoke():
 
 def test_ab_tab_caveats_a_one_seed_smoke_verdict_and_the_form_keeps_its_choices(tiny):
     _ab_doc(tiny, "ab-smoke-1", "smoke", [0], -0.021, -0.035, -0.008, time.time())
-    at = _page("pages/7_Train.py")
+    at = app_page("pages/7_Train.py")
     msgs = [m.value for m in at.info if "curated − raw" in m.value]
     assert msgs and "worse than raw, beyond noise. (1 seed, smoke preset: indicative only" in msgs[0], msgs
     assert not any("curated − raw" in w.value for w in at.warning)   # not shown as a firm "worse"
@@ -220,7 +212,7 @@ def test_sidebar_menu_says_home_and_the_builtin_menu_is_hidden():
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_before_any_import_has_an_empty_state_linking_to_datasets(page):
-    at = _page(page)
+    at = app_page(page)
     assert any("no dataset yet" in i.value.lower() for i in at.info), [i.value for i in at.info]
     main_links = [e.proto for e in at.main.get("page_link")]
     assert [(p.label, p.page) for p in main_links] == [("Go to Datasets", "Datasets")]
@@ -231,7 +223,7 @@ def test_server_time_footer_only_in_debug_mode(tiny, monkeypatch):
         return [c.value for c in at.caption if c.value.startswith("Server work")]
 
     monkeypatch.delenv("FER_DEBUG", raising=False)
-    at = _page("pages/3_Duplicates.py")
+    at = app_page("pages/3_Duplicates.py")
     assert footer(at) == [] and at.session_state["_last_run_ms"] > 0   # still measured (bench reads it)
     monkeypatch.setenv("FER_DEBUG", "1")
     at.run()

@@ -13,9 +13,8 @@ import re
 import cv2
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, decode_gray, encode, import_and_scan
+from conftest import app_page, decode_gray, encode, import_and_scan
 from fer_core import datasets, decisions, embedmap, recipe, review
 from ui.review_tools import BULK_CONFIRM_AT
 
@@ -35,14 +34,6 @@ def planted_copies(tmp_path, fer_sample, name: str, copies: int = 150):
 def rv(tmp_path, fer_sample):
     return planted_copies(tmp_path, fer_sample, "rv")
 
-
-def _page(path: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page(path)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def _shown(at) -> list[str]:
@@ -64,7 +55,7 @@ def test_queue_tiles_pages_relabel_and_keys(rv):
     dec = decisions.run(rv, recipe.default_recipe(sig))
     flagged = np.flatnonzero(dec["in_scope"].to_numpy() & ((dec["flags"].to_numpy() | dec["review"].to_numpy()) != 0))
     assert len(flagged) > 100
-    at = _page("pages/4_Review.py")
+    at = app_page("pages/4_Review.py")
     ids = _shown(at)
     assert len(ids) == 100
     # each tile: the image, its label as the tick box's label, and the whole reason text under it
@@ -113,7 +104,7 @@ def test_queue_tiles_pages_relabel_and_keys(rv):
 
 
 def test_bulk_reject_of_a_full_page_asks_first_naming_the_count(rv):
-    at = _page("pages/4_Review.py")
+    at = app_page("pages/4_Review.py")
     ids = _shown(at)
     rs = review.store_for(datasets.load("rv"))
     at.button(key="rv_all").click()
@@ -151,7 +142,7 @@ def test_overrides_table_shows_each_image(rv):
     rs = review.store_for(datasets.load("rv"))
     chosen = sig["id"].iloc[[3, 50, 120]].tolist()
     rs.set(chosen, "reject", author="test")
-    at = _page("pages/4_Review.py")
+    at = app_page("pages/4_Review.py")
     table = at.dataframe[0].value
     assert list(table.columns[:2]) == ["image", "time"] and set(table["image id"]) == set(chosen)
     ds = datasets.load("rv")
@@ -168,7 +159,7 @@ def test_label_issues_first_image_takes_the_keys(tmp_path, fer_sample):
 
     import_and_scan(tmp_path, fer_sample, "li")
     labels.compute("li", labels.LabelsConfig(folds=3, epochs=1, sources=("cnn",)))
-    at = _page("pages/4_Review.py")
+    at = app_page("pages/4_Review.py")
     assert not at.exception, at.exception
     rows = [b.key.removeprefix("li_keep_") for b in at.button if b.key and b.key.startswith("li_keep_")]
     assert rows
@@ -186,7 +177,7 @@ def test_map_reject_all_asks_first(faces_ws):
     embedmap.compute_map("faces", "pca")
     rs = review.store_for(datasets.load("faces"))
     before = rs.count()
-    at = _page("pages/6_Embedding_map.py")
+    at = app_page("pages/6_Embedding_map.py")
     at.radio(key="emap_method").set_value("pca")
     at.run()
     ids = decisions.load_inputs("faces").signals["id"].tolist()

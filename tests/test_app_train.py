@@ -6,27 +6,18 @@ from __future__ import annotations
 import time
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
+from conftest import app_page
 from fer_core import datasets, review
 
 pytestmark = pytest.mark.slow
 
 
-def _page(path):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.run()
-    at.switch_page(path)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
 
 def test_train_page_runs_a_smoke_job_and_shows_results(fer2013_workspace):
     from fer_core.train import runner
 
-    at = _page("pages/7_Train.py")
+    at = app_page("pages/7_Train.py", timeout=180)
     assert at.selectbox(key="tr_src").options[:2] == ["raw dataset", "current recipe"]
     at.selectbox(key="tr_preset").select("smoke")
     at.button(key="tr_start").click()
@@ -55,7 +46,7 @@ def test_train_page_runs_a_smoke_job_and_shows_results(fer2013_workspace):
 
 
 def test_label_issues_queue_accepts_a_relabel(noisy_workspace):
-    at = _page("pages/4_Review.py")
+    at = app_page("pages/4_Review.py", timeout=180)
     rel = [b for b in at.button if b.key and b.key.startswith("li_rel_") and not b.disabled]
     assert rel, "no label issue offered"
     iid = rel[0].key[len("li_rel_"):]
@@ -88,7 +79,7 @@ def test_an_interrupted_ab_can_be_resumed_from_the_page(fer2013_workspace):
            "runs": {"raw": [], "curated": []}, "complete": False, "created": time.time(), "pid": 2 ** 22 + 4321}
     atomic_write_json(ab.ab_root("fer2013") / "killed-ab.json", doc)
     assert not ab.is_running("fer2013", doc)
-    at = _page("pages/7_Train.py")
+    at = app_page("pages/7_Train.py", timeout=180)
     assert any("killed-ab" in w.value and "stopped before it finished" in w.value for w in at.warning)
     at.button(key="ab_resume").click()
     at.run()
@@ -133,7 +124,7 @@ def test_quality_page_caps_the_label_cut_per_class(noisy_workspace):
 
     inputs = decisions.load_inputs("noisy")
     rec = recipe_mod.default_recipe(inputs.signals)
-    at = _page("pages/2_Quality.py")
+    at = app_page("pages/2_Quality.py", timeout=180)
     on = next(c for c in at.checkbox if c.label == "Cap the label cut per class")
     pct = next(n for n in at.number_input if n.label.startswith("At most this share of any one class"))
     assert on.value is True and pct.value == pytest.approx(100 * rec.labels.class_cap)

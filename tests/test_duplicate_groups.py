@@ -15,9 +15,8 @@ import pandas as pd
 import pytest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, import_and_scan, read_member
+from conftest import app_page, import_and_scan, read_member
 from fer_core import datasets, decisions, recipe, store
 from fer_core.recipe import METHOD_CODE, Pairs
 
@@ -183,14 +182,6 @@ def test_pixel_check_is_stored_for_every_candidate_pair(chains):
 
 # ---- the Duplicates page shows it ------------------------------------------------------------------------
 
-def _page(path: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page(path)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
 
 def _bordered_blocks(node, out):
     """Every bordered container under ``node`` (st.container(border=True))."""
@@ -213,7 +204,7 @@ def _chart_ids(block) -> list[list[str]]:
 def test_duplicates_page_shows_separate_groups_with_distances(chains):
     inp, pos = chains
     ids = inp.signals["id"].to_numpy()
-    at = _page("pages/3_Duplicates.py")
+    at = app_page("pages/3_Duplicates.py")
     sl = next(s for s in at.select_slider if s.label.startswith("Near-duplicate threshold"))
     sl.set_value(6)
     at.run()

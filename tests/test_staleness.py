@@ -8,9 +8,8 @@ import shutil
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, import_and_scan
+from conftest import app_page, import_and_scan
 from fer_core import datasets, decisions, export, recipe, review, staleness
 
 
@@ -90,14 +89,6 @@ def _hide_face_signals(ws) -> list:
     return moved
 
 
-def _page(path: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page(path)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
 
 def test_face_signals_arriving_are_announced_once_and_mark_the_export_stale(faces_ws):
     """The reported path: export with the default recipe, face signals finish, the default recipe now uses them."""
@@ -107,7 +98,7 @@ def test_face_signals_arriving_are_announced_once_and_mark_the_export_stale(face
     assert "face_score" not in before.signals
     rec0 = recipe.default_recipe(before.signals, name="default")
     export.export("faces", rec0, "faces-clean")
-    at = _page("pages/5_Export.py")
+    at = app_page("pages/5_Export.py")
     assert not [i for i in at.info if "Since you last looked" in i.value]
     exp = next(e for e in at.expander if e.label.startswith("faces-clean"))
     assert exp.label.endswith("✓ current")
@@ -133,7 +124,7 @@ def test_face_signals_arriving_are_announced_once_and_mark_the_export_stale(face
 
 
 def test_overrides_from_another_session_are_announced_but_ones_own_are_not(sub):
-    at = _page("pages/5_Export.py")
+    at = app_page("pages/5_Export.py")
     rejected = int(next(m.value for m in at.sidebar.metric if m.label == "Rejected").replace(",", ""))
     _reject_kept_train("sub", sub, 4, author="another-tab")
     at.run()
@@ -147,12 +138,12 @@ def test_overrides_from_another_session_are_announced_but_ones_own_are_not(sub):
     at.run()
     assert not [i for i in at.info if "Since you last looked" in i.value]
     # a new session (a reload) starts from what the last one saw: nothing changed since
-    at2 = _page("pages/5_Export.py")
+    at2 = app_page("pages/5_Export.py")
     assert not [i for i in at2.info if "Since you last looked" in i.value]
     assert json.loads((datasets.load("sub").home / "seen.json").read_text())["rejected"] == rejected + 5
     # a change made while no page was open is announced by the next session (the reload after a long job)
     _reject_kept_train("sub", sub, 2, author="cli")
-    at3 = _page("pages/5_Export.py")
+    at3 = app_page("pages/5_Export.py")
     assert [i.value for i in at3.info if "Since you last looked" in i.value] == [
         f"Since you last looked: 2 overrides were written in another tab or session; rejected {rejected + 5:,} → "
         f"{rejected + 7:,}. Exports and runs made before are marked stale on the Export and Train pages."]
@@ -163,7 +154,7 @@ def test_train_page_marks_runs_made_on_older_decisions_stale(sub):
 
     rec = recipe.default_recipe(sub.signals, name="default")
     runner.train("sub", "recipe", rec, preset="smoke", seed=0, epochs=1, n_boot=50, run_id="r-recipe")
-    at = _page("pages/7_Train.py")
+    at = app_page("pages/7_Train.py")
     table = next(d.value for d in at.dataframe if "decisions" in d.value)
     assert list(table["decisions"]) == ["current"]
     _reject_kept_train("sub", sub, 3)
