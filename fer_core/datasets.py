@@ -32,7 +32,7 @@ import pandas as pd
 import fer_core
 from fer_core import catalog as catalog_mod
 from fer_core.config import DEFAULT_LIMITS, ImportLimits
-from fer_core.errors import Busy, DatasetError, DiskFull, FerError, InvalidInput
+from fer_core.errors import DatasetError, DiskFull, FerError, InvalidInput
 from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, check_cancel, emit
 from fer_core.sources import registry
 from fer_core.sources.archive import safe_extract
@@ -361,7 +361,7 @@ def _commit(ddir: Path, staging: Path, chash: str, rej: pd.DataFrame) -> bool:
 def delete_dataset(name: str, cache=None, keep_work: bool = True) -> None:
     """Unregister a dataset's data. The person's work (signals, overrides, recipes) is kept unless asked."""
     ddir = dataset_dir(name, cache)
-    with dataset_lock(name, cache, "change"):
+    with dataset_lock(name, cache, "change", wait=False):
         link = ddir / "data"
         target = link.resolve() if link.is_symlink() else None
         if link.is_symlink():

@@ -45,7 +45,7 @@ from fer_core.config import cache_root
 from fer_core.errors import Busy, DiskFull, InvalidInput
 from fer_core.locks import dataset_lock
 from fer_core.progress import CancelToken, ProgressFn, atomic_write_text, check_cancel, emit
-from fer_core.sources.labels import CANONICAL, FER2013_IDS
+from fer_core.sources.labels import FER2013_IDS
 from fer_core.store_paths import check_name, exports_root
 
 USAGE_OF_SPLIT = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
@@ -132,7 +132,7 @@ def check_target(root: str | os.PathLike, cache=None) -> Path:
         if _within(p, root):
             raise InvalidInput(f"Cannot export to '{root}': it {'is' if p == root else 'contains'} {what} ({p}), "
                                "and an export replaces its target folder.", pick)
-    if _within(root, cache_dir) and exports not in root.parents:
+    if _within(root, cache_dir) and root.parent != exports:   # cache/exports/<name>, never inside another export
         raise InvalidInput(f"Cannot export to '{root}': it is inside the app's cache ({cache_dir}), where exports "
                            f"may only go under {exports}.", pick)
     if root.exists():

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from fer_core.errors import Busy
-from fer_core.progress import CancelToken, ProgressFn, check_cancel, emit
+from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, check_cancel, emit
 
 _held = threading.local()  # per thread: {resolved lock path: depth}
 _open_fds: set[int] = set()  # every lock file this process holds open
@@ -43,6 +43,7 @@ def _close_in_child() -> None:
         except OSError:
             pass
     _open_fds.clear()
+    _held.__dict__.clear()  # nor think it still holds them (the forking thread's depth map is copied)
 
 
 os.register_at_fork(after_in_child=_close_in_child)
@@ -84,6 +85,13 @@ def is_locked(name: str, cache=None) -> bool:
         return False
 
 
+def _same_file(fh, path: str) -> bool:
+    try:
+        return os.fstat(fh.fileno()).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
 @contextmanager
 def hold(path: str | os.PathLike, name: str, what: str, wait: bool = True, progress: ProgressFn | None = None,
          cancel: CancelToken | None = None):
@@ -106,7 +114,14 @@ def hold(path: str | os.PathLike, name: str, what: str, wait: bool = True, progr
         while True:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                if _same_file(fh, key):
+                    break
+                # the lock file was deleted (or replaced) while we waited: lock the one that is there now
+                _open_fds.discard(fh.fileno())
+                fh.close()
+                fh = open(key, "a")
+                _open_fds.add(fh.fileno())
+                continue
             except BlockingIOError:
                 if not wait:
                     raise Busy(f"'{name}' is busy: {describe_holder(Path(key), name)}.",
@@ -117,11 +132,10 @@ def hold(path: str | os.PathLike, name: str, what: str, wait: bool = True, progr
                     announced = True
                 check_cancel(cancel)
                 time.sleep(POLL_S)  # polling an flock: there is no blocking wait that honours cancel
-        info = {"what": what, "pid": os.getpid(), "since": time.time()}
-        tmp = f"{key}.json.{os.getpid()}.{threading.get_ident()}"
-        with open(tmp, "w") as out:
-            json.dump(info, out)
-        os.replace(tmp, key + ".json")
+        try:  # who holds it, for the next writer's message; best effort (a full disk must not stop the holder)
+            atomic_write_json(key + ".json", {"what": what, "pid": os.getpid(), "since": time.time()})
+        except OSError:
+            pass
         depth[key] = 1
         try:
             yield

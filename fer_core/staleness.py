@@ -75,8 +75,11 @@ def last_override_event(ds) -> int:
         return 0
 
 
-def signal_stamp(ds) -> dict:
-    """{family: finished} of the dataset's complete signal families."""
+def signal_stamp(ds, signals: pd.DataFrame | None = None) -> dict:
+    """{family: finished} of the signal families ``signals`` were loaded from (``store.load_signals`` records
+    it); read from the disk only for a frame that does not carry it."""
+    if signals is not None and "signal_stamp" in signals.attrs:
+        return dict(signals.attrs["signal_stamp"])
     from fer_core import store
 
     cache = ds.home.parent.parent   # cache/datasets/<name>
@@ -92,7 +95,7 @@ def record(ds, signals: pd.DataFrame, dec: pd.DataFrame, rec=None, save: bool = 
            "catalog_hash": ds.meta.get("catalog_hash"),
            "recipe_fingerprint": rec.fingerprint() if rec is not None else None,
            "recipe_name": getattr(rec, "name", None), "overrides": overrides_in(signals, dec),
-           "signals": signal_stamp(ds)}
+           "signals": signal_stamp(ds, signals)}
     if save:
         _save_snapshot(ds, fp, signals, dec)
     return out

@@ -102,7 +102,7 @@ def _work(args) -> tuple[int, dict[str, dict[str, np.ndarray]]]:
         cols = get_family(f).compute(batch)
         cols = {"id": np.array(batch.ids, dtype=object), **cols}
         out[f] = cols
-    return batch_no, out
+    return batch_no, out, batch.ok
 
 
 # ---- scan -------------------------------------------------------------------------------------
@@ -251,6 +251,7 @@ def _scan_phase(ds, fams: list[str], workers, batch_size, progress, cancel) -> S
         d.mkdir(parents=True, exist_ok=True)
         have = _existing_ids(d, chash)
         missing[f] = ~all_ids.isin(list(have)) if have else np.ones(len(all_ids), bool)
+    retry = np.zeros(len(all_ids), bool)
     q = family_dir(ds, "quality") / "table.parquet"
     if q.exists():  # images unreadable at an earlier scan are retried by every family
         qt = pd.read_parquet(q, columns=["id", "scan_error"])
@@ -288,11 +289,16 @@ def _scan_phase(ds, fams: list[str], workers, batch_size, progress, cancel) -> S
         pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
         try:
             results = pool.imap_unordered(_work, args) if pool else map(_work, args)
-            for b, out in results:
+            for b, out, ok in results:
                 check_cancel(cancel)
                 sel = sels[b]
+                # a retried image that still cannot be read keeps its earlier row: nothing is rewritten or
+                # counted, so a file that stays unreadable does not make every later scan redo the tables
+                again = retry[sel] & ~ok
                 for f, cols in out.items():
-                    keep = missing[f][sel]
+                    keep = missing[f][sel] & ~again
+                    if not keep.any():
+                        continue
                     path, df = _write_part(fdirs[f], cols, keep, chash)
                     fresh[f][path] = df
                     computed[f] += int(keep.sum())
@@ -410,4 +416,6 @@ def load_signals(name: str, cache=None, require: tuple[str, ...] = ("quality",))
             out = out.merge(scores, on="id", how="left", validate="one_to_one")
     out.attrs["dataset"] = name
     out.attrs["catalog_hash"] = ds.meta["catalog_hash"]
+    # which signal tables these columns came from (decision records compare it; no second look at the disk)
+    out.attrs["signal_stamp"] = {f: s.get("finished") for f, s in status.items() if s["complete"]}
     return out

@@ -36,8 +36,10 @@ def test_every_page_shows_a_queued_job_in_the_sidebar_and_cancels_it_there(tmp_p
     jm = job_manager()
     with locks.dataset_lock("sub", "test"):            # the scan waits for it: queued, deterministically
         job = jm.start("scan", ["scan", "sub"], dataset="sub", exclusive="dataset-sub")
+        deadline = time.time() + 120
         while jm.status(job).state != "queued":
             assert not jm.status(job).finished, jm.log(job)
+            assert time.time() < deadline, "the job never reported that it waits"
             time.sleep(0.05)
         for path, _, _ in PAGES:
             at = _page(path)

@@ -4,18 +4,16 @@ against another import are never reused and unreadable rows are retried. Driven 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pandas as pd
 import pytest
 
-from conftest import ROOT, import_and_scan, write_tree
+from conftest import ROOT, cli_paused_after, import_and_scan, write_tree
 from fer_core import datasets, locks, recipe as recipe_mod, store
 from fer_core.errors import Busy
 
@@ -138,30 +136,16 @@ def test_cli_waits_for_the_lock_and_job_queue_key_is_the_same_lock(tmp_path, fer
 def test_killed_scan_leaves_no_stale_lock(tmp_path, fer_sample):
     """SIGKILL of the scan's parent alone: its orphaned pool workers must not keep the dataset locked."""
     import_and_scan(tmp_path, _sample(fer_sample, 300), "d", scan=False)
-    prog = tmp_path / "progress.json"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "fer_core", "--quiet", "--progress-json", str(prog), "scan", "d",
-                             "--workers", "2", "--batch-size", "8"], env=env, cwd=ROOT, start_new_session=True)
+    proc = cli_paused_after(tmp_path, ["--quiet", "scan", "d", "--workers", "2", "--batch-size", "8"],
+                            "fer_core.store:_write_part", after=1, first_arg_has="/quality/")
     try:
-        deadline = time.time() + WAIT
-        while time.time() < deadline:  # wait for an observable state: the pool has produced a batch
-            try:
-                st = json.loads(prog.read_text())
-                if st.get("stages", {}).get("scan", {}).get("done", 0) > 0:
-                    break
-            except (OSError, ValueError):
-                pass
-            if proc.poll() is not None:
-                break
-            time.sleep(0.01)
-        was_running = proc.poll() is None
+        assert locks.is_locked("d")       # mid-scan, with its pool of workers running
         os.kill(proc.pid, signal.SIGKILL)  # the parent only, as a crash would
         proc.wait()
         assert not locks.is_locked("d"), "a dead scan must not leave the dataset locked"
-        if was_running:
-            res = store.scan("d", workers=1)
-            assert res.errors == 0
-            assert store.family_status("d")["quality"]["complete"]
+        res = store.scan("d", workers=1)
+        assert res.errors == 0 and res.reused["quality"] >= 8
+        assert store.family_status("d")["quality"]["complete"]
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # orphaned workers
@@ -178,6 +162,11 @@ def test_unreadable_rows_are_retried(tmp_path, fer_sample):
     os.rename(victim, hidden)
     res = store.scan("d", workers=1)
     assert res.errors == 1
+    table = store.family_dir(datasets.load("d"), "quality") / "table.parquet"
+    mtime = table.stat().st_mtime_ns
+    res = store.scan("d", workers=1)  # still unreadable: retried, but nothing is rewritten or recounted
+    assert res.errors == 1 and res.computed == {"quality": 0, "duplicates": 0}
+    assert table.stat().st_mtime_ns == mtime
     os.rename(hidden, victim)
     res = store.scan("d", workers=1)
     assert res.errors == 0 and res.computed["quality"] == 1

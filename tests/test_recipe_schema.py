@@ -188,3 +188,18 @@ def test_sidebar_recipe_errors_and_split_warning(subset):
     assert "is not a valid recipe name" in err and "dataset" not in err
     from fer_core import drafts
     assert drafts.list_recipes("sub") == []     # no saved recipe (the unsaved upload is only the auto-saved draft)
+
+
+def test_schema_covers_every_recipe_field():
+    """A field added to a recipe dataclass without its schema entry would make every saved recipe carrying it
+    fail as an 'unknown key': the two lists must stay the same."""
+    import dataclasses
+
+    from fer_core import recipe as r
+
+    for dc, schema in ((r.Filter, r._FilterSchema), (r.Duplicates, r._DuplicatesSchema),
+                       (r.LabelPolicy, r._LabelsSchema), (r.Recipe, r._RecipeSchema)):
+        fields = {f.name for f in dataclasses.fields(dc)}
+        assert fields <= set(schema.model_fields), (dc.__name__, fields - set(schema.model_fields))
+        saved = set(r.Recipe().to_dict()) if dc is r.Recipe else fields
+        assert set(schema.model_fields) <= fields | saved, (dc.__name__, set(schema.model_fields) - fields - saved)

@@ -55,7 +55,7 @@ def _cache() -> Path:
 
 
 @pytest.mark.parametrize("where", ["cache", "parent of cache", "datasets", "dataset home", "inside dataset",
-                                   "exports root", "home"])
+                                   "exports root", "inside an export", "home"])
 def test_cache_its_insides_its_parents_and_home_are_refused(ds, tmp_path, monkeypatch, where):
     cache = _cache()
     home = tmp_path / "home"       # a stand-in: a broken check must not be able to touch the real home
@@ -63,7 +63,8 @@ def test_cache_its_insides_its_parents_and_home_are_refused(ds, tmp_path, monkey
     monkeypatch.setenv("HOME", str(home))
     target = {"cache": cache, "parent of cache": cache.parent, "datasets": cache / "datasets",
               "dataset home": cache / "datasets" / "ex", "inside dataset": cache / "datasets" / "ex" / "new",
-              "exports root": cache / "exports", "home": home}[where]
+              "exports root": cache / "exports", "inside an export": cache / "exports" / "old" / "train",
+              "home": home}[where]
     before, home_before = _files(cache), _files(home)
     with pytest.raises(InvalidInput, match="Cannot export to"):
         export.export("ex", ds, "x", out_dir=target)

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 
 from fer_core import datasets, locks
 from fer_core.errors import DatasetError, InvalidInput
