@@ -96,7 +96,8 @@ with tab_q:
                 width="stretch")
     if b[4].button("Undo my last action · U", key="rv_undo", width="stretch"):
         undone = undo_override(name)
-        st.session_state["_rv_msg"] = f"Undid the last action ({len(undone)} image(s))." if undone else "Nothing to undo."
+        if undone or "_override_error" not in st.session_state:   # a failed undo is shown as its error instead
+            st.session_state["_rv_msg"] = f"Undid the last action ({len(undone)} image(s))." if undone else "Nothing to undo."
         st.rerun()
     n_sel = len(selected)
 

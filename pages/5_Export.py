@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fer_core import datasets, export, recipe as recipe_mod, staleness
+from fer_core import datasets, export, staleness
 from fer_core.montage import load_gray_or_color, montage
 from fer_core.store_paths import check_name
 from ui.common import job_manager, no_dataset_yet, page_done, render_jobs, setup_page, show_error
-from ui.curation import (current_decisions, current_recipe, dirty, inputs_or_scan, recipe_in_use, recipe_sidebar, recipe_state,
+from ui.curation import (current_decisions, current_recipe, inputs_or_scan, recipe_in_use, recipe_sidebar, recipe_state,
                          summary_sidebar)
 
 name = setup_page("Export", "📦")

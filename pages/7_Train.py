@@ -13,9 +13,9 @@ import streamlit as st
 from fer_core import datasets, decisions as dec_mod, drafts, estimates, export, recipe as recipe_mod, staleness, store
 from fer_core.errors import FerError
 from fer_core.train import ab as ab_mod, presets, runner
-from ui.common import elapsed, job_manager, no_dataset_yet, page_done, raw_figure, render_jobs, setup_page, show_error
+from ui.common import elapsed, job_manager, no_dataset_yet, page_done, raw_figure, render_jobs, setup_page
 from ui.changes import notice
-from ui.curation import current_recipe, dirty, recipe_in_use, recipe_state, scan_stamp
+from ui.curation import current_recipe, recipe_in_use, recipe_state, scan_stamp
 from ui.jobs_panel import estimate_caption
 
 name = setup_page("Train", "🏋️")

@@ -104,6 +104,8 @@ def setup_page(title: str, icon: str = "🙂", dataset_picker: bool = True) -> s
     from ui.jobs_panel import jobs_panel   # here: it imports this module
 
     jobs_panel()   # every job of the server, live, on every page
+    if err := st.session_state.pop("_override_error", None):   # a failed save, across the rerun its click made
+        show_error(err)
     return selected
 
 

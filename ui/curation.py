@@ -21,10 +21,10 @@ import streamlit as st
 
 from fer_core import datasets, decisions as dec_mod, drafts, recipe as recipe_mod, review, store
 from fer_core.errors import FerError
-from fer_core.montage import COLORS, load_gray_or_color, montage
+from fer_core.montage import load_gray_or_color, montage
 from fer_core.signals.base import COLUMN_META
 from fer_core.sources.labels import CANONICAL
-from ui.common import job_manager, live_jobs, raw_figure, render_jobs, show_error
+from ui.common import job_manager, live_jobs, raw_figure, show_error
 
 LABEL_ORDER = list(CANONICAL)
 
@@ -218,6 +218,16 @@ def dirty(name: str) -> bool:
     return rs.get("saved_fp") != rs["recipe"].fingerprint()
 
 
+def _share_cap(name: str, key: str, cur: float | None, default: float, step: float, check_label: str,
+               share_label: str, help: str) -> float | None:
+    """A checkbox + percentage for a per-class cap (None = off); returns the share (0–1) the controls now say."""
+    on = st.checkbox(check_label, value=cur is not None, key=wkey(name, key + "_on"), help=help)
+    pct = st.number_input(share_label, min_value=0.0, max_value=100.0, step=step,
+                          value=float(round(100 * (cur if cur is not None else default), 2)),
+                          key=wkey(name, key), disabled=not on)
+    return round(pct / 100, 4) if on else None
+
+
 def recipe_sidebar(name: str, inputs: dec_mod.Inputs) -> None:
     rs = recipe_state(name, inputs)
     rdir = dec_mod.recipes_dir(name)
@@ -280,30 +290,21 @@ def recipe_sidebar(name: str, inputs: dec_mod.Inputs) -> None:
             if pol != rs["recipe"].labels.policy:
                 rs["recipe"].labels.policy = pol
                 st.rerun()
-            cur = rs["recipe"].labels.class_cap
-            cap_on = st.checkbox("Cap the label cut per class", value=cur is not None, key=wkey(name, "label_cap_on"),
-                                 help="The label cut takes at most this share of any one class; the best-scored "
-                                 "flagged images beyond it stay, in the review queue. A global cut on label quality "
-                                 "strips rare classes (on FER2013 it took 31% of disgust), so the default caps it.")
-            pct = st.number_input("At most this share of any one class (%)", min_value=0.0, max_value=100.0, step=0.5,
-                                  value=float(round(100 * (cur if cur is not None else 0.06), 2)),
-                                  key=wkey(name, "label_cap"), disabled=not cap_on)
-            new = round(pct / 100, 4) if cap_on else None
-            if new != cur:
+            new = _share_cap(name, "label_cap", rs["recipe"].labels.class_cap, 0.06, 0.5,
+                             "Cap the label cut per class", "At most this share of any one class (%)",
+                             "The label cut takes at most this share of any one class; the best-scored flagged "
+                             "images beyond it stay, in the review queue. A global cut on label quality strips rare "
+                             "classes (on FER2013 it took 31% of disgust), so the default caps it.")
+            if new != rs["recipe"].labels.class_cap:
                 rs["recipe"].labels.class_cap = new
                 st.rerun()
-        cur = rs["recipe"].class_cap
-        cap_on = st.checkbox("Cap what the recipe removes per class", value=cur is not None,
-                             key=wkey(name, "class_cap_on"),
-                             help="All automatic cuts together (quality, faces, labels, duplicates) remove at most "
-                             "this share of any class in a split; beyond it the least certain rejections are spared "
-                             "and sent to review. Leaked copies of val/test images are always removed (they count "
-                             "towards the share). On FER2013 the default recipe removes 38% of training disgust.")
-        pct = st.number_input("At most this share of any class (%)", min_value=0.0, max_value=100.0, step=1.0,
-                              value=float(round(100 * (cur if cur is not None else 0.25), 2)),
-                              key=wkey(name, "class_cap"), disabled=not cap_on)
-        new = round(pct / 100, 4) if cap_on else None
-        if new != cur:
+        new = _share_cap(name, "class_cap", rs["recipe"].class_cap, 0.25, 1.0,
+                         "Cap what the recipe removes per class", "At most this share of any class (%)",
+                         "All automatic cuts together (quality, faces, labels, duplicates) remove at most this share "
+                         "of any class in a split; beyond it the least certain rejections are spared and sent to "
+                         "review. Leaked copies of val/test images are always removed (they count towards the "
+                         "share). On FER2013 the default recipe removes 38% of training disgust.")
+        if new != rs["recipe"].class_cap:
             rs["recipe"].class_cap = new
             st.rerun()
         if msg := st.session_state.pop("_recipe_msg", None):
@@ -337,7 +338,7 @@ def set_override(name: str, ids, action: str, label: str | None = None) -> bool:
         review_store(name).set(ids, action, label=label, author=session_author())
         return True
     except FerError as exc:
-        show_error(exc)
+        _override_failed(exc)
         return False
 
 
@@ -346,8 +347,14 @@ def undo_override(name: str):
     try:
         return review_store(name).undo(author=session_author())
     except FerError as exc:
-        show_error(exc)
+        _override_failed(exc)
         return None
+
+
+def _override_failed(exc: FerError) -> None:
+    """Shown now, and kept for the next run: callers rerun after a click, which would wipe the message."""
+    show_error(exc)
+    st.session_state["_override_error"] = exc
 
 
 def summary_sidebar(inputs: dec_mod.Inputs, dec: pd.DataFrame) -> dict:
