@@ -77,8 +77,8 @@ def main() -> None:
             return statistics.median(ts) * 1000
 
         print(f"  decide: {timed(lambda: decisions.run(inputs, rec)):.1f} ms")
-        print(f"  histogram bins + figure: "
-              f"{timed(lambda: qv.histogram_figure('sharpness', *qv.hist_bins(vals[scope], None, True), rec.filters['sharpness'], True, False)):.1f} ms")
+        print(f"  histogram bins + view data: "
+              f"{timed(lambda: qv.histogram_data('sharpness', *qv.hist_bins(vals[scope], None, True), rec.filters['sharpness'], True)):.1f} ms")
         print(f"  montage sets: {timed(lambda: qv.montage_sets('sharpness', vals, scope, rec.filters['sharpness'])):.1f} ms")
         from fer_core.montage import montage
         ds = datasets.load("fer2013")

@@ -14,7 +14,7 @@ from fer_core.config import cache_root, import_roots, path_import_allowed
 from fer_core.errors import FerError
 from fer_core.montage import montage_rows
 from fer_core.sources import kaggle, registry
-from ui.common import any_active, page_done, job_manager, render_jobs, setup_page, show_error
+from ui.common import any_active, job_manager, live, live_jobs, page_done, render_jobs, setup_page, show_error
 
 selected = setup_page("Datasets", "📥")
 st.title("📥 Datasets")
@@ -102,11 +102,7 @@ with tab_dl:
             except Exception as exc:  # noqa: BLE001
                 show_error(exc)
 
-    @st.fragment(run_every=1.0)
-    def _download_jobs():
-        render_jobs(kind=("download",), key="dl")
-
-    _download_jobs()
+    live_jobs(kind=("download",), key="dl")
 
 with tab_local:
     st.subheader("Import from disk")
@@ -181,12 +177,9 @@ with tab_local:
         except Exception as exc:  # noqa: BLE001
             show_error(exc)
 
-    @st.fragment(run_every=1.0)
-    def _import_jobs():
-        # while an import runs, the outcome of an earlier one (an old error) is not shown above it
-        render_jobs(kind=("import",), key="imp", show_finished=0 if any_active(("import",)) else 1)
-
-    _import_jobs()
+    # while an import runs, the outcome of an earlier one (an old error) is not shown above it
+    live(lambda: render_jobs(kind=("import",), key="imp", show_finished=0 if any_active(("import",)) else 1),
+         ("import",))
 
 # ---- summary of the selected dataset ---------------------------------------------------------
 st.divider()

@@ -13,7 +13,8 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from fer_core import recipe as recipe_mod
 from fer_core.signals.base import COLUMN_META
 from ui import quality_view as qv
-from ui.common import no_dataset_yet, page_done, raw_figure, setup_page
+from ui.views import histogram_view
+from ui.common import no_dataset_yet, page_done, setup_page
 from ui.curation import (LABEL_ORDER, clickable_montage, current_decisions, current_recipe, dirty, face_signals_panel, fmt_value,
                          inputs_or_scan, inspector, recipe_sidebar, summary_sidebar, sync_draft, wkey)
 
@@ -160,7 +161,7 @@ def _tune():
         edges, counts = qv.hist_bins(values[scope_mask], labels[scope_mask] if per_label else None, logx)
         if per_label:
             counts = {k: counts[k] for k in LABEL_ORDER if k in counts}
-        st.plotly_chart(raw_figure(qv.histogram_figure(col, edges, counts, f, logx, False)), width="stretch", key="q_hist")
+        histogram_view("q_hist", **qv.histogram_data(col, edges, counts, f, logx), title=f"{meta.title} histogram")
         with st.expander("Rejected by this filter, per label", expanded=False):
             present = [l for l in LABEL_ORDER if l in set(labels[scope_mask])]
             lab_s, fl_s = labels[scope_mask], flag_this[scope_mask]

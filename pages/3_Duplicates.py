@@ -73,8 +73,17 @@ with c2[2]:
 
 dec = current_decisions(name, inputs)
 summary_sidebar(inputs, dec)
-default = recipe_mod.default_recipe(sig)
-dec_default = recipe_mod.decide(sig, default, None, inputs.pairs)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _default_leak_drops(name: str, stamp: str, _inputs) -> int:
+    """Training copies the data-derived default recipe drops for leakage: the same for every move of this
+    page's controls, so computed once per dataset and signal tables (it cost a second decide per move)."""
+    dflt = recipe_mod.default_recipe(_inputs.signals)
+    return int(recipe_mod.has_reason(recipe_mod.decide(_inputs.signals, dflt, None, _inputs.pairs)["reasons"], "leak").sum())
+
+
+default_leak_drops = _default_leak_drops(name, f"{sig.attrs.get('catalog_hash')}|{sig.attrs.get('signal_stamp')}", inputs)
 
 split = sig["split"].to_numpy()
 group = dec["group"].to_numpy()
@@ -89,7 +98,7 @@ m[2].metric("Extra copies dropped", f"{int(recipe_mod.has_reason(dec['reasons'],
 m[3].metric("Val/test images with a copy in train",
             f"{int(dec['eval_leaked'].sum()):,}", help="Leakage: evaluation images whose copy is in training")
 m[4].metric("Training copies the default recipe removes",
-            f"{int(recipe_mod.has_reason(dec_default['reasons'], 'leak').sum()):,}")
+            f"{default_leak_drops:,}")
 
 main, side = st.columns([3, 1.15])
 ids = sig["id"].to_numpy()
@@ -169,7 +178,10 @@ with main:
         nb = nb[nb["c"].isin(ev_cls)].drop_duplicates()
         train_pos = np.flatnonzero(split == "train")
         nb = nb.merge(pd.DataFrame({"o": cls[train_pos], "j": train_pos}), on="o")
-        copies_of = {c: np.unique(g["j"].to_numpy()) for c, g in nb.groupby("c")}
+        nb = nb.sort_values(["c", "j"]).drop_duplicates(["c", "j"])   # one split, not a group-by per class
+        cs_, js_ = nb["c"].to_numpy(), nb["j"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, cs_[1:] != cs_[:-1]]) if len(cs_) else np.zeros(0, np.int64)
+        copies_of = dict(zip(cs_[starts].tolist(), np.split(js_, starts[1:])))
         rows = []
         for i in ev:
             tr = copies_of.get(cls[i], np.zeros(0, np.int64))

@@ -13,7 +13,7 @@ import streamlit as st
 from fer_core import datasets, export, staleness
 from fer_core.montage import load_gray_or_color, montage
 from fer_core.store_paths import check_name
-from ui.common import job_manager, no_dataset_yet, page_done, render_jobs, setup_page, show_error
+from ui.common import job_manager, live_jobs, no_dataset_yet, page_done, setup_page, show_error
 from ui.curation import (current_decisions, current_recipe, inputs_or_scan, recipe_in_use, recipe_sidebar, recipe_state,
                          summary_sidebar)
 
@@ -83,12 +83,7 @@ if st.button("Export", type="primary", key="ex_go"):
         show_error(exc)
 
 
-@st.fragment(run_every=1.0)
-def _export_jobs():
-    render_jobs(kind=("export",), dataset=name, key=f"ex-{name}")
-
-
-_export_jobs()
+live_jobs(kind=("export",), dataset=name, key=f"ex-{name}")
 
 st.divider()
 st.subheader("Exports")

@@ -9,7 +9,7 @@ import streamlit as st
 from fer_core import datasets, embedmap, estimates
 from fer_core.signals.base import COLUMN_META
 from ui import quality_view as qv
-from ui.common import job_manager, no_dataset_yet, page_done, raw_figure, render_jobs, setup_page
+from ui.common import job_manager, live_jobs, no_dataset_yet, page_done, raw_figure, setup_page
 from ui.curation import (LABEL_ORDER, clickable_montage, current_decisions, current_recipe, face_signals_panel,
                          inputs_or_scan, inspector, recipe_sidebar, summary_sidebar)
 from ui.jobs_panel import estimate_caption
@@ -52,11 +52,7 @@ if mp is None:
             job_manager().start("map", ["map", name, "--method", "umap"], dataset=name, exclusive=f"map-{name}")
             st.rerun()
 
-        @st.fragment(run_every=1.0)
-        def _map_jobs():
-            render_jobs(kind=("map",), dataset=name, key=f"map-{name}")
-
-        _map_jobs()
+        live_jobs(kind=("map",), dataset=name, key=f"map-{name}")
         st.stop()
 
 ids_all = sig["id"].to_numpy()

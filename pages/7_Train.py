@@ -13,7 +13,7 @@ import streamlit as st
 from fer_core import datasets, decisions as dec_mod, drafts, estimates, export, recipe as recipe_mod, staleness, store
 from fer_core.errors import FerError
 from fer_core.train import ab as ab_mod, presets, runner
-from ui.common import elapsed, job_manager, no_dataset_yet, page_done, raw_figure, render_jobs, setup_page
+from ui.common import elapsed, job_manager, live, live_jobs, no_dataset_yet, page_done, raw_figure, render_jobs, setup_page
 from ui.changes import notice
 from ui.curation import current_recipe, recipe_in_use, recipe_state, scan_stamp
 from ui.jobs_panel import estimate_caption
@@ -154,7 +154,6 @@ with tab_train:
         st.session_state["tr_watch"] = run_id
         st.rerun()
 
-    @st.fragment(run_every=1.0)
     def _live():
         # read live (in the fragment): an A/B or label search that ended meanwhile no longer counts
         for j in jm.active(("train", "ab", "labels"), name)[:1]:
@@ -194,7 +193,7 @@ with tab_train:
             err = info["status"].get("error") or {}
             st.error(f"This run failed: {err.get('message', 'see the job log')}")
 
-    _live()
+    live(_live, ("train", "ab", "labels"), name)
 
 # ---- label issues -----------------------------------------------------------------------------------------
 with tab_labels:
@@ -224,11 +223,7 @@ with tab_labels:
                             "--seed", str(int(lseed))], dataset=name, exclusive=f"train-{name}")
         st.rerun()
 
-    @st.fragment(run_every=1.0)
-    def _labels_jobs():
-        render_jobs(kind=("labels",), dataset=name, key=f"labels-{name}")
-
-    _labels_jobs()
+    live_jobs(kind=("labels",), dataset=name, key=f"labels-{name}")
 
 # ---- A/B --------------------------------------------------------------------------------------------------
 with tab_ab:
@@ -283,7 +278,6 @@ with tab_ab:
                 jm.start("ab", ["ab", name, "--resume", d0["ab_id"]], dataset=name, exclusive=f"train-{name}")
                 st.rerun()
 
-        @st.fragment(run_every=2.0)
         def _ab_live():
             render_jobs(kind=("ab",), dataset=name, key=f"ab-{name}", on_done_rerun=False)
             docs = ab_mod.list_ab(name)
@@ -319,7 +313,7 @@ with tab_ab:
             _curves({arm: (r["runs"][0]["history"] if r["runs"] else []) for arm, r in res["arms"].items()},
                     key=f"ab-curves-{doc['ab_id']}-{sum(len(r['runs']) for r in res['arms'].values())}")
 
-        _ab_live()
+        live(_ab_live, ("ab",), name, every=2.0)
 
 # ---- runs -------------------------------------------------------------------------------------------------
 def _freshness(r: dict) -> tuple[bool | None, str]:

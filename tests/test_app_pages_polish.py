@@ -230,13 +230,22 @@ def test_server_time_footer_only_in_debug_mode(tiny, monkeypatch):
     assert len(footer(at)) == 1
 
 
-def test_histogram_legend_sits_clear_of_the_cut_labels():
+def test_histogram_cut_labels_and_legend():
+    """The cut lines carry their labels on the rejected side; per-label series each get a legend entry (a row
+    under the plot in ui.views, clear of the cut labels); log axes get ticks in the signal's own units."""
     from fer_core import recipe
     from ui import quality_view as qv
 
     edges = np.linspace(0, 255, 81)
     counts = {lab: np.ones(80, int) for lab in ("angry", "happy", "sad")}
-    fig = qv.histogram_figure("brightness", edges, counts, recipe.Filter(True, 40.0, 200.0), False, False)
-    cuts = [a for a in fig["layout"]["annotations"] if a["text"].startswith(("min", "max"))]
-    assert len(cuts) == 2 and all(a["y"] >= 0.9 for a in cuts)
-    assert fig["layout"]["showlegend"] and fig["layout"]["legend"]["y"] < 0     # below the plot, not over the labels
+    d = qv.histogram_data("brightness", edges, counts, recipe.Filter(True, 40.0, 200.0), False)
+    assert [(c["text"], c["shade"]) for c in d["cuts"]] == [("min 40", "left"), ("max 200", "right")]
+    assert [s["name"] for s in d["series"]] == ["angry", "happy", "sad"] and d["xticks"] is None
+    off = qv.histogram_data("brightness", edges, counts, recipe.Filter(False, 40.0, 200.0), False)
+    assert off["cuts"] == []                                   # a filter switched off draws no cut
+    logd = qv.histogram_data("sharpness", np.log10(np.geomspace(1, 1000, 81)), {"all": np.ones(80, int)},
+                             recipe.Filter(True, 10.0, None, review_min=20.0), True)
+    assert logd["cuts"][0]["x"] == 1.0 and logd["cuts"][1]["dash"] and logd["cuts"][1]["text"] == "review below 20"
+    assert ("1", "1,000") == (logd["xticks"][0][1], logd["xticks"][-1][1])
+
+

@@ -13,10 +13,12 @@ from browser import browser_page, shot, streamlit_server, wait_app_idle
 
 pytestmark = pytest.mark.browser
 
-JS_PLOTS = """() => Array.from(document.querySelectorAll('[data-testid="stMain"] .js-plotly-plot')).map(p => ({
-  ann: (p.layout.annotations || []).map(a => a.text),
-  img: (p.layout.images || []).map(i => i.source.length + ':' + i.source.slice(-40)),
-  shapes: (p.layout.shapes || []).length}))"""
+# the histogram's cut labels and each montage's image (ui.views: drawn in the page, no Plotly)
+JS_VIEWS = """() => Array.from(document.querySelectorAll('[data-testid="stMain"] .fer-view')).map(v => ({
+  kind: v.dataset.kind,
+  ann: Array.from(v.querySelectorAll('.cut-label')).map(t => t.textContent),
+  img: v.querySelector('img') ? v.querySelector('img').src.length + ':' + v.querySelector('img').src.slice(-40) : null,
+  ids: v.querySelector('img') ? v.querySelector('img').dataset.ids : null}))"""
 
 
 def _metric(page, label):
@@ -29,8 +31,10 @@ def test_tune_override_reload_export(fer2013_workspace, tmp_path):
         page.goto(f"{url}/Quality")
         page.get_by_text("Rejected by this filter").first.wait_for(timeout=90_000)
         wait_app_idle(page)
-        page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stMain\"] .js-plotly-plot').length >= 4")
-        before = page.evaluate(JS_PLOTS)
+        page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stMain\"] .fer-view img').length === 3"
+                               " && document.querySelector('[data-testid=\"stMain\"] .fer-view svg')")
+        before = page.evaluate(JS_VIEWS)
+        assert [v["kind"] for v in before] == ["histogram", "montage", "montage", "montage"]
         rej_before = _metric(page, "Rejected by this filter")
         assert before[0]["ann"] and before[0]["ann"][0].startswith("min ")
         shot(page, "quality-before")
@@ -44,15 +48,16 @@ def test_tune_override_reload_export(fer2013_workspace, tmp_path):
             arg=["Rejected by this filter", rej_before], timeout=60_000)
         wait_app_idle(page)
         page.wait_for_timeout(500)
-        after = page.evaluate(JS_PLOTS)
+        after = page.evaluate(JS_VIEWS)
         rej_after = _metric(page, "Rejected by this filter")
         assert int(rej_after.replace(",", "")) > int(rej_before.replace(",", ""))
         assert after[0]["ann"] != before[0]["ann"], "the threshold line did not move"
         assert after[1]["img"] != before[1]["img"], "the rejected montage did not update"
+        assert after[1]["ids"] != before[1]["ids"]
         shot(page, "quality-after-slider")
 
         # click the first tile of the "kept, nearest the cut" montage, then reject it in the inspector
-        kept = page.locator('[data-testid="stMain"] [data-testid="stPlotlyChart"]').nth(2)
+        kept = page.locator('[data-testid="stMain"] .fer-view[data-kind="montage"] img').nth(1)
         box = kept.bounding_box()
         page.mouse.click(box["x"] + 30, box["y"] + 30)
         page.get_by_text("KEPT", exact=True).first.wait_for(timeout=30_000)

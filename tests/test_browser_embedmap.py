@@ -33,7 +33,8 @@ def test_lasso_on_embedding_map_shows_montage(faces_ws):
         wait_app_idle(page)
         n = int(page.get_by_text("images selected").first.inner_text().split()[0].replace(",", ""))
         assert n > 5
-        montage = page.locator('[data-testid="stMain"] [data-testid="stPlotlyChart"]').nth(1)
+        montage = page.locator('[data-testid="stMain"] .fer-view[data-kind="montage"] img').first
         montage.wait_for(timeout=30_000)
+        assert len(montage.get_attribute("data-ids").split()) == min(n, 120)   # every selected image (up to 120)
         assert page.get_by_role("button", name=f"Reject all {n:,}").is_visible()
         shot(page, "embedding-map-lasso")

@@ -195,9 +195,10 @@ def _bordered_blocks(node, out):
 
 def _chart_ids(block) -> list[list[str]]:
     out = []
-    for el in block.get("plotly_chart"):
-        spec = json.loads(el.proto.spec)
-        out.append([x for x in spec["data"][0]["customdata"] if x])
+    for el in block.get("bidi_component"):          # ui.views.montage_view
+        data = json.loads(el.proto.json)
+        if data["kind"] == "montage":
+            out.append([t["id"] for t in data["tiles"] if t])
     return out
 
 
@@ -232,8 +233,8 @@ def test_duplicates_page_shows_separate_groups_with_distances(chains):
         assert not any(a in ch and c in ch for box in boxes for ch in _chart_ids(box))
     # the leakage tab names each training copy's distance to the evaluation image
     tab = next(t for t in at.tabs if t.label.startswith("Leakage"))
-    spec = json.loads(tab.get("plotly_chart")[0].proto.spec)
-    texts = [t for t in spec["data"][0]["text"] if t.startswith("train")]
+    data = json.loads(tab.get("bidi_component")[0].proto.json)
+    texts = [t["title"] for t in data["tiles"] if t and t["title"].startswith("train")]
     assert texts and all("exact copy" in t or "bits" in t or "cosine" in t or "pixels" in t for t in texts)
 
 

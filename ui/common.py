@@ -187,16 +187,24 @@ def render_jobs(kind: str | None = None, dataset: str | None = None, key: str = 
         st.rerun(scope="app")
 
 
-def live_jobs(kind=None, dataset: str | None = None, key: str = "jobs", every: float = 1.0, **kw) -> None:
-    """:func:`render_jobs` in a fragment that refreshes every ``every`` s only while such a job is running: an idle
-    page does no timer reruns (each one costs a script run that competes with the person's slider moves). When a
-    job it showed ends, :func:`render_jobs` reruns the page, which redraws this without the timer."""
+def live(body, kind=None, dataset: str | None = None, every: float = 1.0) -> None:
+    """Run ``body`` in a fragment that refreshes every ``every`` s only while a job of ``kind`` (on ``dataset``)
+    runs: an idle page does no timer reruns (each costs a script run that competes with the person's slider
+    moves on 2 cores; issue 15). When the jobs it watched have ended, one full rerun turns the timer off."""
     active = any_active(kind, dataset)
 
-    def body():
-        render_jobs(kind, dataset, key, **kw)
+    def run():
+        body()
+        if active and not any_active(kind, dataset):
+            st.rerun(scope="app")
 
-    st.fragment(body, run_every=every if active else None)()
+    st.fragment(run, run_every=every if active else None)()
+
+
+def live_jobs(kind=None, dataset: str | None = None, key: str = "jobs", every: float = 1.0, **kw) -> None:
+    """:func:`render_jobs` under :func:`live`. When a job it showed ends, :func:`render_jobs` reruns the page (its
+    result shows), which redraws this without the timer."""
+    live(lambda: render_jobs(kind, dataset, key, **kw), kind, dataset, every)
 
 
 def job_label(js: JobStatus) -> str:

@@ -24,7 +24,8 @@ from fer_core.errors import FerError
 from fer_core.montage import load_gray_or_color, montage
 from fer_core.signals.base import COLUMN_META
 from fer_core.sources.labels import CANONICAL
-from ui.common import job_manager, live_jobs, raw_figure, show_error
+from ui.common import job_manager, live_jobs, show_error
+from ui.views import montage_view, rows_view
 
 LABEL_ORDER = list(CANONICAL)
 
@@ -380,17 +381,13 @@ def summary_sidebar(inputs: dec_mod.Inputs, dec: pd.DataFrame) -> dict:
             st.warning(recipe_mod.imbalance_text(w) + ": a small class can vanish from training (its test recall "
                        "then collapses). Check the class on the Review page or loosen this cut.", icon="⚖️")
         labs = [l for l in LABEL_ORDER if l in s["by_label"]]
-        fig = {"data": [{"type": "bar", "x": labs, "y": [s["by_label"][l][k] for l in labs], "name": k,
-                         "marker": {"color": c}} for k, c in (("kept", "#2e9f43"), ("rejected", "#d62728"))],
-               "layout": {"barmode": "stack", "height": 200, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
-                          "showlegend": False}}
-        st.plotly_chart(raw_figure(fig), width="stretch", key="sb_labels", config={"displayModeBar": False})
+        rows_view("sb_labels", [{"label": l, "parts": [s["by_label"][l]["kept"], s["by_label"][l]["rejected"]],
+                                 "text": f"{s['by_label'][l]['rejected']:,} out"} for l in labs],
+                  ["kept", "rejected"], ["#2e9f43", "#d62728"])
         if s["by_reason"]:
             funnel = funnel_counts(inputs, dec)
-            ff = {"data": [{"type": "funnel", "y": [f[0] for f in funnel], "x": [f[1] for f in funnel],
-                            "texttemplate": "%{x:,}"}],
-                  "layout": {"height": 40 + 28 * len(funnel), "margin": {"l": 0, "r": 0, "t": 0, "b": 0}}}
-            st.plotly_chart(raw_figure(ff), width="stretch", key="sb_funnel", config={"displayModeBar": False})
+            rows_view("sb_funnel", [{"label": k, "parts": [v], "text": f"{v:,}"} for k, v in funnel], ["images"],
+                      ["#4c78a8"])
             st.caption("Funnel: images left in scope after each family of reasons, in order.")
     return s
 
@@ -446,30 +443,12 @@ def clickable_montage(name: str, inputs: dec_mod.Inputs, ids: list, key: str, bo
     h, w = img.shape[:2]
     step = tile + layout.pad
     where = [k for k, i in enumerate(ids) if i is not None]
-    xs = [(k % layout.ncols) * step + tile / 2 for k in where]
-    ys = [(k // layout.ncols) * step + tile / 2 for k in where]
     text = [hover[k] for k in where] if hover else [f"{labels_all[pos[ids[k]]]}" for k in where]
-    # a plain figure dict (graph-object validation costs ~30 ms per montage)
-    fig = {"data": [{"type": "scatter", "x": xs, "y": ys, "mode": "markers", "customdata": [ids[k] for k in where],
-                     "text": text, "hoverinfo": "text",
-                     "marker": {"size": tile * 0.9, "symbol": "square", "color": "rgba(0,0,0,0.01)"}}],
-           "layout": {"images": [{"source": _data_uri(img), "x": 0, "y": 0, "sizex": w, "sizey": h, "xref": "x",
-                                  "yref": "y", "sizing": "stretch", "layer": "below"}],
-                      "xaxis": {"visible": False, "range": [0, w], "fixedrange": True},
-                      "yaxis": {"visible": False, "range": [h, 0], "fixedrange": True, "scaleanchor": "x"},
-                      "height": h + 10, "width": w + 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
-                      "dragmode": False, "plot_bgcolor": "white", "clickmode": "event+select", "showlegend": False}}
-    ev = st.plotly_chart(raw_figure(fig), key=key, on_select="rerun", selection_mode="points", width="content",
-                         config={"displayModeBar": False})
-    try:
-        pts = ev.selection.points if ev is not None else []
-    except AttributeError:
-        pts = []
-    if pts:
-        chosen = pts[0].get("customdata")
-        if chosen and st.session_state.get(f"_last_{key}") != chosen:
-            st.session_state[f"_last_{key}"] = chosen
-            st.session_state["inspect"] = chosen
+    titles = dict(zip(where, text))
+    tiles = [None if i is None else {"id": str(i), "title": str(titles[k])} for k, i in enumerate(ids)]
+    chosen = montage_view(key, _data_uri(img), w, tile, step, layout.ncols, tiles, alt=f"{len(real)} images")
+    if chosen:
+        st.session_state["inspect"] = chosen
     if not picker:
         return
     labels_for = [(captions[k] if captions else text[n]) for n, k in enumerate(where)]

@@ -49,56 +49,32 @@ def hist_bins(values: np.ndarray, labels: np.ndarray | None, logx: bool, nbins: 
     return edges, {l: np.histogram(x[lab == l], edges)[0] for l in pd.unique(lab)}
 
 
-def histogram_figure(col: str, edges: np.ndarray, counts: dict, f: recipe_mod.Filter, logx: bool, logy: bool,
-                     height: int = 320) -> dict:
-    """The histogram with the cut(s) as red lines and the rejected side shaded.
-
-    Built as a plain figure dict: plotly's graph-object validation costs ~30 ms a figure, too much for a
-    page that redraws on every slider move."""
+def histogram_data(col: str, edges: np.ndarray, counts: dict, f: recipe_mod.Filter, logx: bool) -> dict:
+    """What ``ui.views.histogram_view`` draws: bars per label, the cut(s) as red lines with the rejected side
+    shaded, review cuts dashed orange, and tick labels in the signal's units on a log axis. The legend is a row
+    under the plot (above it, it covered the cut labels)."""
     meta = COLUMN_META[col]
-    centers = ((edges[:-1] + edges[1:]) / 2).tolist()
-    width = np.diff(edges).tolist()
-    data = [{"type": "bar", "x": centers, "y": np.asarray(c).tolist(), "width": width, "name": lab,
-             "marker": {"color": LABEL_COLORS.get(lab, "#4c78a8"), "line": {"width": 0}},
-             "opacity": 0.75 if len(counts) > 1 else 1.0} for lab, c in counts.items()]
+    series = [{"name": str(lab), "y": np.asarray(c).astype(int).tolist(), "color": LABEL_COLORS.get(lab, "#4c78a8")}
+              for lab, c in counts.items()]
     tx = (lambda t: float(np.log10(t))) if logx else float
-    lo_edge, hi_edge = float(edges[0]), float(edges[-1])
-    shapes, annotations = [], []
-
-    def cut(x, side, text):
-        x0, x1 = (min(lo_edge, x), x) if side == "left" else (x, max(hi_edge, x))
-        shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": x0, "x1": x1, "y0": 0, "y1": 1,
-                       "fillcolor": "#d62728", "opacity": 0.08, "line": {"width": 0}, "layer": "below"})
-        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
-                       "line": {"color": "#d62728", "width": 2}})
-        annotations.append({"xref": "x", "yref": "paper", "x": x, "y": 1.0, "text": text, "showarrow": False,
-                            "xanchor": "left" if side == "left" else "right", "yanchor": "bottom",
-                            "font": {"color": "#d62728"}})
-
+    cuts = []
     if f.enabled:
         if f.min is not None and (not logx or f.min > 0):
-            cut(tx(f.min), "left", f"min {f.min:,.4g}")
+            cuts.append({"x": tx(f.min), "text": f"min {f.min:,.4g}", "color": "#d62728", "shade": "left", "dash": False})
         if f.max is not None and (not logx or f.max > 0):
-            cut(tx(f.max), "right", f"max {f.max:,.4g}")
-        for v, label, anchor in ((f.review_min, "review below", "left"), (f.review_max, "review above", "right")):
+            cuts.append({"x": tx(f.max), "text": f"max {f.max:,.4g}", "color": "#d62728", "shade": "right", "dash": False})
+        for v, label, side in ((f.review_min, "review below", "left"), (f.review_max, "review above", "right")):
             if v is not None and (not logx or v > 0):
-                shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": tx(v), "x1": tx(v), "y0": 0, "y1": 1,
-                               "line": {"color": "#ff9f1c", "width": 2, "dash": "dash"}})
-                annotations.append({"xref": "x", "yref": "paper", "x": tx(v), "y": 0.92, "showarrow": False,
-                                    "text": f"{label} {v:,.4g}", "xanchor": anchor, "font": {"color": "#c77700"}})
-    xaxis = {"title": {"text": f"{meta.title} ({meta.unit})" + (" — log scale" if logx else "")}}
+                cuts.append({"x": tx(v), "text": f"{label} {v:,.4g}", "color": "#c77700", "shade": None, "dash": True,
+                             "side": side})
+    xticks = None
     if logx:
         lo, hi = np.floor(edges[0]), np.ceil(edges[-1])
         ticks = [float(v) for e in np.arange(lo, hi + 1) for v in (e, e + np.log10(2), e + np.log10(5))
                  if edges[0] <= v <= edges[-1]]
-        xaxis.update({"tickvals": ticks, "ticktext": [_tick(10 ** t) for t in ticks]})
-    layout = {"barmode": "overlay" if len(counts) > 1 else "relative", "bargap": 0, "height": height,
-              "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
-              # the legend under the axis: above the plot it covered the cut labels
-              "legend": {"orientation": "h", "y": -0.3, "yanchor": "top"},
-              "xaxis": xaxis, "yaxis": {"title": {"text": "images"}, "type": "log" if logy else "linear"},
-              "showlegend": len(counts) > 1, "shapes": shapes, "annotations": annotations}
-    return {"data": data, "layout": layout}
+        xticks = [(t, _tick(10 ** t)) for t in ticks]
+    return {"edges": edges, "series": series, "cuts": cuts, "xticks": xticks,
+            "xtitle": f"{meta.title} ({meta.unit})" + (" — log scale" if logx else "")}
 
 
 def _tick(v: float) -> str:
