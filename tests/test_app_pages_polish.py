@@ -249,3 +249,44 @@ def test_histogram_cut_labels_and_legend():
     assert ("1", "1,000") == (logd["xticks"][0][1], logd["xticks"][-1][1])
 
 
+
+
+# ---- no timer reruns on an idle page (latency) ------------------------------------------------------------
+
+PAGES_WITH_JOBS = ["pages/1_Datasets.py", "pages/2_Quality.py", "pages/5_Export.py", "pages/6_Embedding_map.py",
+                   "pages/7_Train.py"]
+
+
+def _timers(monkeypatch, page: str) -> list[float]:
+    """The run_every of every fragment the page starts (the sidebar jobs panel included)."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+
+    seen, real = [], st.fragment
+
+    def spy(func=None, *, run_every=None):
+        if run_every is not None:
+            seen.append(float(run_every))
+        return real(func, run_every=run_every)
+
+    monkeypatch.setattr(st, "fragment", spy)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()   # a new tab: Home first
+    seen.clear()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, at.exception
+    return seen
+
+
+def test_an_idle_page_polls_only_through_the_jobs_panel(tiny, live_pid, monkeypatch):
+    """Issue 15: every page with a jobs area reran its fragment each second although no job ran (a script run
+    that competes with the person's slider moves). Idle: only the sidebar panel's slow 10 s look for jobs
+    started elsewhere; while a job of the page's kind runs, its area refreshes every second (2 s for the A/B)."""
+    for page in PAGES_WITH_JOBS:
+        assert _timers(monkeypatch, page) == [10.0], page
+    fake_job("train", tiny, "running", live_pid.pid, time.time() - 5)
+    timers = _timers(monkeypatch, "pages/7_Train.py")
+    assert sorted(timers) == [1.0, 2.0], timers       # the run's live area; the panel speeds up to 2 s
+    assert _timers(monkeypatch, "pages/5_Export.py") == [2.0]   # not an export: only the panel polls
