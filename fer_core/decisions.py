@@ -79,16 +79,12 @@ def decisions_table(inputs: Inputs, dec: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_decisions(table: pd.DataFrame, path: str | Path) -> Path:
-    from fer_core.progress import atomic_write_text
-    import os
-    import uuid
+    from fer_core.fsutil import atomic_path, atomic_write_text
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}")
-        table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            table.to_parquet(tmp, index=False)
     elif path.suffix == ".csv":
         atomic_write_text(path, table.to_csv(index=False))
     else:

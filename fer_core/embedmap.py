@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
 
 import numpy as np
 import pandas as pd
 
 from fer_core import datasets, locks, store
 from fer_core.errors import DatasetError
+from fer_core.fsutil import atomic_path
 from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, emit
 from fer_core.signals import embeddings as emb
 
@@ -66,9 +65,8 @@ def compute_map(name: str, method: str = "umap", progress: ProgressFn | None = N
         xy = umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=0).fit_transform(x)
     out = pd.DataFrame({"id": ids, "x": xy[:, 0].astype(np.float32), "y": xy[:, 1].astype(np.float32)})
     p = map_path(ds, method)
-    tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:6]}")
-    out.to_parquet(tmp, index=False)
-    os.replace(tmp, p)
+    with atomic_path(p) as tmp:
+        out.to_parquet(tmp, index=False)
     atomic_write_json(p.with_suffix(".json"), {"catalog_hash": ds.meta["catalog_hash"], "method": method,
                                                "seconds": round(time.time() - t0, 1), "n": int(len(out))})
     emit(progress, f"map:{method}", 1, 1, "maps")

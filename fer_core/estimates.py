@@ -16,12 +16,12 @@ Keys and their units:
 
 from __future__ import annotations
 
-import fcntl
 import json
 import statistics
 import time
 from dataclasses import dataclass
 
+from fer_core import locks
 from fer_core.config import cache_root
 from fer_core.progress import atomic_write_json
 
@@ -52,8 +52,7 @@ def history(cache=None) -> list[dict]:
 def record(entry: dict, cache=None) -> None:
     """Append one measurement (under a lock: the server's sessions and threads may finish jobs at once)."""
     p = _path(cache)
-    with open(p.with_name(".estimates.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locks.file_lock(p.with_name(".estimates.lock")):
         entries = history(cache) + [entry]
         atomic_write_json(p, {"format": "fer-estimates/1", "entries": entries[-KEEP:]})
 

@@ -23,7 +23,6 @@ byte for byte.
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -31,7 +30,7 @@ import shutil
 import time
 import uuid
 import zipfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 import fer_core
-from fer_core import datasets, decisions as dec_mod, recipe as recipe_mod, review, staleness
+from fer_core import datasets, decisions as dec_mod, locks, recipe as recipe_mod, review, staleness
 from fer_core.config import cache_root
 from fer_core.errors import Busy, DiskFull, InvalidInput
 from fer_core.locks import dataset_lock
@@ -179,10 +178,9 @@ def export(name: str, rec: recipe_mod.Recipe, export_name: str, clahe: Clahe | N
 @contextmanager
 def _target_lock(root: Path):
     """A second export to the same folder fails at once (taken before the dataset lock, never waits)."""
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f".{root.name}.lock", "w") as fh:
+    with ExitStack() as stack:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            stack.enter_context(locks.file_lock(root.parent / f".{root.name}.lock", wait=False))
         except BlockingIOError as exc:
             raise Busy(f"Another export to '{root}' is running.", "Wait for it to finish, or export under another name.") from exc
         yield

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fer_core.config import PROJECT_ROOT, cache_root
-from fer_core.progress import atomic_write_json
+from fer_core.fsutil import atomic_write_json, pid_alive
 from fer_core.store_paths import jobs_root
 
 _SECRET_ENV = ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN")
@@ -78,20 +78,6 @@ def throughput(stages: dict, stage: str | None, now: float | None = None) -> tup
     return rate, (max(etas) if etas else None)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 class JobManager:
     def __init__(self, cache=None):
         self.cache = cache
@@ -143,7 +129,7 @@ class JobManager:
         if proc is not None:
             proc.poll()  # reaps the child when it has exited
         state = prog.get("state", "running")
-        if state not in TERMINAL and not _alive(meta["pid"]):
+        if state not in TERMINAL and not pid_alive(meta["pid"]):
             # the process is gone without saying how it ended
             cancelled = (jdir / "cancel").exists()
             state = "cancelled" if cancelled else "failed"

@@ -85,6 +85,18 @@ def is_locked(name: str, cache=None) -> bool:
         return False
 
 
+@contextmanager
+def file_lock(path: str | os.PathLike, wait: bool = True):
+    """A plain exclusive lock on ``path`` for a short critical section (no holder note, not re-entrant). With
+    ``wait=False`` a lock held elsewhere raises :class:`BlockingIOError` at once. Released by the kernel if the
+    process dies."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        yield
+
+
 def _same_file(fh, path: str) -> bool:
     try:
         return os.fstat(fh.fileno()).st_ino == os.stat(path).st_ino

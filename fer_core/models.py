@@ -25,6 +25,7 @@ import numpy as np
 
 from fer_core.config import cache_root
 from fer_core.errors import FerError
+from fer_core.fsutil import atomic_path
 
 
 class ModelMissing(FerError):
@@ -167,8 +168,6 @@ def fp32_model(name: str) -> Path:
     if not out.exists():
         import onnx
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(f".tmp{os.getpid()}")
-        onnx.save(fold_block_quantization(src), str(tmp))
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            onnx.save(fold_block_quantization(src), str(tmp))
     return out

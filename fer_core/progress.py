@@ -8,10 +8,8 @@ batches; engine code checks it through :func:`check_cancel`.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from fer_core.errors import Cancelled
+from fer_core.fsutil import atomic_write_json, atomic_write_text  # noqa: F401 - re-exported
 
 
 @dataclass
@@ -69,27 +68,6 @@ class CancelToken:
 def check_cancel(token: CancelToken | None) -> None:
     if token is not None and token.cancelled:
         raise Cancelled("Cancelled by request.", "Nothing was registered; start it again when you want.")
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file + rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, default=str))
 
 
 class FileProgress:

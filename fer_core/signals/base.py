@@ -1,11 +1,16 @@
-"""Signal metadata and the batch every family's ``compute`` receives."""
+"""The signal-family contract (:class:`SignalFamily`), its registry, column metadata and the batch every
+per-image family's ``compute`` receives."""
 
 from __future__ import annotations
 
+import functools
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 
 WORK_SIZE = 48  # quality metrics are computed on images resized to this square (FER2013's native size)
 
@@ -53,75 +58,135 @@ class ImageBatch:
     extra: dict = field(default_factory=dict)
 
 
-FAMILY_MODULES = {
-    "quality": "fer_core.signals.quality",
-    "duplicates": "fer_core.signals.duplicates",
-    "faces": "fer_core.signals.faces",
-    "embeddings": "fer_core.signals.embeddings",
-    "faces_mtcnn": "fer_core.signals.faces_mtcnn",
-    "labels": "fer_core.signals.labels",
+# ---- the contract every signal family keeps --------------------------------------------------------------
+
+_HOOKS = ("available", "compute", "finalize")
+
+
+class SignalFamily:
+    """One family of signals: the columns it adds to every image, how it computes them, what else it needs.
+
+    Subclass it once per family module and add one line to :data:`FAMILY_CLASSES`; the scan, the store, the
+    recipe defaults, the pages and the contract test (``tests/test_signals.py``) take everything from here.
+    Two kinds:
+
+    - **per-image** (``per_image = True``): the image scan decodes each image once and hands every family that
+      still misses it an :class:`ImageBatch`; :meth:`compute` returns one array per column. A family that needs
+      all rows at once (duplicate pairs, nearest neighbours) also names its ``derived`` tables and builds them
+      in :meth:`finalize` when the scan completes.
+    - **whole-table** (``per_image = False``): computed by a job of its own over the whole dataset (label folds,
+      crowd votes) and stored with :func:`fer_core.store.write_family_table`; it has no :meth:`compute`.
+
+    Everything is declared and defaulted here, and checked when a subclass is defined (a missing name, a
+    column of another family, a misspelt hook such as ``finalise`` fail at import, not halfway into a scan)."""
+
+    name: ClassVar[str] = ""
+    version: ClassVar[int] = 0              # bump when the code changes: only this family is recomputed
+    columns: ClassVar[tuple[SignalColumn, ...]] = ()
+    per_image: ClassVar[bool] = True
+    depends: ClassVar[tuple[str, ...]] = ()  # families scanned before this one
+    extra_columns: ClassVar[dict[str, tuple[str, ...]]] = {}   # {family: columns} handed over in batch.extra
+    batch_size: ClassVar[int | None] = None  # smaller batches for heavy models (progress, memory)
+    load_exclude: ClassVar[tuple[str, ...]] = ()   # stored but not loaded with the signals (thumbnails, blobs)
+    derived: ClassVar[tuple[str, ...]] = ()  # whole-dataset tables finalize() writes (<key>.parquet)
+    error_column: ClassVar[str | None] = None   # says why an image could not be read; such rows are retried
+    model: ClassVar[str | None] = None       # a model of fer_core.models this family needs
+
+    def available(self) -> tuple[bool, str]:
+        """Whether this machine can compute the family, and if not, why (the model or a package missing)."""
+        if self.model:
+            from fer_core.models import available
+            return available(self.model)
+        return True, ""
+
+    def compute(self, batch: ImageBatch) -> dict[str, np.ndarray]:
+        raise NotImplementedError(f"{self.name} is not computed by the image scan")
+
+    def finalize(self, table: pd.DataFrame, catalog: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """Whole-dataset tables from the complete ``table`` (``catalog``: id, split, label), keyed as ``derived``."""
+        return {}
+
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        bad = []
+        if not isinstance(cls.name, str) or not cls.name.isidentifier():
+            bad.append("`name` must be set to an identifier")
+        if not isinstance(cls.version, int) or cls.version < 1:
+            bad.append("`version` must be an int ≥ 1")
+        cols = cls.columns
+        if not cols or not all(isinstance(c, SignalColumn) for c in cols):
+            bad.append("`columns` must list its SignalColumn(s)")
+        else:
+            bad += [f"column '{c.name}' says family '{c.family}'" for c in cols if c.family != cls.name]
+            names = [c.name for c in cols]
+            bad += [f"column '{n}' twice" for n in sorted({n for n in names if names.count(n) > 1})]
+        own = {k for k, v in vars(cls).items() if callable(v) and not k.startswith("_")}
+        bad += [f"'{k}' is not a hook of SignalFamily ({', '.join(_HOOKS)})" for k in sorted(own - set(_HOOKS) - {"column_names"})]
+        computes = cls.compute is not SignalFamily.compute
+        if cls.per_image and not computes:
+            bad.append("a per-image family defines compute(batch)")
+        if not cls.per_image and (computes or cls.derived or cls.depends or cls.extra_columns):
+            bad.append("a whole-table family has no compute, derived tables, depends or extra columns")
+        if bool(cls.derived) != (cls.finalize is not SignalFamily.finalize):
+            bad.append("`derived` names the tables finalize() writes: both or neither")
+        if cls.error_column is not None and cls.error_column not in {c.name for c in cols}:
+            bad.append(f"error_column '{cls.error_column}' is not one of its columns")
+        if bad:
+            raise TypeError(f"signal family {cls.__name__}: " + "; ".join(bad))
+
+
+# The registry: one line per family, in scan order ("module:Class"; imported on first use, so the app starts
+# without loading TensorFlow or onnxruntime). Explicit on purpose: a stray module never becomes a family.
+FAMILY_CLASSES = {
+    "quality": "fer_core.signals.quality:Quality",
+    "duplicates": "fer_core.signals.duplicates:Duplicates",
+    "faces": "fer_core.signals.faces:Faces",
+    "embeddings": "fer_core.signals.embeddings:Embeddings",
+    "faces_mtcnn": "fer_core.signals.faces_mtcnn:FacesMtcnn",
+    "labels": "fer_core.signals.labels:Labels",
 }
 
 
-def get_family(name: str):
+@functools.cache
+def get_family(name: str) -> SignalFamily:
     try:
-        return importlib.import_module(FAMILY_MODULES[name])
+        module, cls = FAMILY_CLASSES[name].split(":")
     except KeyError:
         from fer_core.errors import InvalidInput
-        raise InvalidInput(f"Unknown signal family '{name}'.", "Known: " + ", ".join(FAMILY_MODULES)) from None
+        raise InvalidInput(f"Unknown signal family '{name}'.", "Known: " + ", ".join(FAMILY_CLASSES)) from None
+    fam = getattr(importlib.import_module(module), cls)()
+    if fam.name != name:
+        raise TypeError(f"FAMILY_CLASSES['{name}'] names family '{fam.name}'")
+    return fam
 
 
-def families(names=None) -> list:
-    return [get_family(n) for n in (names or FAMILY_MODULES)]
+def families(names=None) -> list[SignalFamily]:
+    return [get_family(n) for n in (names or FAMILY_CLASSES)]
 
 
+@functools.cache
 def _all_columns() -> dict[str, SignalColumn]:
-    out = {}
-    for fam in families():
-        for c in fam.COLUMNS:
-            out[c.name] = c
-    return out
+    return {c.name: c for fam in families() for c in fam.columns}
 
 
-class _LazyMeta(dict):
-    def _load(self):
-        if not super().__len__():
-            super().update(_all_columns())
+class _Columns(Mapping):
+    """Every family's columns by name, read from the registry on first use (importing this module loads no
+    family)."""
 
     def __getitem__(self, k):
-        self._load()
-        return super().__getitem__(k)
+        return _all_columns()[k]
 
     def __iter__(self):
-        self._load()
-        return super().__iter__()
+        return iter(_all_columns())
 
     def __len__(self):
-        self._load()
-        return super().__len__()
-
-    def get(self, k, d=None):
-        self._load()
-        return super().get(k, d)
-
-    def items(self):
-        self._load()
-        return super().items()
-
-    def values(self):
-        self._load()
-        return super().values()
-
-    def keys(self):
-        self._load()
-        return super().keys()
-
-    def __contains__(self, k):
-        self._load()
-        return super().__contains__(k)
+        return len(_all_columns())
 
 
-COLUMN_META: dict[str, SignalColumn] = _LazyMeta()
+COLUMN_META: Mapping[str, SignalColumn] = _Columns()
 
 
 def column_meta(name: str) -> SignalColumn:

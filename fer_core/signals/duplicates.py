@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from fer_core.signals.base import WORK_SIZE, ImageBatch, SignalColumn
+from fer_core.signals.base import WORK_SIZE, ImageBatch, SignalColumn, SignalFamily
 
 FAMILY = "duplicates"
 VERSION = 2  # 2: 24×24 thumbnails and the pixel check of candidate pairs
@@ -37,7 +37,6 @@ PAIR_MAX = 12  # candidate near-duplicate pairs are kept up to this Hamming dist
 PROBE_MAX = 4  # mirrored / shifted matches are kept up to this distance (multi-index hashing, fast)
 SHIFTS = (("x+1", 1, 0), ("x-1", -1, 0), ("y+1", 0, 1), ("y-1", 0, -1))
 THUMB = 24      # thumbnail side for the pixel check
-LOAD_EXCLUDE = ("thumb",)
 _F = FAMILY
 
 COLUMNS = [
@@ -238,3 +237,15 @@ def finalize(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
                                                      np.searchsorted(rows, ib),
                                                      (pairs["method"] == "mirror").to_numpy()[~exact])
     return {"pairs": pairs}
+
+
+class Duplicates(SignalFamily):
+    name, version, columns = FAMILY, VERSION, tuple(COLUMNS)
+    load_exclude = ("thumb",)   # 24×24 thumbnails for the pixel check: stored, not loaded with the signals
+    derived = ("pairs",)
+
+    def compute(self, batch: ImageBatch) -> dict[str, np.ndarray]:
+        return compute(batch)
+
+    def finalize(self, table: pd.DataFrame, catalog: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        return finalize(table)

@@ -24,13 +24,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from fer_core.signals.base import ImageBatch, SignalColumn
+from fer_core.signals.base import ImageBatch, SignalColumn, SignalFamily
 from fer_core.signals.faces import LANDMARK_COLS
 
 FAMILY = "embeddings"
 VERSION = 1
-DEPENDS = ("faces",)
-EXTRA_COLUMNS = {"faces": LANDMARK_COLS}
 BATCH = 256
 DIM = 128
 PAIR_MIN = 0.75        # near-copy candidate pairs kept from this cosine up (the recipe threshold moves above)
@@ -39,7 +37,6 @@ K = 10
 _F = FAMILY
 ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                              [41.5493, 92.3655], [70.7299, 92.2041]], np.float32)
-LOAD_EXCLUDE = ("emb_crop", "emb_aligned")
 
 COLUMNS = [
     SignalColumn("emb_crop", _F, "Embedding (whole crop)", "SFace 128-d embedding of the crop resized to 112 px.",
@@ -245,3 +242,22 @@ def finalize(table: pd.DataFrame, signals: pd.DataFrame | None = None) -> dict[s
         identity = pd.DataFrame({"a": ids[idp["ia"].to_numpy()], "b": ids[idp["ib"].to_numpy()],
                                  "similarity": idp["similarity"].to_numpy(np.float32)})
     return {"pairs": pairs_out, "scores": scores, "identity": identity}
+
+
+class Embeddings(SignalFamily):
+    name, version, columns = FAMILY, VERSION, tuple(COLUMNS)
+    depends = ("faces",)
+    extra_columns = {"faces": tuple(LANDMARK_COLS)}   # alignment by YuNet's landmarks
+    batch_size = BATCH
+    load_exclude = ("emb_crop", "emb_aligned")          # 128-d vectors: read by embedmap.vectors when needed
+    derived = ("pairs", "scores", "identity")
+    model = "sface"
+
+    def available(self) -> tuple[bool, str]:
+        return available()
+
+    def compute(self, batch: ImageBatch) -> dict[str, np.ndarray]:
+        return compute(batch)
+
+    def finalize(self, table: pd.DataFrame, catalog: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        return finalize(table, catalog)

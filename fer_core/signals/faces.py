@@ -16,11 +16,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from fer_core.signals.base import WORK_SIZE, ImageBatch, SignalColumn
+from fer_core.signals.base import ImageBatch, SignalColumn, SignalFamily
 
 FAMILY = "faces"
 VERSION = 1
-REQUIRES_MODEL = "yunet"
 UPSCALE = 4          # measured best preprocessing (see module doc)
 PAD = 0
 SCORE_FLOOR = 0.05   # YuNet's own threshold: keep weak detections so that scores stay continuous
@@ -107,3 +106,11 @@ def compute(batch: ImageBatch) -> dict[str, np.ndarray]:
         vals = [np.nan if r is None else r[c] for r in rows]
         cols[c] = np.asarray(vals, dtype=np.float64 if c != "face_n" else np.float64)
     return cols
+
+
+class Faces(SignalFamily):
+    name, version, columns = FAMILY, VERSION, tuple(COLUMNS)
+    model = "yunet"   # available() checks it (packaged in the repository, SHA-256 verified)
+
+    def compute(self, batch: ImageBatch) -> dict[str, np.ndarray]:
+        return compute(batch)

@@ -12,7 +12,7 @@ import os
 import cv2
 import numpy as np
 
-from fer_core.signals.base import ImageBatch, SignalColumn
+from fer_core.signals.base import ImageBatch, SignalColumn, SignalFamily
 
 FAMILY = "faces_mtcnn"
 VERSION = 1
@@ -76,3 +76,14 @@ def compute(batch: ImageBatch) -> dict[str, np.ndarray]:
         for i, r in zip(ok, res):
             sc[i], nf[i] = score(r, batch.gray.shape[1])
     return {"mtcnn_face_score": sc, "mtcnn_faces": nf}
+
+
+class FacesMtcnn(SignalFamily):
+    name, version, columns = FAMILY, VERSION, tuple(COLUMNS)
+    batch_size = BATCH
+
+    def available(self) -> tuple[bool, str]:
+        return available()
+
+    def compute(self, batch: ImageBatch) -> dict[str, np.ndarray]:
+        return compute(batch)

@@ -5,11 +5,10 @@ use them the same way. Training images only; val/test rows are empty (NaN)."""
 
 from __future__ import annotations
 
-from fer_core.signals.base import SignalColumn
+from fer_core.signals.base import SignalColumn, SignalFamily
 
 FAMILY = "labels"
 VERSION = 1
-SCANNED = False   # not computed by the image scan
 _F = FAMILY
 
 COLUMNS = [
@@ -29,5 +28,8 @@ COLUMNS = [
 ]
 
 
-def available() -> tuple[bool, str]:
-    return False, "label signals come from `python -m fer_core labels NAME` (or the Train page), not from a scan"
+class Labels(SignalFamily):
+    """A whole-table family: ``fer_core.train.labels`` computes it and stores it with
+    ``store.write_family_table``."""
+    name, version, columns = FAMILY, VERSION, tuple(COLUMNS)
+    per_image = False

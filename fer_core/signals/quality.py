@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from fer_core.signals.base import ImageBatch, SignalColumn
+from fer_core.signals.base import ImageBatch, SignalColumn, SignalFamily
 
 FAMILY = "quality"
 VERSION = 1
@@ -85,3 +85,11 @@ def compute(batch: ImageBatch) -> dict[str, np.ndarray]:
             out[k][bad] = np.nan
     out["scan_error"] = np.array(batch.errors, dtype=object)
     return out
+
+
+class Quality(SignalFamily):
+    name, version, columns = FAMILY, VERSION, tuple(COLUMNS)
+    error_column = "scan_error"   # the one family that says why an image could not be read
+
+    def compute(self, batch: ImageBatch) -> dict[str, np.ndarray]:
+        return compute(batch)

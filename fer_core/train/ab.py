@@ -17,6 +17,7 @@ import numpy as np
 
 from fer_core import datasets, store
 from fer_core.errors import InvalidInput
+from fer_core.fsutil import pid_alive
 from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, emit
 from fer_core.train import runner
 
@@ -231,7 +232,7 @@ def is_running(name: str, doc: dict, cache=None) -> bool:
     if doc.get("complete"):
         return False
     if doc.get("pid") is not None:
-        return runner._pid_alive(doc["pid"])
+        return pid_alive(doc["pid"])
     return any(runner.run_info(name, r, cache)["status"].get("state") == "running"
                for rids in doc.get("runs", {}).values() for r in rids)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 
 from fer_core import datasets, locks
 from fer_core.errors import DatasetError, InvalidInput
+from fer_core.fsutil import atomic_path
 from fer_core.progress import CancelToken, ProgressFn, check_cancel, emit
 from fer_core.sources.labels import CANONICAL
 
@@ -81,9 +81,8 @@ def pixels(ds: datasets.Dataset, size: int = 48, progress: ProgressFn | None = N
     arr = load_images([ds.image_path(p) for p in cat["path"]], size, progress, cancel)
     for old in d.glob(f"pixels-{size}-*.npy"):
         old.unlink(missing_ok=True)
-    tmp = d / f".pixels-{uuid.uuid4().hex[:6]}.npy"
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.save(tmp, arr)
     return ids, arr
 
 

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
-import uuid
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -30,8 +28,9 @@ import pandas as pd
 
 from fer_core import datasets, locks, store
 from fer_core.errors import DatasetError, InvalidInput
-from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, check_cancel, emit
-from fer_core.signals import labels as fam
+from fer_core.fsutil import atomic_path
+from fer_core.progress import CancelToken, ProgressFn, check_cancel, emit
+from fer_core.signals.base import get_family
 from fer_core.train import data as data_mod
 from fer_core.train.presets import Preset
 
@@ -85,9 +84,8 @@ def cnn_oof(x: np.ndarray, y: np.ndarray, n_classes: int, fold: np.ndarray, cfg:
         p = predict(model, x[held], tta=True)
         probs[held] = p
         if path is not None:
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.npy")
-            np.save(tmp, p)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                np.save(tmp, p)
         emit(progress, "labels:folds", f + 1, k, "folds", message=f"fold {f + 1}/{k} done")
         del model
         import keras
@@ -190,7 +188,7 @@ def compute(name: str, cfg: LabelsConfig | None = None, progress: ProgressFn | N
     if "cnn" in cfg.sources:
         ids_all, px = data_mod.pixels(ds, 48, progress, cancel)
         x = px[np.searchsorted(ids_all, tr["id"].to_numpy())]
-        key = _key(ds.meta["catalog_hash"], asdict(cfg.preset()), cfg.seed, cfg.folds, fam.VERSION)
+        key = _key(ds.meta["catalog_hash"], asdict(cfg.preset()), cfg.seed, cfg.folds, get_family("labels").version)
         parts.append(cnn_oof(x, y, len(classes), fold, cfg, fdir / "folds", key, progress, cancel))
         used.append("cnn")
     emb_note = ""
@@ -221,14 +219,10 @@ def compute(name: str, cfg: LabelsConfig | None = None, progress: ProgressFn | N
     for c in classes:  # the averaged probabilities, for the review queue and the A/B's relabel arm
         full[f"p_{c}"] = np.nan
         full.loc[full["id"].isin(tr["id"]), f"p_{c}"] = probs[:, classes.index(c)]
-    tmp = fdir / f".table-{uuid.uuid4().hex[:6]}.parquet"
-    full.to_parquet(tmp, index=False)
-    os.replace(tmp, fdir / "table.parquet")
     oof_acc = float((probs.argmax(1) == y).mean())
-    summary = {"family": "labels", "version": fam.VERSION, "rows": int(len(cat)), "catalog_hash": ds.meta["catalog_hash"],
-               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sources": used, "config": asdict(cfg),
+    summary = {"sources": used, "config": asdict(cfg),
                "train_images": int(len(tr)), "oof_accuracy": oof_acc,
                "oof_accuracy_by_source": {s: float((p.argmax(1) == y).mean()) for s, p in zip(used, parts)},
                "cleanlab_issues": int(table["label_issue"].sum()), "seconds": round(time.time() - t0, 1), "note": emb_note}
-    atomic_write_json(fdir / "meta.json", summary)
-    return summary
+    store.write_family_table(ds, "labels", full, summary)
+    return json.loads((fdir / "meta.json").read_text())

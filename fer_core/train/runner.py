@@ -23,6 +23,7 @@ import numpy as np
 
 from fer_core import datasets
 from fer_core.errors import Cancelled, FerError
+from fer_core.fsutil import atomic_path, pid_alive
 from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, check_cancel, emit
 from fer_core.train import data as data_mod
 from fer_core.train import presets as presets_mod
@@ -172,12 +173,12 @@ def train(name: str, source: str = "raw", recipe=None, export_dir=None, preset: 
                         "epochs_run": len(hist), "train_seconds": round(train_s, 1),
                         "train_images": len(td.train), "best_epoch": int(np.argmax([h.get("val_accuracy", 0) for h in hist]) + 1)
                         if hist else None})
-        np.save(rdir / "test_probs.npy", probs)
+        with atomic_path(rdir / "test_probs.npy") as tmp:
+            np.save(tmp, probs)
         atomic_write_json(rdir / "test_ids.json", [str(i) for i in td.test.ids])
         atomic_write_json(rdir / "metrics.json", metrics)
-        tmp = rdir / f".model-{uuid.uuid4().hex[:6]}.keras"
-        model.save(tmp)
-        os.replace(tmp, rdir / "model.keras")
+        with atomic_path(rdir / "model.keras") as tmp:
+            model.save(tmp)
         atomic_write_json(rdir / "status.json", {**status, "state": "done", "finished": time.time()})
         emit(progress, "evaluate", 1, 1, "runs")
         return metrics
@@ -202,20 +203,10 @@ def _read(p: Path, default=None):
         return default
 
 
-def _pid_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-        return True
-    except (ProcessLookupError, ValueError, TypeError):
-        return False
-    except PermissionError:
-        return True
-
-
 def run_info(name: str, run_id: str, cache=None) -> dict:
     rdir = runs_root(name, cache) / run_id
     st = _read(rdir / "status.json", {}) or {}
-    if st.get("state") == "running" and not _pid_alive(st.get("pid")):
+    if st.get("state") == "running" and not pid_alive(st.get("pid")):
         st["state"] = "failed"
         st["error"] = {"code": "died", "message": "The training process ended without finishing.", "hint": "Run it again."}
     return {"run_id": run_id, "dir": rdir, "status": st, "config": _read(rdir / "config.json", {}) or {},
