@@ -15,10 +15,8 @@ embedding sources are skipped).
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 

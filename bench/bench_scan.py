@@ -40,7 +40,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as cache:
-        from fer_core import datasets, decisions, recipe, store
+        from fer_core import datasets, decisions, recipe
 
         datasets.import_dataset(FER_ZIP, "fer2013", cache=cache)
         ds = datasets.load("fer2013", cache)

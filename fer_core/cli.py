@@ -351,9 +351,6 @@ class _exclusive:
 
 # ---- parser ---------------------------------------------------------------------------------
 
-COMMANDS = {}
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fer_core", description="FER Curation Studio engine (headless).")
     p.add_argument("--cache", default=None, help="cache directory (default ./cache or $FER_CACHE_DIR)")
@@ -465,9 +462,6 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("runs", help="list training runs")
     s.add_argument("name")
     s.set_defaults(fn=cmd_runs)
-
-    for register in COMMANDS.values():
-        register(sub)
     return p
 
 

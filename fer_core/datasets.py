@@ -358,20 +358,6 @@ def _commit(ddir: Path, staging: Path, chash: str, rej: pd.DataFrame) -> bool:
     return True
 
 
-def delete_dataset(name: str, cache=None, keep_work: bool = True) -> None:
-    """Unregister a dataset's data. The person's work (signals, overrides, recipes) is kept unless asked."""
-    ddir = dataset_dir(name, cache)
-    with dataset_lock(name, cache, "change", wait=False):
-        link = ddir / "data"
-        target = link.resolve() if link.is_symlink() else None
-        if link.is_symlink():
-            link.unlink()
-        if target is not None and target.exists():
-            shutil.rmtree(target, ignore_errors=True)
-        if not keep_work:
-            shutil.rmtree(ddir, ignore_errors=True)
-
-
 def describe_error(exc: BaseException) -> FerError:
     """Wrap any exception into a FerError for display."""
     if isinstance(exc, FerError):

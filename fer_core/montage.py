@@ -28,14 +28,6 @@ class Layout:
     n: int
     top: int = 0
 
-    def index_at(self, x: int, y: int) -> int | None:
-        step = self.tile + self.pad
-        col, row = x // step, (y - self.top) // step
-        if y < self.top or col >= self.ncols:
-            return None
-        i = int(row * self.ncols + col)
-        return i if 0 <= i < self.n else None
-
 
 def load_gray_or_color(path: str | Path) -> np.ndarray | None:
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)

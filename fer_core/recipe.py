@@ -50,10 +50,6 @@ def reason_bit(name: str) -> int:
     return 1 << reason_names().index(name)
 
 
-REASON_TEXT = {"duplicate": "extra copy in a duplicate group", "leak": "training copy of a val/test image",
-               "manual": "rejected by hand", "conflict": "copies of it carry other labels (review)"}
-
-
 @dataclass
 class Filter:
     enabled: bool = True

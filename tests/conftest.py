@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import os
-import shutil
+import subprocess
 import sys
 import time
 import zipfile
@@ -377,3 +376,12 @@ def app_page(path: str, timeout: float = 120):
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+@pytest.fixture
+def live_pid():
+    """A process that stays alive until the test ends it (stands for a job's or run's process)."""
+    p = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    yield p
+    p.stdin.close()
+    p.wait(10)

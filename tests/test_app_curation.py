@@ -123,9 +123,14 @@ def test_duplicates_page_renders_groups_and_leakage(subset):
     dec = decisions.run(subset, recipe.default_recipe(subset.signals))
     assert _metric(at, "Duplicate groups") == f"{dec.loc[dec['group'] >= 0, 'group'].nunique():,}"
     assert _metric(at, "Val/test images with a copy in train") == f"{int(dec['eval_leaked'].sum()):,}"
-    at.select_slider[0].set_value(0)
+    at.select_slider[0].set_value(0)       # near duplicates at 0 bits: only identical hashes pair up
     at.run()
     assert not at.exception
+    rec0 = recipe.default_recipe(subset.signals)
+    rec0.duplicates.near_threshold = 0
+    dec0 = decisions.run(subset, rec0)
+    assert _metric(at, "Duplicate groups") == f"{dec0.loc[dec0['group'] >= 0, 'group'].nunique():,}"
+    assert _metric(at, "Extra copies dropped") == f"{int(recipe.has_reason(dec0['reasons'], 'duplicate').sum()):,}"
 
 
 def test_duplicates_slider_shows_a_loaded_recipes_value_between_the_marks(subset):

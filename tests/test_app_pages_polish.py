@@ -5,7 +5,6 @@ Datasets on every page opened before any import."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 import tomllib
 
@@ -27,15 +26,6 @@ def tiny(tmp_path, fer_sample):
     items = list(fer_sample.items())
     import_and_scan(tmp_path, dict(items[:: max(1, len(items) // 60)]), "tiny")
     return "tiny"
-
-
-@pytest.fixture
-def live_pid():
-    """A process that stays alive until the test ends it (stands for a job's or run's process)."""
-    p = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    yield p
-    p.stdin.close()
-    p.wait(10)
 
 
 def fake_job(kind: str, dataset: str, state: str, pid: int, created: float, summary: str = "") -> str:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from browser import browser_page, shot, streamlit_server, wait_app_idle
-from test_app_pages_polish import fake_job, live_pid  # noqa: F401 - live_pid is a fixture
+from test_app_pages_polish import fake_job
 
 pytestmark = pytest.mark.browser
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import decode_gray, synthetic_nonfaces
 from fer_core import datasets, decisions, embedmap, models, recipe, store
-from fer_core.signals import duplicates, embeddings, faces
+from fer_core.signals import embeddings, faces
 
 
 def test_real_faces_score_high_and_non_faces_low(fer_sample):
@@ -154,9 +154,6 @@ def test_embedding_map_and_neighbours(faces_ws):
 def test_embeddings_resume_and_version_bump(tmp_path, fer_sample, monkeypatch):
     import os
     import signal
-    import subprocess
-    import sys
-    import time
 
     from conftest import cli_paused_after, import_and_scan
     files = dict(list(fer_sample.items())[:64])

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import os
 from pathlib import Path
 
 import numpy as np

@@ -95,7 +95,7 @@ def test_interrupted_download_resumes_on_next_run(fake_kaggle, fer2013_store):
     creds = KaggleCredentials(fake_kaggle.username, fake_kaggle.key)
     fake_kaggle.drop_after = 3_000_000
     fake_kaggle.drops_left = 20  # more drops than retries: the first run gives up
-    with pytest.raises(ConnectionDropped, match="resumes") as ei:
+    with pytest.raises(ConnectionDropped, match="resumes"):
         acquire.download_and_import("fer2013", creds=creds, cache=None)
     assert datasets.list_datasets() == []
     part = kaggle.download_dir("msambare/fer2013", 3) / "archive.zip.part"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import pandas as pd
 import pytest
 
 from conftest import decode_gray, encode, import_and_scan

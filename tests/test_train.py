@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import import_and_scan, read_member
+from conftest import import_and_scan
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -152,7 +151,7 @@ def test_recipe_and_export_sources_train_on_the_kept_images_and_test_on_the_full
 
 @pytest.mark.slow
 def test_planted_label_noise_concentrates_at_the_top(noisy_labelled, monkeypatch):
-    from fer_core import datasets, store
+    from fer_core import store
 
     cache, flipped, stdout, secs = noisy_labelled
     monkeypatch.setenv("FER_CACHE_DIR", str(cache))
@@ -288,8 +287,8 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
     assert ("within noise" in text) == (lo <= 0 <= hi)
     saved = ab.list_ab("fer2013")[0]
     assert saved["ab_id"] == doc["ab_id"] and saved["complete"]
-    with pytest.raises(Exception):
-        ab.arms_for("fer2013", rec, relabel_arm=True)                   # the relabel arm needs label signals
+    with pytest.raises(InvalidInput, match="relabel arm needs label signals"):
+        ab.arms_for("fer2013", rec, relabel_arm=True)
 
 
     # A killed A/B resumes: finished runs are kept, only the missing pair is trained again.

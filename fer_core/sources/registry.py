@@ -21,7 +21,7 @@ import numpy as np
 
 from fer_core.errors import InvalidInput
 from fer_core.sources import readers
-from fer_core.sources.labels import FER2013_IDS, canonical_label
+from fer_core.sources.labels import FER2013_IDS
 from fer_core.sources.readers import Record, read_folders, walk_files
 
 RAFDB_IDS = {1: "surprise", 2: "fear", 3: "disgust", 4: "happy", 5: "sad", 6: "angry", 7: "neutral"}
@@ -264,6 +264,3 @@ def find_fer_csv(root: Path) -> Path | None:
             return p
     return None
 
-
-def known_label(name: str, spec: DatasetSpec) -> str | None:
-    return canonical_label(name, spec.numeric_map)
