@@ -114,6 +114,11 @@ class JobManager:
         self._procs[job_id] = proc
         return job_id
 
+    def submit(self, spec: "JobSpec") -> str:
+        """Start the job ``spec`` describes (see the typed starters at the end of this module)."""
+        return self.start(spec.kind, list(spec.argv), dataset=spec.dataset, env=spec.env, exclusive=spec.exclusive,
+                          label=spec.label)
+
     # -- read
     def _meta(self, job_id: str) -> dict:
         return json.loads((self.root / job_id / "job.json").read_text())
@@ -225,3 +230,76 @@ class JobManager:
             if st.finished or time.time() > deadline:
                 return st
             time.sleep(poll)
+
+
+# ---- the job kinds: one typed starter each ---------------------------------------------------------------
+# The pages (and anything else that starts a job) describe the job with one of these; the command line it runs is
+# built here only, and tests/test_jobs.py parses every one with the CLI's own parser. ``exclusive`` says what may
+# not run at the same time (the dataset's writer lock is taken by the engine as well).
+
+@dataclass(frozen=True)
+class JobSpec:
+    kind: str
+    argv: tuple[str, ...]
+    dataset: str | None
+    exclusive: str | None
+    label: str = ""
+    env: dict | None = field(default=None, compare=False, repr=False)   # secrets travel here, never in argv
+
+
+def _opt(flag: str, value) -> list[str]:
+    return [] if value is None else [flag, str(value)]
+
+
+def download_job(what: str, name: str, env: dict | None = None) -> JobSpec:
+    return JobSpec("download", ("download", what, "--name", name), name, f"dataset-{name}", env=env)
+
+
+def import_job(source: str | os.PathLike, name: str, spec: str | None = None,
+               within: tuple[str | os.PathLike, ...] = ()) -> JobSpec:
+    argv = ["import", str(source), "--name", name, *_opt("--spec", spec)]
+    argv += [a for r in within for a in ("--within", str(r))]   # the job confines the path again
+    return JobSpec("import", tuple(argv), name, f"dataset-{name}")
+
+
+def scan_job(name: str, signals: tuple[str, ...] | None = None, kind: str = "scan") -> JobSpec:
+    argv = ["scan", name] + (["--signals", ",".join(signals)] if signals else [])
+    return JobSpec(kind, tuple(argv), name, f"dataset-{name}")
+
+
+def export_job(name: str, recipe_file: str | os.PathLike, export_name: str, zip_: bool = True, csv: bool = False,
+               clahe: tuple[float, int] | None = None) -> JobSpec:
+    argv = ["export", name, "--recipe", str(recipe_file), "--export-name", export_name]
+    argv += (["--zip"] if zip_ else []) + (["--csv"] if csv else [])
+    if clahe is not None:
+        argv += ["--clahe", "--clahe-clip", str(clahe[0]), "--clahe-tile", str(clahe[1])]
+    return JobSpec("export", tuple(argv), name, f"export-{export_name}")
+
+
+def map_job(name: str, method: str = "umap") -> JobSpec:
+    return JobSpec("map", ("map", name, "--method", method), name, f"map-{name}")
+
+
+def train_job(name: str, run_id: str, preset: str, seed: int, balance: str = "none",
+              recipe_file: str | os.PathLike | None = None, export_dir: str | os.PathLike | None = None,
+              augment: str | None = None, label: str = "") -> JobSpec:
+    argv = ["train", name, "--preset", preset, "--seed", str(int(seed)), "--balance", balance,
+            *_opt("--recipe", recipe_file), *_opt("--export", export_dir), *_opt("--augment", augment),
+            "--run-id", run_id]
+    return JobSpec("train", tuple(argv), name, f"train-{name}", label=label)
+
+
+def labels_job(name: str, folds: int, epochs: int, seed: int) -> JobSpec:
+    return JobSpec("labels", ("labels", name, "--folds", str(int(folds)), "--epochs", str(int(epochs)),
+                              "--seed", str(int(seed))), name, f"train-{name}")
+
+
+def ab_job(name: str, recipe_file: str | os.PathLike | None = None, preset: str | None = None,
+           seeds: int | None = None, relabel_arm: bool = True, baseline: str | None = None,
+           resume: str | None = None) -> JobSpec:
+    if resume:
+        argv = ["ab", name, "--resume", resume]
+    else:
+        argv = ["ab", name, "--recipe", str(recipe_file), *_opt("--preset", preset), *_opt("--seeds", seeds)]
+        argv += ([] if relabel_arm else ["--no-relabel-arm"]) + _opt("--baseline", baseline)
+    return JobSpec("ab", tuple(argv), name, f"train-{name}")

@@ -9,7 +9,7 @@ import numpy as np
 import plotly.express as px
 import streamlit as st
 
-from fer_core import catalog, datasets
+from fer_core import catalog, datasets, jobs
 from fer_core.config import cache_root, import_roots, path_import_allowed
 from fer_core.errors import FerError
 from fer_core.montage import montage_rows
@@ -96,8 +96,7 @@ with tab_dl:
                 from fer_core.store_paths import check_name
                 check_name(name)
                 env = creds.as_env() if creds.source == "typed" else None
-                job_manager().start("download", ["download", what, "--name", name], dataset=name, env=env,
-                                    exclusive=f"dataset-{name}")
+                job_manager().submit(jobs.download_job(what, name, env=env))
                 st.rerun()
             except Exception as exc:  # noqa: BLE001
                 show_error(exc)
@@ -167,12 +166,11 @@ with tab_local:
                 dest = cache_root() / "uploads" / uuid.uuid4().hex[:10] / Path(up.name).name
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(up.getbuffer())
-                argv = ["import", str(dest), "--name", imp_name]
+                source, within = dest, ()
             else:  # the same words whether the path is outside the import folders or missing
-                argv = ["import", str(datasets.confine(path, roots)), "--name", imp_name]
-                argv += [a for r in roots for a in ("--within", str(r))]  # the job checks again
-            argv += [] if imp_spec == "(detect)" else ["--spec", imp_spec]
-            job_manager().start("import", argv, dataset=imp_name, exclusive=f"dataset-{imp_name}")
+                source, within = datasets.confine(path, roots), tuple(roots)   # the job checks again
+            job_manager().submit(jobs.import_job(source, imp_name, None if imp_spec == "(detect)" else imp_spec,
+                                                 within))
             st.rerun()
         except Exception as exc:  # noqa: BLE001
             show_error(exc)

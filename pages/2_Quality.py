@@ -14,17 +14,11 @@ from fer_core import recipe as recipe_mod
 from fer_core.signals.base import COLUMN_META
 from ui import quality_view as qv
 from ui.views import histogram_view
-from ui.common import no_dataset_yet, page_done, setup_page
+from ui.common import page_done
 from ui.curation import (LABEL_ORDER, clickable_montage, current_decisions, current_recipe, dirty, face_signals_panel, fmt_value,
-                         inputs_or_scan, inspector, recipe_sidebar, summary_sidebar, sync_draft, wkey)
+                         curation_page, inspector, recipe_sidebar, summary_sidebar, sync_draft, wkey)
 
-name = setup_page("Quality", "🔍")
-st.title("🔍 Quality")
-if not name:
-    no_dataset_yet()
-inputs = inputs_or_scan(name)
-if inputs is None:
-    st.stop()
+name, inputs = curation_page("Quality", "🔍")
 sig = inputs.signals
 rec = current_recipe(name, inputs)
 recipe_sidebar(name, inputs)

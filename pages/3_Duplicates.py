@@ -11,17 +11,11 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from fer_core import recipe as recipe_mod, store
-from ui.common import no_dataset_yet, page_done, setup_page
-from ui.curation import (clickable_montage, current_decisions, current_recipe, dirty, inputs_or_scan, inspector,
+from ui.common import page_done
+from ui.curation import (clickable_montage, current_decisions, current_recipe, dirty, curation_page, inspector,
                          recipe_sidebar, summary_sidebar, sync_draft, wkey)
 
-name = setup_page("Duplicates & leakage", "👯")
-st.title("👯 Duplicates & leakage")
-if not name:
-    no_dataset_yet()
-inputs = inputs_or_scan(name)
-if inputs is None:
-    st.stop()
+name, inputs = curation_page("Duplicates & leakage", "👯")
 sig = inputs.signals
 rec = current_recipe(name, inputs)
 recipe_sidebar(name, inputs)

@@ -9,19 +9,13 @@ import streamlit as st
 
 from fer_core import datasets, recipe as recipe_mod
 from fer_core.montage import load_gray_or_color, thumbnail_uri
-from ui.common import no_dataset_yet, page_done, setup_page
+from ui.common import page_done
 from fer_core.sources.labels import BASIC7
-from ui.curation import (LABEL_ORDER, current_decisions, current_recipe, inputs_or_scan, recipe_sidebar, review_store,
+from ui.curation import (LABEL_ORDER, current_decisions, current_recipe, curation_page, recipe_sidebar, review_store,
                          summary_sidebar, undo_override)
 from ui.review_tools import bulk_confirmation, bulk_override, shortcuts
 
-name = setup_page("Review", "🧐")
-st.title("🧐 Review")
-if not name:
-    no_dataset_yet()
-inputs = inputs_or_scan(name)
-if inputs is None:
-    st.stop()
+name, inputs = curation_page("Review", "🧐")
 sig = inputs.signals
 rec = current_recipe(name, inputs)
 recipe_sidebar(name, inputs)

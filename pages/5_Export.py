@@ -10,20 +10,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fer_core import datasets, export, staleness
+from fer_core import datasets, export, jobs, staleness
 from fer_core.montage import load_gray_or_color, montage
 from fer_core.store_paths import check_name
-from ui.common import job_manager, live_jobs, no_dataset_yet, page_done, setup_page, show_error
-from ui.curation import (current_decisions, current_recipe, inputs_or_scan, recipe_in_use, recipe_sidebar, recipe_state,
+from ui.common import job_manager, live_jobs, page_done, show_error
+from ui.curation import (current_decisions, current_recipe, curation_page, recipe_in_use, recipe_sidebar, recipe_state,
                          summary_sidebar)
 
-name = setup_page("Export", "📦")
-st.title("📦 Export")
-if not name:
-    no_dataset_yet()
-inputs = inputs_or_scan(name)
-if inputs is None:
-    st.stop()
+name, inputs = curation_page("Export", "📦")
 sig = inputs.signals
 rec = current_recipe(name, inputs)
 recipe_sidebar(name, inputs)
@@ -72,12 +66,8 @@ if st.button("Export", type="primary", key="ex_go"):
         rdir.mkdir(exist_ok=True)
         rfile = rdir / f".export-{rec.fingerprint()}.yaml"
         rec.save(rfile)
-        argv = ["export", name, "--recipe", str(rfile), "--export-name", ex_name, "--zip"]
-        if want_csv:
-            argv.append("--csv")
-        if use_clahe:
-            argv += ["--clahe", "--clahe-clip", str(clip), "--clahe-tile", str(tile)]
-        job_manager().start("export", argv, dataset=name, exclusive=f"export-{ex_name}")
+        job_manager().submit(jobs.export_job(name, rfile, ex_name, zip_=True, csv=want_csv,
+                                             clahe=(clip, tile) if use_clahe else None))
         st.rerun()
     except Exception as exc:  # noqa: BLE001
         show_error(exc)

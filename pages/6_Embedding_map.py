@@ -6,22 +6,16 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from fer_core import datasets, embedmap, estimates
+from fer_core import datasets, embedmap, estimates, jobs
 from fer_core.signals.base import COLUMN_META
 from ui import quality_view as qv
-from ui.common import job_manager, live_jobs, no_dataset_yet, page_done, raw_figure, setup_page
+from ui.common import job_manager, live_jobs, page_done, raw_figure
 from ui.curation import (LABEL_ORDER, clickable_montage, current_decisions, current_recipe, face_signals_panel,
-                         inputs_or_scan, inspector, recipe_sidebar, summary_sidebar)
+                         curation_page, inspector, recipe_sidebar, summary_sidebar)
 from ui.jobs_panel import estimate_caption
 from ui.review_tools import bulk_confirmation, bulk_override
 
-name = setup_page("Embedding map", "🗺️")
-st.title("🗺️ Embedding map")
-if not name:
-    no_dataset_yet()
-inputs = inputs_or_scan(name)
-if inputs is None:
-    st.stop()
+name, inputs = curation_page("Embedding map", "🗺️")
 if not face_signals_panel(name, need="embeddings"):
     st.stop()
 sig = inputs.signals
@@ -49,7 +43,7 @@ if mp is None:
         estimate_caption(estimates.for_map(int(datasets.load(name).meta.get("n_images", 0))))
         if st.button("Compute the UMAP map", type="primary", key="emap_go",
                      disabled=bool(job_manager().active("map", name))):
-            job_manager().start("map", ["map", name, "--method", "umap"], dataset=name, exclusive=f"map-{name}")
+            job_manager().submit(jobs.map_job(name, "umap"))
             st.rerun()
 
         live_jobs(kind=("map",), dataset=name, key=f"map-{name}")

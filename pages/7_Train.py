@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fer_core import datasets, decisions as dec_mod, drafts, estimates, export, recipe as recipe_mod, staleness, store
+from fer_core import datasets, decisions as dec_mod, drafts, estimates, export, jobs, recipe as recipe_mod, staleness, store
 from fer_core.errors import FerError
 from fer_core.train import ab as ab_mod, presets, runner
 from ui.common import elapsed, job_manager, live, live_jobs, no_dataset_yet, page_done, raw_figure, render_jobs, setup_page
@@ -119,22 +119,20 @@ with tab_train:
                                  "full: a GPU schedule (residual network)")
     seed = c[2].number_input("Seed", 0, 10_000, 0, key="tr_seed")
     balance = c[3].selectbox("Class balance", ["none", "class_weight", "sampler"], key="tr_bal", persist_state="session")
-    argv = ["train", name, "--preset", preset, "--seed", str(int(seed)), "--balance", balance]
+    source = {}   # what the run trains on: --recipe or --export (nothing: the raw data)
     extra = st.columns([2, 1])
     if src == "current recipe" and inputs is not None:
         rec = current_recipe(name, inputs)
         rs = recipe_state(name, inputs)
         extra[0].caption(f"{recipe_in_use(name)}, with your overrides and accepted relabels.")
-        argv += ["--recipe", _recipe_file(rec)]
+        source["recipe_file"] = _recipe_file(rec)
     elif src == "saved recipe":
         pick = extra[0].selectbox("Recipe", saved, key="tr_saved")
-        argv += ["--recipe", str(dec_mod.recipes_dir(name) / f"{pick}.yaml")]
+        source["recipe_file"] = dec_mod.recipes_dir(name) / f"{pick}.yaml"
     elif src == "export":
         pick = extra[0].selectbox("Export", [e["name"] for e in exports], key="tr_export")
-        argv += ["--export", str(next(e["path"] for e in exports if e["name"] == pick))]
+        source["export_dir"] = next(e["path"] for e in exports if e["name"] == pick)
     aug = extra[1].selectbox("Augmentation", ["preset default", "none", "light", "standard"], key="tr_aug")
-    if aug != "preset default":
-        argv += ["--augment", aug]
     if src == "current recipe":
         n_tr = _kept_train()
     elif src == "saved recipe":
@@ -149,8 +147,8 @@ with tab_train:
     estimate_caption(estimates.for_training(preset, [n_tr]), upper=presets.get(preset).patience is not None)
     if st.button("Start training", type="primary", key="tr_start"):
         run_id = runner.new_run_id(preset, int(seed))
-        jm.start("train", argv + ["--run-id", run_id], dataset=name, exclusive=f"train-{name}",
-                 label=f"{preset} on {src}")
+        jm.submit(jobs.train_job(name, run_id, preset, int(seed), balance, augment=None if aug == "preset default" else aug,
+                                 label=f"{preset} on {src}", **source))
         st.session_state["tr_watch"] = run_id
         st.rerun()
 
@@ -219,8 +217,7 @@ with tab_labels:
     lseed = c[2].number_input("Seed", 0, 10_000, 0, key="lb_seed")
     estimate_caption(estimates.for_labels(n_raw_train, int(folds), int(epochs)))
     if st.button("Find label issues" if not lst["complete"] else "Recompute label issues", type="primary", key="lb_start"):
-        jm.start("labels", ["labels", name, "--folds", str(int(folds)), "--epochs", str(int(epochs)),
-                            "--seed", str(int(lseed))], dataset=name, exclusive=f"train-{name}")
+        jm.submit(jobs.labels_job(name, int(folds), int(epochs), int(lseed)))
         st.rerun()
 
     live_jobs(kind=("labels",), dataset=name, key=f"labels-{name}")
@@ -260,12 +257,7 @@ with tab_ab:
         estimate_caption(estimates.for_training(ab_preset, arms_n * int(n_seeds)),
                          upper=presets.get(ab_preset).patience is not None, what=f"{len(arms_n) * int(n_seeds)} runs")
         if st.button("Compare raw vs curated", type="primary", key="ab_start"):
-            argv = ["ab", name, "--recipe", _recipe_file(rec), "--preset", ab_preset, "--seeds", str(int(n_seeds))]
-            if not rel:
-                argv.append("--no-relabel-arm")
-            if base:
-                argv += ["--baseline", base]
-            jm.start("ab", argv, dataset=name, exclusive=f"train-{name}")
+            jm.submit(jobs.ab_job(name, _recipe_file(rec), ab_preset, int(n_seeds), relabel_arm=rel, baseline=base))
             st.rerun()
         unfinished = [d for d in ab_mod.list_ab(name) if not d.get("complete")]
         if unfinished and not jm.active(("ab",), name) and not ab_mod.is_running(name, unfinished[0]):
@@ -275,7 +267,7 @@ with tab_ab:
                        f"{len(d0['arms']) * len(d0['seeds'])} runs started). Resuming keeps its finished runs and "
                        "trains only the missing ones.")
             if st.button("Resume this A/B", key="ab_resume"):
-                jm.start("ab", ["ab", name, "--resume", d0["ab_id"]], dataset=name, exclusive=f"train-{name}")
+                jm.submit(jobs.ab_job(name, resume=d0["ab_id"]))
                 st.rerun()
 
         def _ab_live():

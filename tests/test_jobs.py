@@ -85,3 +85,43 @@ def test_exclusive_jobs_queue(tmp_path, fer_sample):
         assert datasets.list_datasets() == []
     st = jm.wait(b, timeout=120)
     assert st.state == "done" and datasets.list_datasets() == ["q"]
+
+
+def test_every_job_starter_builds_a_command_line_the_cli_accepts(tmp_path):
+    """The pages start jobs only through fer_core.jobs' typed starters; each one's argv parses with the CLI's own
+    parser into the command of its kind, with the values it was given (a page can no longer build a command line
+    the CLI rejects or reads differently)."""
+    from fer_core import cli, jobs
+
+    r = tmp_path / "r.yaml"
+    cases = [
+        (jobs.download_job("fer2013", "f2", env={"KAGGLE_KEY": "k"}), "cmd_download", {"what": "fer2013", "name": "f2"}),
+        (jobs.import_job(tmp_path / "a.zip", "imp", "fer2013", within=(tmp_path,)), "cmd_import",
+         {"path": str(tmp_path / "a.zip"), "name": "imp", "spec": "fer2013", "within": [str(tmp_path)]}),
+        (jobs.scan_job("d"), "cmd_scan", {"name": "d", "signals": "quality,duplicates"}),
+        (jobs.scan_job("d", ("faces", "embeddings"), kind="faces"), "cmd_scan", {"signals": "faces,embeddings"}),
+        (jobs.export_job("d", r, "ex", csv=True, clahe=(2.5, 4)), "cmd_export",
+         {"recipe": str(r), "export_name": "ex", "zip": True, "csv": True, "clahe": True, "clahe_clip": 2.5,
+          "clahe_tile": 4}),
+        (jobs.map_job("d", "pca"), "cmd_map", {"method": "pca"}),
+        (jobs.train_job("d", "rid", "smoke", 3, "sampler", recipe_file=r, augment="light"), "cmd_train",
+         {"run_id": "rid", "preset": "smoke", "seed": 3, "balance": "sampler", "recipe": str(r), "augment": "light",
+          "export": None}),
+        (jobs.train_job("d", "rid", "standard", 0, export_dir=tmp_path), "cmd_train",
+         {"export": str(tmp_path), "recipe": None, "augment": None}),
+        (jobs.labels_job("d", 5, 3, 1), "cmd_labels", {"folds": 5, "epochs": 3, "seed": 1}),
+        (jobs.ab_job("d", r, "smoke", 2, relabel_arm=False, baseline="ab1"), "cmd_ab",
+         {"recipe": str(r), "preset": "smoke", "seeds": 2, "no_relabel_arm": True, "baseline": "ab1"}),
+        (jobs.ab_job("d", resume="ab2"), "cmd_ab", {"resume": "ab2", "recipe": None}),
+    ]
+    parser = cli.build_parser()
+    for spec, fn, want in cases:
+        ns = parser.parse_args(list(spec.argv))
+        assert ns.fn.__name__ == fn, spec
+        assert {k: getattr(ns, k) for k in want} == want, spec
+        assert spec.exclusive == {"export": "export-ex"}.get(spec.kind, f"{spec.exclusive.split('-')[0]}-{spec.dataset}")
+        assert spec.exclusive.split("-")[0] == {"download": "dataset", "import": "dataset", "scan": "dataset",
+                                                "faces": "dataset", "export": "export", "map": "map"}.get(spec.kind, "train")
+    assert "KAGGLE_KEY" not in " ".join(cases[0][0].argv) and cases[0][0].env == {"KAGGLE_KEY": "k"}
+    # the jobs that write a dataset share its key with the engine's writer lock (they queue behind each other)
+    assert {s.exclusive for s, *_ in cases[:4]} == {"dataset-f2", "dataset-imp", "dataset-d"}

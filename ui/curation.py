@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fer_core import datasets, decisions as dec_mod, drafts, recipe as recipe_mod, review, store
+from fer_core import datasets, decisions as dec_mod, drafts, jobs, recipe as recipe_mod, review, store
 from fer_core.errors import FerError
 from fer_core.montage import load_gray_or_color, montage
 from fer_core.signals.base import COLUMN_META
 from fer_core.sources.labels import CANONICAL
-from ui.common import job_manager, live_jobs, show_error
+from ui.common import job_manager, live_jobs, no_dataset_yet, setup_page, show_error
 from ui.views import montage_view, rows_view
 
 LABEL_ORDER = list(CANONICAL)
@@ -45,6 +45,19 @@ def _load_inputs(name: str, stamp: tuple) -> dec_mod.Inputs:
     return dec_mod.load_inputs(name)
 
 
+def curation_page(title: str, icon: str, heading: str | None = None) -> tuple[str, dec_mod.Inputs]:
+    """The preamble of every page that works on a scanned dataset: page setup and menu, the title, the empty
+    state before any import, the scan panel while signals are missing (the page stops there)."""
+    name = setup_page(title, icon)
+    st.title(f"{icon} {heading or title}")
+    if not name:
+        no_dataset_yet()
+    inputs = inputs_or_scan(name)
+    if inputs is None:
+        st.stop()
+    return name, inputs
+
+
 def inputs_or_scan(name: str) -> dec_mod.Inputs | None:
     """The dataset's signal inputs, or a scan panel (button + progress) when they are missing."""
     stamp = scan_stamp(name)
@@ -54,7 +67,7 @@ def inputs_or_scan(name: str) -> dec_mod.Inputs | None:
                "(a few seconds for FER2013) and caches them; it resumes if interrupted.")
     running = job_manager().active("scan", name)
     if st.button("Scan signals", type="primary", disabled=bool(running), key="scan_btn"):
-        job_manager().start("scan", ["scan", name], dataset=name, exclusive=f"dataset-{name}")
+        job_manager().submit(jobs.scan_job(name))
         st.rerun()
 
     live_jobs(kind=("scan",), dataset=name, key=f"scan-{name}")
@@ -72,8 +85,7 @@ def face_signals_panel(name: str, need: str = "faces") -> bool:
                            "comparison; its column appears as “Face score (MTCNN)” (about a minute for FER2013).")
                 if st.button("Compute MTCNN face scores", key=f"mtcnn_btn_{need}",
                              disabled=bool(job_manager().active("faces", name))):
-                    job_manager().start("faces", ["scan", name, "--signals", "faces_mtcnn"], dataset=name,
-                                        exclusive=f"dataset-{name}")
+                    job_manager().submit(jobs.scan_job(name, ("faces_mtcnn",), kind="faces"))
                     st.rerun()
         return True
     ok, why = store.family_available(need)
@@ -88,8 +100,7 @@ def face_signals_panel(name: str, need: str = "faces") -> bool:
     estimate_caption(estimates.for_faces(int(datasets.load(name).meta.get("n_images", 0))))
     running = job_manager().active("faces", name)
     if st.button("Compute face signals", type="primary", key=f"faces_btn_{need}", disabled=bool(running)):
-        job_manager().start("faces", ["scan", name, "--signals", "faces,embeddings"], dataset=name,
-                            exclusive=f"dataset-{name}")
+        job_manager().submit(jobs.scan_job(name, ("faces", "embeddings"), kind="faces"))
         st.rerun()
 
     live_jobs(kind=("faces",), dataset=name, key=f"faces-{name}")
