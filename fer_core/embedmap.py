@@ -73,15 +73,36 @@ def compute_map(name: str, method: str = "umap", progress: ProgressFn | None = N
     return out
 
 
+def unit_vectors(name: str, cache=None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids sorted, L2-normalised embeddings): cosine similarity is then a dot product."""
+    ids, v = vectors(name, cache)
+    return ids, v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+def nearest(ids: np.ndarray, unit: np.ndarray, image_ids, k: int) -> dict[str, pd.DataFrame]:
+    """The k most similar other images of each of ``image_ids`` (one matrix product for all of them), most
+    similar first; an id without an embedding is left out. The one exact nearest-neighbour routine of the
+    pages (the whole-dataset kNN of the scan is faiss: fer_core.signals.embeddings.knn)."""
+    image_ids = np.asarray(image_ids, dtype=object)
+    pos = np.searchsorted(ids, image_ids)
+    ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == image_ids)
+    out: dict[str, pd.DataFrame] = {}
+    if not ok.any():
+        return out
+    k = min(k, len(ids) - 1)
+    sims = unit[pos[ok]] @ unit.T
+    sims[np.arange(len(sims)), pos[ok]] = -np.inf
+    top = np.argpartition(-sims, k, axis=1)[:, :k]
+    for r, iid in enumerate(image_ids[ok]):
+        t = top[r][np.argsort(-sims[r, top[r]])]
+        out[iid] = pd.DataFrame({"id": ids[t], "similarity": sims[r, t]})
+    return out
+
+
 def neighbours(name: str, image_id: str, k: int = 12, cache=None) -> pd.DataFrame:
     """The k most similar images to ``image_id`` (cosine of the embeddings), most similar first."""
-    ids, v = vectors(name, cache)
-    pos = int(np.searchsorted(ids, image_id))
-    if pos >= len(ids) or ids[pos] != image_id:
+    ids, unit = unit_vectors(name, cache)
+    got = nearest(ids, unit, [image_id], k)
+    if image_id not in got:
         raise DatasetError(f"No embedding for image {image_id}.", "Scan the embeddings again.")
-    norm = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-    sims = norm @ norm[pos]
-    sims[pos] = -np.inf
-    top = np.argpartition(-sims, min(k, len(sims) - 1))[:k]
-    top = top[np.argsort(-sims[top])]
-    return pd.DataFrame({"id": ids[top], "similarity": sims[top]})
+    return got[image_id]

@@ -152,3 +152,38 @@ class ReviewStore:
 
 def store_for(ds) -> ReviewStore:
     return ReviewStore(ds.home / "review.sqlite")
+
+
+# ---- review queues ------------------------------------------------------------------------------------------
+
+QUEUE_STATES = {
+    "to review": "no manual decision yet",       # the Review queue's word
+    "undecided": "no manual decision yet",       # the Label-issues tab's word
+    "decided by hand": "any manual decision",
+    "rejected": "rejected (by the recipe or by hand)",
+    "kept by hand": "kept by a manual decision",
+    "all flagged": "every image of the queue",
+    "all": "every image of the queue",
+}
+
+
+def queue_mask(decisions: pd.DataFrame, labels, base, label: str = "any", state: str = "all"):
+    """Which images of a queue (``base``, a boolean mask aligned with ``decisions``) to show: of one given
+    ``label`` (or "any") and in one of :data:`QUEUE_STATES`."""
+    import numpy as np
+
+    if state not in QUEUE_STATES:
+        raise InvalidInput(f"Unknown review state '{state}'.", "One of: " + ", ".join(QUEUE_STATES))
+    mask = np.asarray(base, bool).copy()
+    if label != "any":
+        mask &= np.asarray(labels) == label
+    ov = decisions["override"].to_numpy()
+    if state in ("to review", "undecided"):
+        mask &= ov == ""
+    elif state == "decided by hand":
+        mask &= ov != ""
+    elif state == "rejected":
+        mask &= ~decisions["keep"].to_numpy()
+    elif state == "kept by hand":
+        mask &= ov == "keep"
+    return mask

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fer_core import datasets, recipe as recipe_mod
+from fer_core import datasets, recipe as recipe_mod, review
 from fer_core.montage import load_gray_or_color, thumbnail_uri
 from ui.common import page_done
 from fer_core.sources.labels import BASIC7
@@ -46,16 +46,9 @@ with tab_q:
     status = c[2].selectbox("Show", ["to review", "rejected", "kept by hand", "all flagged"], key="rv_status",
                             persist_state="session",
                             help="to review: flagged images in scope without a manual decision yet")
-    mask = in_scope & (flags != 0) if reason == "any" else in_scope & recipe_mod.has_reason(flags, reason)
-    if label != "any":
-        mask &= sig["label"].to_numpy() == label
+    queue = in_scope & (flags != 0) if reason == "any" else in_scope & recipe_mod.has_reason(flags, reason)
+    mask = review.queue_mask(dec, sig["label"].to_numpy(), queue, label, status)
     ov = dec["override"].to_numpy()
-    if status == "to review":
-        mask &= ov == ""
-    elif status == "rejected":
-        mask &= ~dec["keep"].to_numpy()
-    elif status == "kept by hand":
-        mask &= ov == "keep"
     idx = np.flatnonzero(mask)
     per_page = 100
     pages = max(1, -(-len(idx) // per_page))

@@ -396,28 +396,11 @@ def summary_sidebar(inputs: dec_mod.Inputs, dec: pd.DataFrame) -> dict:
                                  "text": f"{s['by_label'][l]['rejected']:,} out"} for l in labs],
                   ["kept", "rejected"], ["#2e9f43", "#d62728"])
         if s["by_reason"]:
-            funnel = funnel_counts(inputs, dec)
+            funnel = recipe_mod.funnel(dec)
             rows_view("sb_funnel", [{"label": k, "parts": [v], "text": f"{v:,}"} for k, v in funnel], ["images"],
                       ["#4c78a8"])
             st.caption("Funnel: images left in scope after each family of reasons, in order.")
     return s
-
-
-def funnel_counts(inputs: dec_mod.Inputs, dec: pd.DataFrame) -> list[tuple[str, int]]:
-    bits = dec["reasons"].to_numpy()
-    scope = dec["in_scope"].to_numpy()
-    keep_override = (dec["override"].to_numpy() == "keep") & scope
-    names = recipe_mod.reason_names()
-    quality_mask = 0
-    for nm in recipe_mod.filter_columns():
-        quality_mask |= 1 << names.index(nm)
-    steps = [("in scope", scope)]
-    alive = scope.copy()
-    for label, mask in (("after quality filters", quality_mask), ("after duplicates", recipe_mod.reason_bit("duplicate")),
-                        ("after leakage", recipe_mod.reason_bit("leak")), ("after manual rejects", recipe_mod.reason_bit("manual"))):
-        alive = alive & (((bits & mask) == 0) | keep_override)
-        steps.append((label, alive))
-    return [(k, int(v.sum())) for k, v in steps]
 
 
 # ---- montages and the inspector ------------------------------------------------------------------

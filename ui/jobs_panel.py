@@ -14,7 +14,7 @@ import streamlit as st
 
 from fer_core import estimates
 from fer_core.jobs import JobStatus
-from ui.common import elapsed, job_label, job_manager, job_progress_text
+from ui.jobs_view import elapsed, job_label, job_manager, job_progress_text
 
 KIND_WORDS = {"download": "Download", "import": "Import", "scan": "Signal scan", "faces": "Face signals",
               "map": "Embedding map", "labels": "Label issues", "export": "Export", "train": "Training run",

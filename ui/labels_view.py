@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fer_core import datasets, store
+from fer_core import datasets, review, store
 from fer_core.montage import load_gray_or_color
+from fer_core.signals.base import COLUMN_META
 from fer_core.sources.labels import BASIC7
 from ui.curation import LABEL_ORDER, set_override, undo_override
 from ui.review_tools import shortcuts
@@ -19,26 +20,15 @@ from ui.review_tools import shortcuts
 def _unit_vectors(name: str, stamp: str):
     from fer_core import embedmap
 
-    ids, v = embedmap.vectors(name)
-    return ids, v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    return embedmap.unit_vectors(name)
 
 
 def _neighbours(name: str, image_ids: list[str], k: int) -> dict[str, pd.DataFrame]:
     """k nearest faces of each image, one matrix product for the whole page."""
+    from fer_core import embedmap
+
     stamp = str(store.family_status(name)["embeddings"].get("finished"))
-    ids, u = _unit_vectors(name, stamp)
-    pos = np.searchsorted(ids, image_ids)
-    ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == np.asarray(image_ids, dtype=object))
-    out = {}
-    if not ok.any():
-        return out
-    sims = u[pos[ok]] @ u.T
-    sims[np.arange(len(sims)), pos[ok]] = -np.inf
-    top = np.argpartition(-sims, k, axis=1)[:, :k]
-    for r, iid in enumerate(np.asarray(image_ids, dtype=object)[ok]):
-        t = top[r][np.argsort(-sims[r, top[r]])]
-        out[iid] = pd.DataFrame({"id": ids[t], "similarity": sims[r, t]})
-    return out
+    return embedmap.nearest(*_unit_vectors(name, stamp), image_ids, k)
 
 
 def label_issues_tab(name: str, inputs, dec: pd.DataFrame, rec, rs) -> None:
@@ -62,15 +52,10 @@ def label_issues_tab(name: str, inputs, dec: pd.DataFrame, rec, rs) -> None:
     labs = [l for l in LABEL_ORDER if l in set(sig["label"])]
     label = c[0].selectbox("Given label", ["any"] + labs, key="li_label", persist_state="session")
     show_mode = c[1].selectbox("Show", ["undecided", "decided by hand", "all"], key="li_mode", persist_state="session")
-    limit = rcut if rcut is not None else np.nanpercentile(q, 8)
-    mask = np.isfinite(q) & (q < limit)
-    if label != "any":
-        mask &= sig["label"].to_numpy() == label
+    # no review cut in the recipe: the share its data-derived default would send to review
+    limit = rcut if rcut is not None else np.nanpercentile(q, COLUMN_META["label_quality"].review_q)
+    mask = review.queue_mask(dec, sig["label"].to_numpy(), np.isfinite(q) & (q < limit), label, show_mode)
     ov = dec["override"].to_numpy()
-    if show_mode == "undecided":
-        mask &= ov == ""
-    elif show_mode == "decided by hand":
-        mask &= ov != ""
     idx = np.flatnonzero(mask)
     idx = idx[np.argsort(sig["label_rank"].to_numpy()[idx], kind="stable")]
     per_page = 20

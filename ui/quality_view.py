@@ -81,15 +81,6 @@ def _tick(v: float) -> str:
     return f"{v:,.0f}" if v >= 10 else f"{v:.2g}"
 
 
-def flagged_by(values: np.ndarray, f: recipe_mod.Filter) -> np.ndarray:
-    flag = np.zeros(len(values), bool)
-    if f.min is not None:
-        flag |= values < f.min
-    if f.max is not None:
-        flag |= values > f.max
-    return flag
-
-
 def distance_to_cut(values: np.ndarray, f: recipe_mod.Filter, logx: bool) -> np.ndarray:
     t = (lambda x: np.log10(np.maximum(x, 1e-9))) if logx else (lambda x: x)
     d = np.full(len(values), np.inf)
@@ -124,8 +115,9 @@ def montage_sets(col: str, values: np.ndarray, in_scope: np.ndarray, f: recipe_m
     f = effective_cut(f)
     logx = use_log(col)
     finite = np.isfinite(values)
-    flag = flagged_by(values, f) & in_scope & finite
-    keep = ~flagged_by(values, f) & in_scope & finite
+    cut = recipe_mod.beyond(values, f.min, f.max)
+    flag = cut & in_scope & finite
+    keep = ~cut & in_scope & finite
     dist = distance_to_cut(values, f, logx)
     rej_idx = np.flatnonzero(flag)
     rej_near = rej_idx[np.argsort(dist[rej_idx], kind="stable")][:n]

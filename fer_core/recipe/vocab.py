@@ -1,0 +1,28 @@
+"""The recipe's vocabulary: format tag, splits, policies and the reason bits (one bit per filterable signal
+column, then the fixed reasons). The floor under the model and the schema."""
+
+from __future__ import annotations
+
+from fer_core.signals.base import COLUMN_META
+
+FORMAT = "fer-recipe/1"
+SPLIT_ORDER = ("test", "val", "train")
+POLICIES = ("keep_one", "drop_all", "keep_all")
+
+# Reason bits. Filter reasons are named after their signal; the rest are fixed.
+FIXED_REASONS = ["duplicate", "leak", "manual", "conflict"]
+
+
+def filter_columns() -> list[str]:
+    return [c.name for c in COLUMN_META.values() if c.filterable and c.direction != "none"]
+
+
+def reason_names() -> list[str]:
+    return filter_columns() + FIXED_REASONS
+
+
+def reason_bit(name: str) -> int:
+    return 1 << reason_names().index(name)
+
+
+LABEL_POLICIES = ("drop", "relabel")
