@@ -101,24 +101,26 @@ def cmd_import(ctx: Ctx) -> int:
     return 0
 
 
-def cmd_scan(ctx: Ctx) -> int:
-    from fer_core import store
+def _ws(ctx: Ctx):
+    from fer_core.workspace import Workspace
 
+    return Workspace(ctx.args.name, ctx.cache)
+
+
+def cmd_scan(ctx: Ctx) -> int:
     fams = [f.strip() for f in ctx.args.signals.split(",") if f.strip()]
-    res = store.scan(ctx.args.name, fams, workers=ctx.args.workers, batch_size=ctx.args.batch_size,
-                     progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache)
+    res = _ws(ctx).scan(fams, workers=ctx.args.workers, batch_size=ctx.args.batch_size, progress=ctx.progress,
+                        cancel=ctx.cancel)
     ctx.bar.close()
     ctx.out(res.summary())
     ctx.result = {"dataset": ctx.args.name, "summary": res.summary()}
     return 0
 
 
-def _recipe_for(ctx: Ctx, inputs):
-    from fer_core import recipe as recipe_mod
-
+def _recipe_for(ctx: Ctx, ws, inputs=None):
     if ctx.args.recipe:
-        return recipe_mod.Recipe.load(ctx.args.recipe)
-    return recipe_mod.default_recipe(inputs.signals)
+        return ws.recipe(Path(ctx.args.recipe))
+    return ws.default_recipe(inputs=inputs)
 
 
 def cmd_decide(ctx: Ctx) -> int:
@@ -126,17 +128,17 @@ def cmd_decide(ctx: Ctx) -> int:
 
     from fer_core import decisions, recipe as recipe_mod
 
-    inputs = decisions.load_inputs(ctx.args.name, ctx.cache)
-    rec = _recipe_for(ctx, inputs)
+    ws = _ws(ctx)
+    inputs = ws.inputs()
+    rec = _recipe_for(ctx, ws, inputs)
     if ctx.args.class_cap is not None:
         if not 0 <= ctx.args.class_cap <= 1:
             from fer_core.errors import InvalidInput
             raise InvalidInput(f"--class-cap must be a share between 0 and 1, not {ctx.args.class_cap:g}.",
                                "Pass e.g. --class-cap 0.25 (the cuts remove at most 25% of any class).")
         rec.class_cap = ctx.args.class_cap
-    overrides = None if ctx.args.no_overrides else decisions.overrides_for(ctx.args.name, ctx.cache)
     t0 = time.perf_counter()
-    dec = decisions.run(inputs, rec, overrides)
+    dec = ws.decide(rec, overrides=not ctx.args.no_overrides, inputs=inputs)
     ms = (time.perf_counter() - t0) * 1000
     summary = recipe_mod.summarize(inputs.signals, dec)
     ctx.out(f"recipe: {ctx.args.recipe or 'data-derived default'} (scope: {', '.join(rec.scope)}); decided in {ms:.0f} ms")
@@ -149,9 +151,9 @@ def cmd_decide(ctx: Ctx) -> int:
 
 
 def cmd_recipe(ctx: Ctx) -> int:
-    from fer_core import recipe as recipe_mod, store
+    from fer_core import recipe as recipe_mod
 
-    sig = store.load_signals(ctx.args.name, ctx.cache, require=("quality",))
+    sig = _ws(ctx).signals(require=("quality",))
     rec = recipe_mod.default_recipe(sig, name=ctx.args.recipe_name or f"{ctx.args.name}-default")
     if ctx.args.out:
         rec.save(ctx.args.out)
@@ -162,20 +164,16 @@ def cmd_recipe(ctx: Ctx) -> int:
 
 
 def cmd_export(ctx: Ctx) -> int:
-    from pathlib import Path
-
-    from fer_core import export, recipe as recipe_mod, store
+    from fer_core import export, recipe as recipe_mod
 
     a = ctx.args
-    if a.recipe:
-        rec = recipe_mod.Recipe.load(a.recipe)
-    else:
-        rec = recipe_mod.default_recipe(store.load_signals(a.name, ctx.cache))
+    ws = _ws(ctx)
+    rec = ws.recipe(Path(a.recipe)) if a.recipe else recipe_mod.default_recipe(ws.signals())
     clahe = export.Clahe(a.clahe_clip, a.clahe_tile) if a.clahe else None
     out = Path(a.out) if a.out else None
     export_name = a.export_name or (out.name if out else f"{a.name}-clean")
-    res = export.export(a.name, rec, export_name, clahe=clahe, csv=a.csv, use_overrides=not a.no_overrides,
-                        out_dir=out, progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache)
+    res = ws.export(rec, export_name, clahe=clahe, csv=a.csv, use_overrides=not a.no_overrides, out_dir=out,
+                    progress=ctx.progress, cancel=ctx.cancel)
     ctx.bar.close()
     if a.zip:
         z = export.zip_export(res.path)
@@ -285,9 +283,7 @@ def cmd_ab(ctx: Ctx) -> int:
 
 
 def cmd_runs(ctx: Ctx) -> int:
-    from fer_core.train import runner
-
-    for r in runner.list_runs(ctx.args.name, ctx.cache):
+    for r in _ws(ctx).runs():
         m = r["metrics"] or {}
         acc = f"{m['test']['accuracy']:.4f}" if m else "-"
         ctx.out(f"{r['run_id']:45s} {r['status'].get('state', '?'):9s} {r['config'].get('source', {}).get('kind', '?'):7s} test acc {acc}")

@@ -37,7 +37,7 @@ from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, check_
 from fer_core.sources import registry
 from fer_core.sources.archive import safe_extract
 from fer_core.sources.fer_csv import materialize_csv
-from fer_core.store_paths import check_name, data_dir, dataset_dir, datasets_root
+from fer_core.store_paths import DatasetPaths, check_name, data_dir, dataset_dir, datasets_root
 
 
 @dataclass
@@ -46,6 +46,11 @@ class Dataset:
     root: Path   # the resolved data directory (images, catalog, meta)
     home: Path   # cache/datasets/<name>: the person's work on it lives here (signals, review, recipes)
     meta: dict = field(default_factory=dict)
+
+    @property
+    def paths(self) -> DatasetPaths:
+        """Every path of this dataset's folder (fer_core.store_paths.DatasetPaths)."""
+        return DatasetPaths(self.home)
 
     @property
     def images(self) -> Path:

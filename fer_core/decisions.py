@@ -43,9 +43,8 @@ def overrides_for(name: str, cache=None) -> pd.DataFrame:
 
 
 def recipes_dir(name: str, cache=None) -> Path:
-    p = datasets.load(name, cache).home / "recipes"
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    paths = datasets.load(name, cache).paths
+    return paths.made(paths.recipes)
 
 
 def run(inputs: Inputs, rec: recipe_mod.Recipe, overrides: pd.DataFrame | None = None) -> pd.DataFrame:

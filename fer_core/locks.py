@@ -50,11 +50,11 @@ os.register_at_fork(after_in_child=_close_in_child)
 
 
 def lock_path(name: str, cache=None) -> Path:
-    from fer_core.store_paths import dataset_dir
+    from fer_core.store_paths import dataset_paths
 
-    d = dataset_dir(name, cache)
-    d.mkdir(parents=True, exist_ok=True)
-    return d / ".lock"
+    paths = dataset_paths(name, cache)
+    paths.made(paths.home)
+    return paths.lock
 
 
 def holder(path: Path) -> dict:

@@ -151,7 +151,7 @@ class ReviewStore:
 
 
 def store_for(ds) -> ReviewStore:
-    return ReviewStore(ds.home / "review.sqlite")
+    return ReviewStore(ds.paths.review_db)
 
 
 # ---- review queues ------------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def last_override_event(ds) -> int:
     """The sequence number of the latest override event (0: none); a read-only query, cheap on every page view."""
     import sqlite3
 
-    p = ds.home / "review.sqlite"
+    p = ds.paths.review_db
     if not p.exists():
         return 0
     try:
@@ -102,7 +102,7 @@ def record(ds, signals: pd.DataFrame, dec: pd.DataFrame, rec=None, save: bool = 
 
 
 def _snapshot_path(ds, fp: str) -> Path:
-    return ds.home / "decisions" / f"{fp}.parquet"
+    return ds.paths.decision_records / f"{fp}.parquet"
 
 
 def _save_snapshot(ds, fp: str, signals: pd.DataFrame, dec: pd.DataFrame) -> None:

@@ -40,7 +40,7 @@ BATCH = 1024
 
 
 def family_dir(ds: datasets.Dataset, family: str, version: int | None = None) -> Path:
-    return ds.home / "signals" / family / f"v{version if version is not None else get_family(family).version}"
+    return ds.paths.family(family, version if version is not None else get_family(family).version)
 
 
 # ---- decoding (runs in worker processes) -----------------------------------------------------
@@ -346,7 +346,7 @@ def _scan_phase(ds, fams: list[str], workers, batch_size, progress, cancel) -> S
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
         for j in derived_jobs:
             j.result()
-    now = json.loads((ds.home / "data" / "dataset.json").read_text()).get("catalog_hash")
+    now = json.loads((ds.paths.data / "dataset.json").read_text()).get("catalog_hash")
     if now != chash:  # cannot happen under the dataset lock; never let such a table pass for complete
         raise DatasetError(f"'{ds.name}' was re-imported while it was being scanned.",
                            f"Scan it again (`python -m fer_core scan {ds.name}`).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from fer_core.config import cache_root
@@ -51,3 +52,64 @@ def exports_root(cache: str | Path | None = None) -> Path:
     p = cache_root(cache) / "exports"
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+@dataclass(frozen=True)
+class DatasetPaths:
+    """Every path of one dataset's folder, ``cache/datasets/<name>/``: the one place that names them. The
+    imported content is behind ``data`` (a link swapped atomically on re-import); the person's work on the
+    dataset (signals, reviews, recipes, runs) lives beside it and survives re-imports."""
+
+    home: Path
+
+    @property
+    def data(self) -> Path:          # images/, catalog.parquet, rejected.parquet, dataset.json
+        return self.home / "data"
+
+    @property
+    def lock(self) -> Path:          # the dataset's writer lock (fer_core.locks)
+        return self.home / ".lock"
+
+    @property
+    def signals(self) -> Path:
+        return self.home / "signals"
+
+    def family(self, family: str, version: int) -> Path:   # signals/<family>/v<version>/
+        return self.signals / family / f"v{version}"
+
+    @property
+    def recipes(self) -> Path:       # saved recipes (<name>.yaml), the auto-saved draft, run recipes (_runs/)
+        return self.home / "recipes"
+
+    @property
+    def review_db(self) -> Path:     # manual overrides and their event log (SQLite)
+        return self.home / "review.sqlite"
+
+    @property
+    def decision_records(self) -> Path:   # kept-image lists of exports and runs (staleness)
+        return self.home / "decisions"
+
+    @property
+    def runs(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def ab(self) -> Path:
+        return self.home / "ab"
+
+    @property
+    def work(self) -> Path:          # caches derived from the images (decoded pixel arrays)
+        return self.home / "work"
+
+    @property
+    def seen(self) -> Path:          # what the pages last showed the person (change notices)
+        return self.home / "seen.json"
+
+    def made(self, path: Path) -> Path:
+        """``path`` (one of these folders), created if missing."""
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def dataset_paths(name: str, cache: str | Path | None = None) -> DatasetPaths:
+    return DatasetPaths(dataset_dir(name, cache))

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fer_core import datasets, export, jobs, staleness
+from fer_core import datasets, decisions as dec_mod, export, jobs, staleness
 from fer_core.montage import load_gray_or_color, montage
 from fer_core.store_paths import check_name
 from ui.common import job_manager, live_jobs, page_done, show_error
@@ -62,8 +62,7 @@ if use_clahe:
 if st.button("Export", type="primary", key="ex_go"):
     try:
         check_name(ex_name, "export")
-        rdir = datasets.load(name).home / "recipes"
-        rdir.mkdir(exist_ok=True)
+        rdir = dec_mod.recipes_dir(name)
         rfile = rdir / f".export-{rec.fingerprint()}.yaml"
         rec.save(rfile)
         job_manager().submit(jobs.export_job(name, rfile, ex_name, zip_=True, csv=want_csv,

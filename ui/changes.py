@@ -32,7 +32,7 @@ def _others_since(ds, seq: int, me: str | None) -> int:
 
 def _read_disk(ds) -> dict | None:
     try:
-        return json.loads((ds.home / "seen.json").read_text())
+        return json.loads(ds.paths.seen.read_text())
     except (OSError, ValueError):
         return None
 
@@ -69,7 +69,7 @@ def notice(name: str, signals: pd.DataFrame, dec: pd.DataFrame, rec=None) -> str
             or (prev and any(prev.get(k) != cur.get(k) for k in ("signals", "catalog_hash", "seq"))):
         st.session_state["_seen_once"].add(name)
         try:
-            atomic_write_json(ds.home / "seen.json", {k: v for k, v in cur.items() if not k.startswith("_")})
+            atomic_write_json(ds.paths.seen, {k: v for k, v in cur.items() if not k.startswith("_")})
             mem[name]["_written"] = time.time()
         except OSError:
             pass   # only the next session's notice is lost

@@ -24,6 +24,7 @@ from fer_core.errors import FerError
 from fer_core.montage import load_gray_or_color, montage
 from fer_core.signals.base import COLUMN_META
 from fer_core.sources.labels import CANONICAL
+from fer_core.workspace import Workspace
 from ui.common import job_manager, live_jobs, no_dataset_yet, setup_page, show_error
 from ui.views import montage_view, rows_view
 
@@ -33,16 +34,17 @@ LABEL_ORDER = list(CANONICAL)
 # ---- inputs ---------------------------------------------------------------------------------------
 
 def scan_stamp(name: str) -> tuple | None:
-    st_ = store.family_status(name)
+    ws = Workspace(name)
+    st_ = ws.status()
     if not (st_["quality"]["complete"] and st_["duplicates"]["complete"]):
         return None
-    ds = datasets.load(name)
-    return (ds.meta["catalog_hash"],) + tuple((f, v["version"], v["finished"]) for f, v in st_.items() if v["complete"])
+    return (ws.dataset.meta["catalog_hash"],) + tuple((f, v["version"], v["finished"]) for f, v in st_.items()
+                                                       if v["complete"])
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading signals…")
 def _load_inputs(name: str, stamp: tuple) -> dec_mod.Inputs:
-    return dec_mod.load_inputs(name)
+    return Workspace(name).inputs()   # once per dataset and signal tables, shared by the sessions
 
 
 def curation_page(title: str, icon: str, heading: str | None = None) -> tuple[str, dec_mod.Inputs]:
@@ -326,13 +328,13 @@ def recipe_sidebar(name: str, inputs: dec_mod.Inputs) -> None:
 # ---- decisions and overrides ------------------------------------------------------------------------
 
 def review_store(name: str) -> review.ReviewStore:
-    return review.store_for(datasets.load(name))
+    return Workspace(name).review
 
 
 def current_decisions(name: str, inputs: dec_mod.Inputs) -> pd.DataFrame:
     rec = current_recipe(name, inputs)
     sync_draft(name)   # changes made by the page's widgets in this run
-    dec = dec_mod.run(inputs, rec, review_store(name).overrides())
+    dec = Workspace(name).decide(rec, inputs=inputs)
     from ui.changes import notice   # "Since you last looked: face signals were added; rejected 4,028 → 5,126"
 
     notice(name, inputs.signals, dec, rec)

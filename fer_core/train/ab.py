@@ -23,9 +23,8 @@ from fer_core.train import runner
 
 
 def ab_root(name: str, cache=None) -> Path:
-    p = datasets.load(name, cache).home / "ab"
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    paths = datasets.load(name, cache).paths
+    return paths.made(paths.ab)
 
 
 def arms_for(name: str, recipe, relabel_arm: bool | None = None, cache=None) -> list[tuple[str, str, object]]:

@@ -70,8 +70,7 @@ def pixels(ds: datasets.Dataset, size: int = 48, progress: ProgressFn | None = N
            cancel: CancelToken | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(ids sorted, pixels) of every catalog image at ``size``; decoded once and cached beside the signals."""
     cat = ds.catalog.sort_values("id")
-    d = ds.home / "work"
-    d.mkdir(parents=True, exist_ok=True)
+    d = ds.paths.made(ds.paths.work)
     path = d / f"pixels-{size}-{ds.meta['catalog_hash'][:16]}.npy"
     ids = cat["id"].to_numpy()
     if path.exists():

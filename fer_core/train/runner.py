@@ -30,9 +30,8 @@ from fer_core.train import presets as presets_mod
 
 
 def runs_root(name: str, cache=None) -> Path:
-    p = datasets.load(name, cache).home / "runs"
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    paths = datasets.load(name, cache).paths
+    return paths.made(paths.runs)
 
 
 def new_run_id(preset: str, seed: int) -> str:
