@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from fer_core.signals.base import COLUMN_META
-from fer_core.recipe.model import Duplicates, Filter, LabelPolicy, Recipe
+from fer_core.recipe.model import Duplicates, Filter, LabelPolicy, Recipe, rounded
 from fer_core.recipe.vocab import filter_columns
 
 # ---- defaults from the data ---------------------------------------------------------------------
@@ -88,7 +88,7 @@ def default_recipe(signals: pd.DataFrame, name: str = "default", scope: list[str
         elif m.review_k is not None:
             rlo, rhi = robust_cut(vals, m.direction, m.review_k, m.transform, m.lower_bound, m.upper_bound)
         any_cut = any(v is not None for v in (lo, hi, rlo, rhi))
-        filters[col] = Filter(m.default_enabled and any_cut, lo, hi, rlo, rhi)
+        filters[col] = Filter(m.default_enabled and any_cut, *(rounded(v) for v in (lo, hi, rlo, rhi)))
     derived = {"dataset": signals.attrs.get("dataset"), "catalog_hash": signals.attrs.get("catalog_hash"),
                "method": "median ± k·MAD per signal (k in its metadata); 0.5/99.5 percentiles where MAD is degenerate; "
               "face score: 1% / 0.3% percentiles capped at 0.5 / 0.2",

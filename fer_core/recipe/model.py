@@ -71,7 +71,7 @@ class Recipe:
     # -- serialisation
     def to_dict(self) -> dict:
         d = {"format": FORMAT, "name": self.name, "scope": list(self.scope),
-             "filters": {k: {kk: _clean(vv) for kk, vv in asdict(f).items()} for k, f in self.filters.items()},
+             "filters": {k: asdict(f) for k, f in self.filters.items()},   # as they are: rounded at the source
              "duplicates": asdict(self.duplicates), "labels": self.labels.to_dict()}
         if self.class_cap is not None:  # written only when set: recipes without it keep their form and fingerprint
             d["class_cap"] = self.class_cap
@@ -161,7 +161,7 @@ def _num(v, what: str = "a recipe value"):
         raise InvalidInput(f"{what} must be a number, not {v!r}.", "Fix the recipe file or save it again from the app.") from None
 
 
-def _clean(v):
-    if isinstance(v, float):
-        return float(f"{v:.6g}")
-    return v
+def rounded(v: float | None, digits: int = 6) -> float | None:
+    """A cut as recipes hold it: ``digits`` significant digits, set once where the cut is made (the data-derived
+    defaults; the sliders offer values already rounded), so a recipe in memory equals its file."""
+    return None if v is None else float(f"{float(v):.{digits}g}")
