@@ -210,8 +210,8 @@ def scan(name: str, signals: list[str] | tuple[str, ...] = DEFAULT_FAMILIES, wor
     for f in signals:
         if not get_family(f).per_image:
             from fer_core.errors import InvalidInput
-            raise InvalidInput(f"The {f} signals are not computed by a scan.",
-                               f"They have a command of their own (`python -m fer_core {f} {name}`).")
+            raise InvalidInput(f"The {f} signals are not computed by a scan: they come from "
+                               f"{get_family(f).made_by.format(name=name)}.", "Run that instead.")
         ok, why = family_available(f)
         if not ok:
             from fer_core.models import ModelMissing

@@ -167,135 +167,138 @@ def _page():
 
     with main:
         tab_leak, tab_groups, tab_id = st.tabs(["Leakage (val/test ↔ train)", "Duplicate groups",
-                                                "Same person across splits"])
+                                                "Same person across splits"], key="dup_tab", on_change="rerun")
         with tab_leak:
-            ev = np.flatnonzero(dec["eval_leaked"].to_numpy())
-            st.caption(f"{len(ev):,} val/test images have a copy in the training split "
-                       f"(test {int((split[ev] == 'test').sum()):,}, val {int((split[ev] == 'val').sum()):,}). Each row: the "
-                       "evaluation image (blue border, never changed), then its training copies (red: dropped from "
-                       "training by the recipe) with their distance to it: pHash bits of 64, *exact* for the same pixels, "
-                       "*cos* for face-embedding similarity, *pixels* for a copy beyond the threshold, linked through "
-                       "other copies and confirmed on the pixels. Only direct copies count, never a copy of a copy. "
-                       "Labels that disagree with the evaluation image are marked *")
-            only_conflict = st.toggle("Only pairs whose labels disagree", key="leak_conflict")
-            # a training copy is a copy of the evaluation image itself (or of its pixel-identical twin), never a
-            # copy of a copy
-            a_, b_ = cls[pairs.ia[copies]], cls[pairs.ib[copies]]
-            ev_cls = np.unique(cls[ev])
-            nb = pd.DataFrame({"c": np.concatenate([a_, b_, ev_cls]), "o": np.concatenate([b_, a_, ev_cls])})
-            nb = nb[nb["c"].isin(ev_cls)].drop_duplicates()
-            train_pos = np.flatnonzero(split == "train")
-            nb = nb.merge(pd.DataFrame({"o": cls[train_pos], "j": train_pos}), on="o")
-            nb = nb.sort_values(["c", "j"]).drop_duplicates(["c", "j"])   # one split, not a group-by per class
-            cs_, js_ = nb["c"].to_numpy(), nb["j"].to_numpy()
-            starts = np.flatnonzero(np.r_[True, cs_[1:] != cs_[:-1]]) if len(cs_) else np.zeros(0, np.int64)
-            copies_of = dict(zip(cs_[starts].tolist(), np.split(js_, starts[1:])))
-            rows = []
-            for i in ev:
-                tr = copies_of.get(cls[i], np.zeros(0, np.int64))
-                conflict = any(labels[t] != labels[i] for t in tr)
-                if only_conflict and not conflict:
-                    continue
-                rows.append((i, tr, conflict))
-            per_page = 12
-            pages = max(1, -(-len(rows) // per_page))
-            page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="leak_page") if pages > 1 else 1
-            show = rows[(page - 1) * per_page: page * per_page]
-            lk = links_among(np.unique(np.concatenate([cls[[i for i, _, _ in show]]] + [cls[t] for _, t, _ in show])))\
-                if show else {}
-            tiles, borders, caps, hover = [], [], [], []
-            width = 6
-            for i, tr, conflict in show:
-                row = [i] + list(tr[:width - 1])
-                for k, j in enumerate(row):
-                    tiles.append(ids[j])
-                    borders.append("override" if k == 0 else ("reject" if not keep[j] else "keep"))
-                    mark = "*" if k > 0 and labels[j] != labels[i] else ""
-                    if k == 0:
-                        caps.append(f"{split[j].upper()}\n{labels[j]}")
-                        hover.append(f"{split[j]} · {labels[j]} · the evaluation image")
-                    else:
-                        caps.append(f"{link_text(lk, j, i, True)}\ntr {labels[j]}{mark}")
-                        hover.append(f"train · {labels[j]}{mark} · {link_text(lk, j, i)} from the {split[i]} image · "
-                                     + ("kept" if keep[j] else "dropped"))
-                pad = width - len(row)
-                tiles += [None] * pad
-                borders += [None] * pad
-                caps += [""] * pad
-                hover += [""] * pad
-            clickable_montage(name, inputs, tiles, "leak_m", borders, caps, ncols=width, tile=80, hover=hover)
-        with tab_groups:
-            if n_groups == 0:
-                st.info("No duplicate groups with these settings.")
-            else:
-                sizes = pd.Series(group[in_groups]).value_counts()
-                order = sizes.index.to_numpy()  # largest first
-                st.caption(f"{n_groups:,} groups, largest first (sizes: "
-                           + ", ".join(f"{s}×{n}" for s, n in sizes.value_counts().sort_index(ascending=False).head(8).items())
-                           + "). Every two images of a group are copies of each other: the same pixels, within the "
-                           "threshold of each other, or linked through other copies *and* confirmed on the pixels "
-                           f"(fine-detail correlation ≥ {pairs.pixel_same():.2f}, derived from this dataset) — "
-                           "never joined through a third image alone (at 6 bits a chain A–B–C links different "
-                           "people). Each box is one group: the copy the policy keeps first (green, KEPT), then the "
-                           "others with their distance to it; red: dropped; blue: val/test copy (never changed).")
-                per_page = 10
-                pages = max(1, -(-len(order) // per_page))
-                page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="grp_page") if pages > 1 else 1
-                width = 10
-                shown = order[(page - 1) * per_page: page * per_page]
-                mem_all = {g: np.flatnonzero(group == g) for g in shown}
-                lk = links_among(np.unique(cls[np.concatenate(list(mem_all.values()))]))
-                picks = []
-                for n_g, g in enumerate(shown, start=(page - 1) * per_page + 1):
-                    mem = mem_all[g]
-                    r = mem[rep[mem]][0]
-                    others = sorted((j for j in mem if j != r), key=lambda j: (_closeness(link_of(lk, j, r)), j))
-                    row = [r] + others
-                    kept_word = "KEPT" if keep[r] else "best copy"
-                    with st.container(border=True):
-                        st.markdown(f"**Group {n_g:,}** · {len(mem)} images · {kept_word.lower()}: **{split[r]} "
-                                    f"{labels[r]}**" + (f" (showing {width})" if len(mem) > width else ""))
-                        st.caption("Distance to the kept copy: " + " · ".join(
-                            f"{split[j]} {labels[j]} {link_text(lk, j, r, True)}" for j in others[:width - 1])
-                            + (f" · and {len(others) - width + 1} more" if len(others) > width - 1 else ""))
-                        tiles, borders, caps, hover = [], [], [], []
-                        for k, j in enumerate(row[:width]):
-                            tiles.append(ids[j])
-                            borders.append("override" if split[j] != "train" and not dec["in_scope"].iat[j]
-                                           else ("keep" if keep[j] else "reject"))
-                            d = kept_word if k == 0 else link_text(lk, j, r, True)
-                            caps.append(f"{d}\n{split[j][:2]} {labels[j]}")
-                            hover.append(f"{split[j]} · {labels[j]} · " + ("the copy the policy keeps" if k == 0 else
-                                         f"{link_text(lk, j, r)} from the kept copy") + f" · {sig['path'].iat[j]}")
-                            picks.append((ids[j], f"group {n_g} · {split[j]} {labels[j]} · {d}"))
-                        clickable_montage(name, inputs, tiles, f"grp_{ids[r]}", borders, caps, ncols=len(tiles), tile=80,
-                                          hover=hover, picker=False)
-                choice = st.selectbox("Inspect", [None] + list(range(len(picks))), key="grp_pick",
-                                      label_visibility="collapsed", format_func=lambda c: (
-                                          "Inspect an image of these groups…" if c is None else picks[c][1]))
-                if choice is not None and st.session_state.get("_grp_pick_last") != (page, choice):
-                    st.session_state["_grp_pick_last"] = (page, choice)
-                    st.session_state["inspect"] = picks[choice][0]
-        with tab_id:
-            if not emb_ready:
-                st.info("Needs the face embeddings (compute face signals on the Embedding map page).")
-            else:
-                from fer_core import datasets as _ds
-                idp = store.load_derived(_ds.load(name), "embeddings", "identity")
-                in_dup = set(ids[group >= 0])
-                idp = idp[~(idp["a"].isin(in_dup) & idp["b"].isin(in_dup))].sort_values("similarity", ascending=False)
-                st.caption(f"{len(idp):,} train ↔ val/test pairs whose aligned face embeddings are similar (cosine ≥ 0.45; "
-                           "SFace's same-person threshold is 0.36) but that are not copies of each other: possibly the same "
-                           "person in another photo (identity leakage). Confirm by eye; mark training copies to drop by hand.")
+            if tab_leak.open:   # lazy tabs: only the one shown is computed and sent
+                ev = np.flatnonzero(dec["eval_leaked"].to_numpy())
+                st.caption(f"{len(ev):,} val/test images have a copy in the training split "
+                           f"(test {int((split[ev] == 'test').sum()):,}, val {int((split[ev] == 'val').sum()):,}). Each row: the "
+                           "evaluation image (blue border, never changed), then its training copies (red: dropped from "
+                           "training by the recipe) with their distance to it: pHash bits of 64, *exact* for the same pixels, "
+                           "*cos* for face-embedding similarity, *pixels* for a copy beyond the threshold, linked through "
+                           "other copies and confirmed on the pixels. Only direct copies count, never a copy of a copy. "
+                           "Labels that disagree with the evaluation image are marked *")
+                only_conflict = st.toggle("Only pairs whose labels disagree", key="leak_conflict")
+                # a training copy is a copy of the evaluation image itself (or of its pixel-identical twin), never a
+                # copy of a copy
+                a_, b_ = cls[pairs.ia[copies]], cls[pairs.ib[copies]]
+                ev_cls = np.unique(cls[ev])
+                nb = pd.DataFrame({"c": np.concatenate([a_, b_, ev_cls]), "o": np.concatenate([b_, a_, ev_cls])})
+                nb = nb[nb["c"].isin(ev_cls)].drop_duplicates()
+                train_pos = np.flatnonzero(split == "train")
+                nb = nb.merge(pd.DataFrame({"o": cls[train_pos], "j": train_pos}), on="o")
+                nb = nb.sort_values(["c", "j"]).drop_duplicates(["c", "j"])   # one split, not a group-by per class
+                cs_, js_ = nb["c"].to_numpy(), nb["j"].to_numpy()
+                starts = np.flatnonzero(np.r_[True, cs_[1:] != cs_[:-1]]) if len(cs_) else np.zeros(0, np.int64)
+                copies_of = dict(zip(cs_[starts].tolist(), np.split(js_, starts[1:])))
+                rows = []
+                for i in ev:
+                    tr = copies_of.get(cls[i], np.zeros(0, np.int64))
+                    conflict = any(labels[t] != labels[i] for t in tr)
+                    if only_conflict and not conflict:
+                        continue
+                    rows.append((i, tr, conflict))
                 per_page = 12
-                pages = max(1, -(-len(idp) // per_page))
-                page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="id_page") if pages > 1 else 1
-                tiles, caps = [], []
-                for a, b, s_ in idp.iloc[(page - 1) * per_page: page * per_page][["a", "b", "similarity"]].itertuples(index=False):
-                    pa, pb = np.searchsorted(ids, a), np.searchsorted(ids, b)
-                    tiles += [a, b]
-                    caps += [f"{split[pa][:2]} {labels[pa][:4]}", f"{split[pb][:2]} {s_:.2f}"]
-                clickable_montage(name, inputs, tiles, "id_m", ["override"] * len(tiles), caps, ncols=6, tile=72)
+                pages = max(1, -(-len(rows) // per_page))
+                page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="leak_page") if pages > 1 else 1
+                show = rows[(page - 1) * per_page: page * per_page]
+                lk = links_among(np.unique(np.concatenate([cls[[i for i, _, _ in show]]] + [cls[t] for _, t, _ in show])))\
+                    if show else {}
+                tiles, borders, caps, hover = [], [], [], []
+                width = 6
+                for i, tr, conflict in show:
+                    row = [i] + list(tr[:width - 1])
+                    for k, j in enumerate(row):
+                        tiles.append(ids[j])
+                        borders.append("override" if k == 0 else ("reject" if not keep[j] else "keep"))
+                        mark = "*" if k > 0 and labels[j] != labels[i] else ""
+                        if k == 0:
+                            caps.append(f"{split[j].upper()}\n{labels[j]}")
+                            hover.append(f"{split[j]} · {labels[j]} · the evaluation image")
+                        else:
+                            caps.append(f"{link_text(lk, j, i, True)}\ntr {labels[j]}{mark}")
+                            hover.append(f"train · {labels[j]}{mark} · {link_text(lk, j, i)} from the {split[i]} image · "
+                                         + ("kept" if keep[j] else "dropped"))
+                    pad = width - len(row)
+                    tiles += [None] * pad
+                    borders += [None] * pad
+                    caps += [""] * pad
+                    hover += [""] * pad
+                clickable_montage(name, inputs, tiles, "leak_m", borders, caps, ncols=width, tile=80, hover=hover)
+        with tab_groups:
+            if tab_groups.open:   # lazy tabs: only the one shown is computed and sent
+                if n_groups == 0:
+                    st.info("No duplicate groups with these settings.")
+                else:
+                    sizes = pd.Series(group[in_groups]).value_counts()
+                    order = sizes.index.to_numpy()  # largest first
+                    st.caption(f"{n_groups:,} groups, largest first (sizes: "
+                               + ", ".join(f"{s}×{n}" for s, n in sizes.value_counts().sort_index(ascending=False).head(8).items())
+                               + "). Every two images of a group are copies of each other: the same pixels, within the "
+                               "threshold of each other, or linked through other copies *and* confirmed on the pixels "
+                               f"(fine-detail correlation ≥ {pairs.pixel_same():.2f}, derived from this dataset) — "
+                               "never joined through a third image alone (at 6 bits a chain A–B–C links different "
+                               "people). Each box is one group: the copy the policy keeps first (green, KEPT), then the "
+                               "others with their distance to it; red: dropped; blue: val/test copy (never changed).")
+                    per_page = 10
+                    pages = max(1, -(-len(order) // per_page))
+                    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="grp_page") if pages > 1 else 1
+                    width = 10
+                    shown = order[(page - 1) * per_page: page * per_page]
+                    mem_all = {g: np.flatnonzero(group == g) for g in shown}
+                    lk = links_among(np.unique(cls[np.concatenate(list(mem_all.values()))]))
+                    picks = []
+                    for n_g, g in enumerate(shown, start=(page - 1) * per_page + 1):
+                        mem = mem_all[g]
+                        r = mem[rep[mem]][0]
+                        others = sorted((j for j in mem if j != r), key=lambda j: (_closeness(link_of(lk, j, r)), j))
+                        row = [r] + others
+                        kept_word = "KEPT" if keep[r] else "best copy"
+                        with st.container(border=True):
+                            st.markdown(f"**Group {n_g:,}** · {len(mem)} images · {kept_word.lower()}: **{split[r]} "
+                                        f"{labels[r]}**" + (f" (showing {width})" if len(mem) > width else ""))
+                            st.caption("Distance to the kept copy: " + " · ".join(
+                                f"{split[j]} {labels[j]} {link_text(lk, j, r, True)}" for j in others[:width - 1])
+                                + (f" · and {len(others) - width + 1} more" if len(others) > width - 1 else ""))
+                            tiles, borders, caps, hover = [], [], [], []
+                            for k, j in enumerate(row[:width]):
+                                tiles.append(ids[j])
+                                borders.append("override" if split[j] != "train" and not dec["in_scope"].iat[j]
+                                               else ("keep" if keep[j] else "reject"))
+                                d = kept_word if k == 0 else link_text(lk, j, r, True)
+                                caps.append(f"{d}\n{split[j][:2]} {labels[j]}")
+                                hover.append(f"{split[j]} · {labels[j]} · " + ("the copy the policy keeps" if k == 0 else
+                                             f"{link_text(lk, j, r)} from the kept copy") + f" · {sig['path'].iat[j]}")
+                                picks.append((ids[j], f"group {n_g} · {split[j]} {labels[j]} · {d}"))
+                            clickable_montage(name, inputs, tiles, f"grp_{ids[r]}", borders, caps, ncols=len(tiles), tile=80,
+                                              hover=hover, picker=False)
+                    choice = st.selectbox("Inspect", [None] + list(range(len(picks))), key="grp_pick",
+                                          label_visibility="collapsed", format_func=lambda c: (
+                                              "Inspect an image of these groups…" if c is None else picks[c][1]))
+                    if choice is not None and st.session_state.get("_grp_pick_last") != (page, choice):
+                        st.session_state["_grp_pick_last"] = (page, choice)
+                        st.session_state["inspect"] = picks[choice][0]
+        with tab_id:
+            if tab_id.open:   # lazy tabs: only the one shown is computed and sent
+                if not emb_ready:
+                    st.info("Needs the face embeddings (compute face signals on the Embedding map page).")
+                else:
+                    from fer_core import datasets as _ds
+                    idp = store.load_derived(_ds.load(name), "embeddings", "identity")
+                    in_dup = set(ids[group >= 0])
+                    idp = idp[~(idp["a"].isin(in_dup) & idp["b"].isin(in_dup))].sort_values("similarity", ascending=False)
+                    st.caption(f"{len(idp):,} train ↔ val/test pairs whose aligned face embeddings are similar (cosine ≥ 0.45; "
+                               "SFace's same-person threshold is 0.36) but that are not copies of each other: possibly the same "
+                               "person in another photo (identity leakage). Confirm by eye; mark training copies to drop by hand.")
+                    per_page = 12
+                    pages = max(1, -(-len(idp) // per_page))
+                    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="id_page") if pages > 1 else 1
+                    tiles, caps = [], []
+                    for a, b, s_ in idp.iloc[(page - 1) * per_page: page * per_page][["a", "b", "similarity"]].itertuples(index=False):
+                        pa, pb = np.searchsorted(ids, a), np.searchsorted(ids, b)
+                        tiles += [a, b]
+                        caps += [f"{split[pa][:2]} {labels[pa][:4]}", f"{split[pb][:2]} {s_:.2f}"]
+                    clickable_montage(name, inputs, tiles, "id_m", ["override"] * len(tiles), caps, ncols=6, tile=72)
 
     with side:
         inspector(name, inputs, dec, rec)

@@ -81,7 +81,9 @@ def test_override_flips_a_decision_and_persists(subset):
     assert review.store_for(datasets.load("sub")).get(target) == ("reject", None)
     # a new session (reload) sees it: the Review page lists it
     at2 = app_page("pages/4_Review.py")
-    assert any(t.label == "Overrides (1)" for t in at2.tabs)
+    at2.session_state["rv_tab"] = "Overrides"                 # lazy tabs: open it
+    at2.run()
+    assert any(c.value.startswith("**1 manual override** so far") for c in at2.caption)
     table = at2.dataframe[0].value
     assert target in set(table["image id"])
     # and it can be reversed from the inspector

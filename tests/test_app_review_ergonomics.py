@@ -143,6 +143,8 @@ def test_overrides_table_shows_each_image(rv):
     chosen = sig["id"].iloc[[3, 50, 120]].tolist()
     rs.set(chosen, "reject", author="test")
     at = app_page("pages/4_Review.py")
+    at.session_state["rv_tab"] = "Overrides"     # lazy tabs: only the open one is drawn
+    at.run()
     table = at.dataframe[0].value
     assert list(table.columns[:2]) == ["image", "time"] and set(table["image id"]) == set(chosen)
     ds = datasets.load("rv")
@@ -160,6 +162,8 @@ def test_label_issues_first_image_takes_the_keys(tmp_path, fer_sample):
     import_and_scan(tmp_path, fer_sample, "li")
     labels.compute("li", labels.LabelsConfig(folds=3, epochs=1, sources=("cnn",)))
     at = app_page("pages/4_Review.py")
+    at.session_state["rv_tab"] = "Label issues"
+    at.run()
     assert not at.exception, at.exception
     rows = [b.key.removeprefix("li_keep_") for b in at.button if b.key and b.key.startswith("li_keep_")]
     assert rows

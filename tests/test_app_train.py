@@ -47,6 +47,8 @@ def test_train_page_runs_a_smoke_job_and_shows_results(fer2013_workspace):
 
 def test_label_issues_queue_accepts_a_relabel(noisy_workspace):
     at = app_page("pages/4_Review.py", timeout=180)
+    at.session_state["rv_tab"] = "Label issues"     # lazy tabs: only the open one is drawn
+    at.run()
     rel = [b for b in at.button if b.key and b.key.startswith("li_rel_") and not b.disabled]
     assert rel, "no label issue offered"
     iid = rel[0].key[len("li_rel_"):]

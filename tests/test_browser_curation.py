@@ -69,7 +69,8 @@ def test_tune_override_reload_export(fer2013_workspace, tmp_path):
 
         page.reload()
         page.goto(f"{url}/Review")
-        page.get_by_role("tab", name="Overrides (1)").click()  # the reject survived the reload (SQLite)
+        page.get_by_text("1 manual override", exact=True).wait_for(timeout=60_000)  # survived the reload (SQLite)
+        page.get_by_role("tab", name="Overrides").click()
         page.get_by_role("tabpanel").locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
         shot(page, "review-overrides")
 

@@ -22,8 +22,9 @@ JS_CUT = """() => Array.from(document.querySelectorAll('[data-testid="stMain"] *
   getComputedStyle(e).textOverflow === 'ellipsis' && e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)"""
 
 
-def _overrides_tab(page, n: int):
-    page.get_by_role("tab", name=f"Overrides ({n})").wait_for(timeout=60_000)
+def _overrides_shown(page, n: int):
+    """Wait until the page says ``n`` manual overrides (shown above the tabs, whichever tab is open)."""
+    page.get_by_text(f"{n:,} manual override{'s' if n != 1 else ''}", exact=True).wait_for(timeout=60_000)
     wait_app_idle(page)
 
 
@@ -51,23 +52,23 @@ def test_review_queue_by_keyboard(tmp_path, fer_sample):
             page.locator(f".st-key-rv_sel_{i} label").first.click()
         page.wait_for_function(f"() => ({JS_TICKED})() === 2")
         page.keyboard.press("k")
-        _overrides_tab(page, 2)
+        _overrides_shown(page, 2)
         assert rs.get(ids[0]) == ("keep", None) and rs.get(ids[1]) == ("keep", None)
         # r rejects (Streamlit's own R would only rerun the app)
         page.locator(f".st-key-rv_sel_{ids[2]} label").first.click()
         page.wait_for_function(f"() => ({JS_TICKED})() === 1")
         page.keyboard.press("r")
-        _overrides_tab(page, 3)
+        _overrides_shown(page, 3)
         assert rs.get(ids[2]) == ("reject", None)
         # 3 relabels as fear
         page.locator(f".st-key-rv_sel_{ids[3]} label").first.click()
         page.wait_for_function(f"() => ({JS_TICKED})() === 1")
         page.keyboard.press("3")
-        _overrides_tab(page, 4)
+        _overrides_shown(page, 4)
         assert rs.get(ids[3]) == ("relabel", "fear")
         # u undoes the last action
         page.keyboard.press("u")
-        _overrides_tab(page, 3)
+        _overrides_shown(page, 3)
         assert rs.get(ids[3]) is None
         # → and ← turn pages
         page.keyboard.press("ArrowRight")
@@ -90,7 +91,7 @@ def test_review_queue_by_keyboard(tmp_path, fer_sample):
         shot(page, "review-bulk-confirm")
         assert rs.count() == 3
         dialog.get_by_role("button", name="Reject 100 images").click()
-        _overrides_tab(page, 103)
+        _overrides_shown(page, 103)
         assert dialog.count() == 0 or not dialog.is_visible()
     assert all(rs.get(i) == ("reject", None) for i in ids2) and rs.count() == 103
 
@@ -110,7 +111,7 @@ def test_label_issues_by_keyboard_and_only_the_open_tab_takes_keys(tmp_path, fer
         page.locator(f".st-key-rv_sel_{ids[0]} label").first.click()
         page.wait_for_function(f"() => ({JS_TICKED})() === 1")
         page.keyboard.press("k")
-        _overrides_tab(page, 1)
+        _overrides_shown(page, 1)
         assert rs.get(ids[0]) == ("keep", None)
         page.get_by_role("tab", name="Label issues").click()
         first = page.locator('[class*="st-key-li_keep_"]').first
@@ -119,6 +120,6 @@ def test_label_issues_by_keyboard_and_only_the_open_tab_takes_keys(tmp_path, fer
                    if c.startswith("st-key-li_keep_")).removeprefix("st-key-li_keep_")
         page.get_by_role("heading", name="Review").click()
         page.keyboard.press("3")
-        _overrides_tab(page, 2)
+        _overrides_shown(page, 2)
         assert rs.get(iid) == ("relabel", "fear")
         shot(page, "review-label-issues-keys")

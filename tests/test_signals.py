@@ -73,6 +73,8 @@ def test_a_family_that_breaks_the_contract_fails_when_defined():
                                         "columns": (SignalColumn("y", "other", "Y", "a y", "low"),)})
     with pytest.raises(TypeError, match="version"):
         type("NoVersion", (SignalFamily,), {"name": "bad", "columns": (col,), "compute": lambda self, b: {}})
+    with pytest.raises(TypeError, match="made_by"):
+        type("NoCommand", (SignalFamily,), {"name": "bad", "version": 1, "columns": (col,), "per_image": False})
     ok = type("Fine", (SignalFamily,), {"name": "bad", "version": 1, "columns": (col,),
                                         "compute": lambda self, b: {"x": np.zeros(len(b.ids))}})
     assert ok().available() == (True, "")

@@ -91,6 +91,7 @@ class SignalFamily:
     derived: ClassVar[tuple[str, ...]] = ()  # whole-dataset tables finalize() writes (<key>.parquet)
     error_column: ClassVar[str | None] = None   # says why an image could not be read; such rows are retried
     model: ClassVar[str | None] = None       # a model of fer_core.models this family needs
+    made_by: ClassVar[str] = ""              # whole-table families: the command that computes them ({name}: dataset)
 
     def available(self) -> tuple[bool, str]:
         """Whether this machine can compute the family, and if not, why (the model or a package missing)."""
@@ -130,6 +131,8 @@ class SignalFamily:
             bad.append("a per-image family defines compute(batch)")
         if not cls.per_image and (computes or cls.derived or cls.depends or cls.extra_columns):
             bad.append("a whole-table family has no compute, derived tables, depends or extra columns")
+        if not cls.per_image and not cls.made_by:
+            bad.append("a whole-table family says what computes it (`made_by`)")
         if bool(cls.derived) != (cls.finalize is not SignalFamily.finalize):
             bad.append("`derived` names the tables finalize() writes: both or neither")
         if cls.error_column is not None and cls.error_column not in {c.name for c in cols}:

@@ -33,3 +33,4 @@ class Labels(SignalFamily):
     ``store.write_family_table``."""
     name, version, columns = FAMILY, VERSION, tuple(COLUMNS)
     per_image = False
+    made_by = "`python -m fer_core labels {name}` (or Find label issues on the Train page)"
