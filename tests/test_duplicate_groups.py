@@ -209,6 +209,8 @@ def test_duplicates_page_shows_separate_groups_with_distances(chains):
     sl = next(s for s in at.select_slider if s.label.startswith("Near-duplicate threshold"))
     sl.set_value(6)
     at.run()
+    at.session_state["dup_tab"] = "Duplicate groups"     # lazy tabs: only the open one is drawn
+    at.run()
     assert not at.exception, at.exception
     dec = decisions.run(inp, at.session_state["recipe_state"]["chains"]["recipe"])   # the page's recipe
     n_groups = dec.loc[dec["group"] >= 0, "group"].nunique()
@@ -232,6 +234,8 @@ def test_duplicates_page_shows_separate_groups_with_distances(chains):
         a, c = ids[pos[chain[0]]], ids[pos[chain[2]]]
         assert not any(a in ch and c in ch for box in boxes for ch in _chart_ids(box))
     # the leakage tab names each training copy's distance to the evaluation image
+    at.session_state["dup_tab"] = "Leakage (val/test ↔ train)"
+    at.run()
     tab = next(t for t in at.tabs if t.label.startswith("Leakage"))
     data = json.loads(tab.get("bidi_component")[0].proto.json)
     texts = [t["title"] for t in data["tiles"] if t and t["title"].startswith("train")]
