@@ -73,7 +73,7 @@ def main() -> None:
         if doc is None:
             rec = recipe_mod.default_recipe(sig, name=f"{args.name}-default")
             if args.uncapped:
-                rec.labels.class_cap = None
+                rec = rec.with_labels(class_cap=None)
         doc = ab.run_ab(args.name, rec, list(range(args.seeds)), args.preset, progress=TqdmProgress(),
                         relabel_arm=False if args.no_relabel_arm else None, cache=args.cache, ab_id=args.ab_id,
                         resume=doc is not None, baseline=args.baseline)

@@ -136,7 +136,7 @@ def cmd_decide(ctx: Ctx) -> int:
             from fer_core.errors import InvalidInput
             raise InvalidInput(f"--class-cap must be a share between 0 and 1, not {ctx.args.class_cap:g}.",
                                "Pass e.g. --class-cap 0.25 (the cuts remove at most 25% of any class).")
-        rec.class_cap = ctx.args.class_cap
+        rec = rec.replace(class_cap=ctx.args.class_cap)
     t0 = time.perf_counter()
     dec = ws.decide(rec, overrides=not ctx.args.no_overrides, inputs=inputs)
     ms = (time.perf_counter() - t0) * 1000

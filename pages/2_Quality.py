@@ -15,7 +15,8 @@ from fer_core.signals.base import COLUMN_META
 from ui import quality_view as qv
 from ui.views import histogram_view
 from ui.common import page_done
-from ui.curation import (LABEL_ORDER, clickable_montage, current_decisions, current_recipe, dirty, face_signals_panel, fmt_value,
+from ui.curation import (LABEL_ORDER, change_recipe, clickable_montage, current_decisions, current_recipe, dirty,
+                         face_signals_panel, fmt_value,
                          curation_page, inspector, recipe_sidebar, summary_sidebar, sync_draft, wkey)
 
 name, inputs = curation_page("Quality", "🔍")
@@ -32,26 +33,20 @@ if "q_signal" not in st.session_state or st.session_state["q_signal"] not in col
 
 
 def _bind(key: str, col: str, what: str):
+    """The widget ``key``'s callback: a new recipe with the filter ``col`` changed (recipes are immutable)."""
     def cb():
         val = st.session_state[key]
-        f = rec.filters[col]
+        f = current_recipe(name, inputs).filters[col]
         if what == "enabled":
-            f.enabled = bool(val)
-        elif what == "min":
-            f.min = float(val)
-        elif what == "max":
-            f.max = float(val)
+            changes = {"enabled": bool(val)}
+        elif what in ("min", "max", "review_min", "review_max"):
+            changes = {what: float(val)}
         elif what == "range":
-            f.min, f.max = float(val[0]), float(val[1])
-        elif what in ("review_min", "review_max"):
-            setattr(f, what, float(val))
-        elif what == "reject_on":  # review-first signals: switch the (stricter) reject cut on or off
+            changes = {"min": float(val[0]), "max": float(val[1])}
+        else:  # "reject_on": review-first signals switch the (stricter) reject cut on or off
             side = "min" if meta_of(col).direction == "low" else "max"
-            if val:
-                r = getattr(f, "review_" + side)
-                setattr(f, side, r if r is not None else None)
-            else:
-                setattr(f, side, None)
+            changes = {side: getattr(f, "review_" + side) if val else None}
+        change_recipe(name, lambda r: r.with_filter(col, **changes))
     return cb
 
 
@@ -92,6 +87,8 @@ def _tune():
     sync_draft(name)   # auto-save the draft (recipe_sidebar does it on a full run)
     if dirty(name) != dirty_at_full_run:   # the sidebar's "saved / unsaved changes" line must change too
         st.rerun()
+    rec = current_recipe(name, inputs)     # as this run's callbacks left it (a change makes a new recipe)
+    f = rec.filters[col]
     main, side = st.columns([3, 1.15])
     with main:
         st.caption(f"{meta.description} **Direction:** {'low is bad' if meta.direction == 'low' else 'high is bad' if meta.direction == 'high' else 'outside a range is bad'} · "

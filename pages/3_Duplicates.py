@@ -12,23 +12,23 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from fer_core import recipe as recipe_mod, store
 from ui.common import page_done
-from ui.curation import (clickable_montage, current_decisions, current_recipe, dirty, curation_page, inspector,
+from ui.curation import (change_recipe, clickable_montage, current_decisions, current_recipe, dirty, curation_page, inspector,
                          recipe_sidebar, summary_sidebar, sync_draft, wkey)
 
 name, inputs = curation_page("Duplicates & leakage", "👯")
 sig = inputs.signals
-rec = current_recipe(name, inputs)
 recipe_sidebar(name, inputs)
-dup = rec.duplicates
 
 
 def _bind(key, attr, cast):
+    """The widget ``key``'s callback: a new recipe with the duplicate setting ``attr`` changed."""
     def cb():
-        setattr(dup, attr, cast(st.session_state[key]))
+        change_recipe(name, lambda r: r.with_duplicates(**{attr: cast(st.session_state[key])}))
     return cb
 
 
 def _widget(fn, label, attr, cast, **kw):
+    dup = current_recipe(name, inputs).duplicates
     key = wkey(name, "dup", attr)
     if "options" in kw:  # a recipe may hold a value between the marks (5 bits): offer it, never show another one
         kw["options"] = sorted(set(kw["options"]) | {cast(getattr(dup, attr))})
@@ -58,6 +58,8 @@ def _page():
     sync_draft(name)   # auto-save the draft (recipe_sidebar does it on a full run)
     if dirty(name) != dirty_at_full_run:   # the sidebar's "saved / unsaved changes" line must change too
         st.rerun()
+    rec = current_recipe(name, inputs)     # as this run's callbacks left it (a change makes a new recipe)
+    dup = rec.duplicates
     c = st.columns([1, 1, 2, 1, 1.4])
     with c[0]:
         _widget(st.toggle, "Exact", "exact", bool, help="Same decoded pixels")

@@ -46,7 +46,7 @@ def test_slider_changes_counts_to_what_decide_computes(subset):
     at.run()
     assert not at.exception
     after = int(_metric(at, "Rejected by this filter").replace(",", ""))
-    default.filters["sharpness"].min = new
+    default = default.with_filter("sharpness", min=new)
     dec = decisions.run(subset, default)
     expected = int(recipe.has_reason(dec["reasons"], "sharpness").sum())
     assert after == expected != before
@@ -61,7 +61,7 @@ def test_slider_changes_counts_to_what_decide_computes(subset):
     at.switch_page("pages/3_Duplicates.py")
     at.run()
     assert not at.exception
-    default.filters["sharpness"].enabled = False
+    default = default.with_filter("sharpness", enabled=False)
     assert _metric(at, "Kept") == f"{int(decisions.run(subset, default)['keep'].sum()):,}"
 
 
@@ -129,7 +129,7 @@ def test_duplicates_page_renders_groups_and_leakage(subset):
     at.run()
     assert not at.exception
     rec0 = recipe.default_recipe(subset.signals)
-    rec0.duplicates.near_threshold = 0
+    rec0 = rec0.with_duplicates(near_threshold=0)
     dec0 = decisions.run(subset, rec0)
     assert _metric(at, "Duplicate groups") == f"{dec0.loc[dec0['group'] >= 0, 'group'].nunique():,}"
     assert _metric(at, "Extra copies dropped") == f"{int(recipe.has_reason(dec0['reasons'], 'duplicate').sum()):,}"
@@ -138,7 +138,7 @@ def test_duplicates_page_renders_groups_and_leakage(subset):
 def test_duplicates_slider_shows_a_loaded_recipes_value_between_the_marks(subset):
     """A recipe with 5 Hamming bits (the slider's marks are even) shows 5, not a silently different mark."""
     rec = recipe.default_recipe(subset.signals)
-    rec.name, rec.duplicates.near_threshold = "odd", 5
+    rec = rec.replace(name="odd").with_duplicates(near_threshold=5)
     rec.save(decisions.recipes_dir("sub") / "odd.yaml")
     at = app_page("pages/3_Duplicates.py")
     at.sidebar.selectbox(key="rload-sub").set_value("odd")
@@ -151,7 +151,7 @@ def test_duplicates_slider_shows_a_loaded_recipes_value_between_the_marks(subset
     assert _metric(at, "Duplicate groups") == f"{dec.loc[dec['group'] >= 0, 'group'].nunique():,}"
     sl.set_value(2)   # and it still moves
     at.run()
-    rec.duplicates.near_threshold = 2
+    rec = rec.with_duplicates(near_threshold=2)
     dec = decisions.run(subset, rec)
     assert _metric(at, "Duplicate groups") == f"{dec.loc[dec['group'] >= 0, 'group'].nunique():,}"
 
@@ -246,7 +246,7 @@ def test_every_filter_slider_moves_and_counts_match_decide(faces_ws):
     assert any(COLUMN_META[c].direction == "both" for c in cols)
     visited = set()
     for col in cols + ["brightness"]:  # back to the two-sided one after every other kind
-        meta, f = COLUMN_META[col], model.filters[col]
+        meta = COLUMN_META[col]
         revisit = col in visited
         visited.add(col)
         at.selectbox(key="q_signal").select(col)
@@ -256,31 +256,33 @@ def test_every_filter_slider_moves_and_counts_match_decide(faces_ws):
         if not on.value:
             on.set_value(True)
             at.run()
-            f.enabled = True
+            model = model.with_filter(col, enabled=True)
             _check_counts(at, inputs, model, col)
         if all(len(s.options) == 1 for s in at.select_slider):
             assert inputs.signals[col].nunique() == 1  # a constant signal (FER2013's aspect ratio): nothing to move
             continue
         if meta.direction == "both":
             # the revisit moves both thumbs to other places than the first visit did
-            f.min, f.max = _move(at, "Keep ", 0.2, 0.8) if revisit else _move(at, "Keep ", 0.1, 0.9)
+            lo, hi = _move(at, "Keep ", 0.2, 0.8) if revisit else _move(at, "Keep ", 0.1, 0.9)
+            model = model.with_filter(col, min=lo, max=hi)
         else:
             side = "min" if meta.direction == "low" else "max"
             q = 0.3 if side == "min" else 0.7
             if any(s.label.startswith("Send to review") for s in at.select_slider):
-                setattr(f, "review_" + side, _move(at, "Send to review", q))
+                model = model.with_filter(col, **{"review_" + side: _move(at, "Send to review", q)})
                 _check_counts(at, inputs, model, col)
                 box = next(c for c in at.checkbox if c.label.startswith("Also reject automatically"))
                 box.set_value(not box.value)
                 at.run()
-                setattr(f, side, getattr(f, "review_" + side) if box.value else None)
+                model = model.with_filter(col, **{side: getattr(model.filters[col], "review_" + side) if box.value
+                                                  else None})
                 _check_counts(at, inputs, model, col)
                 if not box.value:
                     continue
                 q = 0.2 if side == "min" else 0.8
-                setattr(f, side, _move(at, "Reject ", q))
+                model = model.with_filter(col, **{side: _move(at, "Reject ", q)})
             else:
-                setattr(f, side, _move(at, "Reject ", q))
+                model = model.with_filter(col, **{side: _move(at, "Reject ", q)})
         dec = _check_counts(at, inputs, model, col)
         if not (meta.review_only or meta.review_k is not None):
             assert recipe.has_reason(dec["reasons"], col).any(), f"moving {col} should reject something"

@@ -89,7 +89,7 @@ def test_recipe_class_cap_in_the_sidebar_changes_counts_as_decide(subset):
     next(n for n in at.sidebar.number_input if n.label == "At most this share of any class (%)").set_value(1.0)
     at.run()
     assert not at.exception
-    rec.class_cap = 0.01
+    rec = rec.replace(class_cap=0.01)
     dec = decisions.run(subset, rec)
     assert _kept(at) == int(dec["keep"].sum()) > kept
     assert at.session_state["recipe_state"]["sub"]["recipe"].class_cap == 0.01

@@ -138,13 +138,13 @@ def test_quality_page_caps_the_label_cut_per_class(noisy_workspace):
     pct.set_value(1.0)
     at.run()
     assert not at.exception, at.exception
-    rec.labels.class_cap = 0.01
+    rec = rec.with_labels(class_cap=0.01)
     assert kept(at) == f"{int(decisions.run(inputs, rec)['keep'].sum()):,}"
     k_capped = kept(at)
     on = next(c for c in at.checkbox if c.label == "Cap the label cut per class")
     on.uncheck()
     at.run()
     assert not at.exception, at.exception
-    rec.labels.class_cap = None
+    rec = rec.with_labels(class_cap=None)
     assert kept(at) == f"{int(decisions.run(inputs, rec)['keep'].sum()):,}"
     assert int(kept(at).replace(",", "")) < int(k_capped.replace(",", ""))      # the uncapped cut takes more

@@ -130,7 +130,7 @@ def test_every_filter_slider_moves_with_the_keyboard(tmp_path, fer_sample):
                                    ".length === 1")   # the previous signal's toggle is gone
             if not f.enabled:
                 toggle.click()
-                f.enabled = True
+                model = model.with_filter(col, enabled=True)
                 page.wait_for_function("() => !document.querySelector('[data-testid=\"stMain\"] "
                                        "[data-testid=\"stSlider\"] [aria-disabled=\"true\"], "
                                        "[data-testid=\"stMain\"] [data-testid=\"stSlider\"] input:disabled')")
@@ -149,11 +149,11 @@ def test_every_filter_slider_moves_with_the_keyboard(tmp_path, fer_sample):
             vals = [float(thumbs.nth(i).get_attribute("aria-valuetext").replace(",", "")) for i, _ in keys]
             if meta.direction == "both":
                 assert vals[0] > f.min and vals[1] < f.max
-                f.min, f.max = vals
+                model = model.with_filter(col, min=vals[0], max=vals[1])
             elif meta.direction == "low":
-                f.min = vals[0]
+                model = model.with_filter(col, min=vals[0])
             else:
-                f.max = vals[0]
+                model = model.with_filter(col, max=vals[0])
             dec = decisions.run(inputs, model)
             want = {"Rejected by this filter": f"{int(recipe.has_reason(dec['reasons'], col).sum()):,}",
                     "Kept": f"{int(dec['keep'].sum()):,}"}

@@ -9,6 +9,7 @@ the recipe, pixel-identical, or linked through accepted pairs *and* confirmed on
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -83,7 +84,7 @@ def test_pixel_check_confirms_a_copy_of_a_copy_inside_a_chain_only():
     # a mirrored pair is confirmed only when the recipe counts mirrored copies
     p = _pairs([(0, 1, "phash", 3), (1, 2, "phash", 4), (0, 2, "mirror", 3, same)])
     assert recipe.duplicate_groups(3, p, dup)[2] == -1 or recipe.duplicate_groups(3, p, dup)[0] == -1
-    dup.mirror = True
+    dup = replace(dup, mirror=True)
     assert len(set(recipe.duplicate_groups(3, p, dup))) == 1
 
 
@@ -124,9 +125,9 @@ def chains(tmp_path, fer_zip, fer_sample):
 
 def _six_bits(inp):
     r = recipe.default_recipe(inp.signals)
-    for f in r.filters.values():
-        f.enabled = False
-    r.duplicates.near_threshold = 6
+    for c in r.filters:
+        r = r.with_filter(c, enabled=False)
+    r = r.with_duplicates(near_threshold=6)
     return r
 
 
@@ -266,7 +267,7 @@ def test_full_fer2013_groups_are_complete_and_leaks_still_found(fer2013_scanned)
     # (the face embeddings find re-crops), a few other people; at 6 bits (102) about half are other people.
     for bits, kept_share in ((4, 0.95), (6, 0.9)):
         r = recipe.default_recipe(sig)
-        r.duplicates.near_threshold = bits
+        r = r.with_duplicates(near_threshold=bits)
         dec = decisions.run(inp, r)
         leak = recipe.has_reason(dec["reasons"], "leak")
         # every training copy of a pixel-identical val/test image is dropped

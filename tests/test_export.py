@@ -25,7 +25,7 @@ def ds_small(tmp_path, fer_sample):
     import_and_scan(tmp_path, fer_sample, "ex")
     inp = decisions.load_inputs("ex")
     rec = recipe.default_recipe(inp.signals)
-    rec.filters["sharpness"].min = float(np.percentile(inp.signals["sharpness"], 15))  # reject a visible share
+    rec = rec.with_filter("sharpness", min=float(np.percentile(inp.signals["sharpness"], 15)))  # reject a visible share
     return inp, rec
 
 

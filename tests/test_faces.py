@@ -118,7 +118,7 @@ def test_recropped_copy_found_by_embedding_not_by_hash(faces_ws):
     assert recipe.has_reason([d.loc[a, "review"]], "conflict")[0]
     # and without embedding copies it is not found
     r = recipe.default_recipe(inp.signals)
-    r.duplicates.embedding = False
+    r = r.with_duplicates(embedding=False)
     d2 = decisions.run(inp, r).set_index(inp.signals["id"])
     assert d2.loc[b, "keep"]
 

@@ -22,9 +22,9 @@ def small(tmp_path, fer_sample):
 
 def test_yaml_round_trip(small, tmp_path):
     r = recipe.default_recipe(small.signals, name="mine")
-    r.filters["sharpness"].min = 321.5
-    r.duplicates.near_threshold = 6
-    r.scope = ["train", "val"]
+    r = r.with_filter("sharpness", min=321.5)
+    r = r.with_duplicates(near_threshold=6)
+    r = r.replace(scope=["train", "val"])
     for suffix in (".yaml", ".json"):
         p = r.save(tmp_path / f"r{suffix}")
         back = recipe.Recipe.load(p)
@@ -76,7 +76,7 @@ def test_robust_cut_methods():
 
 def test_decide_deterministic_and_matches_thresholds(small):
     r = recipe.default_recipe(small.signals)
-    r.filters["sharpness"].min = float(np.percentile(small.signals["sharpness"], 10))
+    r = r.with_filter("sharpness", min=float(np.percentile(small.signals["sharpness"], 10)))
     d1 = decisions.run(small, r)
     d2 = decisions.run(small, r.copy())
     pd.testing.assert_frame_equal(d1, d2)
@@ -88,13 +88,13 @@ def test_decide_deterministic_and_matches_thresholds(small):
     assert d1.loc[~train, "keep"].all()   # default scope: val/test never rejected
     assert not d1.loc[low & train, "keep"].any()
     # disabling the filter removes the reason
-    r.filters["sharpness"].enabled = False
+    r = r.with_filter("sharpness", enabled=False)
     assert not recipe.has_reason(decisions.run(small, r)["flags"], "sharpness").any()
 
 
 def test_overrides_win_within_scope(small):
     r = recipe.default_recipe(small.signals)
-    r.filters["sharpness"].min = float(np.percentile(small.signals["sharpness"], 30))
+    r = r.with_filter("sharpness", min=float(np.percentile(small.signals["sharpness"], 30)))
     d = decisions.run(small, r)
     sig = small.signals
     rejected = sig.loc[~d["keep"], "id"].iloc[0]
@@ -112,7 +112,7 @@ def test_overrides_win_within_scope(small):
     assert by.loc[test_img, "keep"] and by.loc[test_img, "override"] == "reject"  # test stays untouched
     relabelled = sig.loc[d["keep"] & (sig["split"] == "train"), "id"].iloc[1]
     assert by.loc[relabelled, "label_final"] == "fear"
-    r.scope = ["train", "val", "test"]
+    r = r.replace(scope=["train", "val", "test"])
     assert not decisions.run(small, r, rs.overrides()).set_index(sig["id"]).loc[test_img, "keep"]
 
 
@@ -126,21 +126,21 @@ def test_duplicate_policy_keeps_exactly_one(tmp_path, fer_sample):
     import_and_scan(tmp_path, files, "pol")
     inp = decisions.load_inputs("pol")
     r = recipe.default_recipe(inp.signals)
-    for f in r.filters.values():
-        f.enabled = False
+    for c in r.filters:
+        r = r.with_filter(c, enabled=False)
     d = decisions.run(inp, r)
     groups = d[d["group"] >= 0].groupby("group")
     assert groups.ngroups == 10 and (groups.size() == 3).all()
     assert (groups["keep"].sum() == 1).all() and (groups["representative"].sum() == 1).all()
     assert (d.loc[d["group"] < 0, "keep"]).all()
-    r.duplicates.policy = "drop_all"
+    r = r.with_duplicates(policy="drop_all")
     d = decisions.run(inp, r)
     assert not d.loc[d["group"] >= 0, "keep"].any()
-    r.duplicates.policy = "keep_all"
+    r = r.with_duplicates(policy="keep_all")
     assert decisions.run(inp, r)["keep"].all()
-    r.duplicates.policy = "keep_one"
-    r.scope = ["train", "val", "test"]
-    r.duplicates.near = False  # exact only: the brightened copies fall out of the groups
+    r = r.with_duplicates(policy="keep_one")
+    r = r.replace(scope=["train", "val", "test"])
+    r = r.with_duplicates(near=False)  # exact only: the brightened copies fall out of the groups
     d = decisions.run(inp, r)
     assert d[d["group"] >= 0].groupby("group").size().eq(2).all()
 
@@ -242,7 +242,7 @@ def test_label_cut_is_capped_per_class():
     with pytest.raises(InvalidInput, match="filters.label_quality.min must be a number"):
         recipe.Recipe.from_dict(dd)
     # without the cap the whole tail goes, as before
-    r.labels.class_cap = None
+    r = r.with_labels(class_cap=None)
     d2 = recipe.decide(sig, r)
     assert recipe.has_reason(d2["reasons"], "label_quality")[train & (q < lq.min)].all()
     assert recipe.class_imbalance(sig, d2)[0]["label"] == "disgust"
@@ -362,9 +362,8 @@ def test_recipe_rejecting_most_of_a_split_warns(small, tmp_path, capsys):
 
     r = recipe.default_recipe(small.signals)
     assert recipe.split_rejections(small.signals, decisions.run(small, r)) == []
-    r.scope = ["train", "test"]
-    r.filters["brightness"].enabled = True
-    r.filters["brightness"].min, r.filters["brightness"].max = None, 1.0   # valid, but on the wrong side
+    r = r.replace(scope=["train", "test"])
+    r = r.with_filter("brightness", enabled=True, min=None, max=1.0)   # valid, but on the wrong side
     d = decisions.run(small, r)
     w = {x["split"]: x for x in recipe.split_rejections(small.signals, d)}
     assert set(w) == {"train", "test"}                                    # val is out of scope: untouched
@@ -455,7 +454,7 @@ def test_recipe_class_cap_spares_the_least_certain_rejections():
     dis = ((sig["label"] == "disgust") & (sig["split"] == "train")).to_numpy()
     assert (~d0["keep"].to_numpy()[dis]).sum() == 30 + 8 + 4                  # 42% of training disgust
     assert recipe.class_removals(sig, d0)[0][:4] == ("train", "disgust", 100, 58)
-    r.class_cap = 0.2
+    r = r.replace(class_cap=0.2)
     d = recipe.decide(sig, r, None, pairs)
     keep, capped = d["keep"].to_numpy(), d["class_capped"].to_numpy()
     assert (~keep[dis]).sum() == 20 and capped.sum() == capped[dis].sum() == 22   # at most 20% of training disgust
@@ -471,7 +470,7 @@ def test_recipe_class_cap_spares_the_least_certain_rejections():
     assert s["class_capped"] == 22 and [(w["before"], w["after"]) for w in s["class_removals"]] == [(100, 80)]
     assert "rejections spared by the recipe's per-class cap (left for review): 22" in recipe.format_summary(s)
     # a person's reject still wins; an off cap leaves the decisions exactly as before
-    r.class_cap = None
+    r = r.replace(class_cap=None)
     pd.testing.assert_frame_equal(recipe.decide(sig, r, None, pairs).drop(columns="class_capped"),
                                   d0.drop(columns="class_capped"))
 
@@ -482,7 +481,7 @@ def test_recipe_class_cap_serialisation_and_fingerprint():
     r = recipe.Recipe(filters={"contrast": recipe.Filter(min=3.0)})
     assert "class_cap" not in r.to_dict() and "class_cap" not in r.to_yaml()
     fp = r.fingerprint()
-    r.class_cap = 0.25
+    r = r.replace(class_cap=0.25)
     assert r.to_dict()["class_cap"] == 0.25 and r.fingerprint() != fp
     back = recipe.Recipe.from_text(r.to_yaml(), "c.yaml")
     assert back.class_cap == 0.25 and back.fingerprint() == r.fingerprint()
@@ -496,7 +495,7 @@ def test_decide_cli_warns_and_applies_the_class_cap(small, tmp_path, capsys):
     from fer_core import cli
 
     r = recipe.default_recipe(small.signals)
-    r.filters["sharpness"].min = float(np.percentile(small.signals["sharpness"], 30))
+    r = r.with_filter("sharpness", min=float(np.percentile(small.signals["sharpness"], 30)))
     dec = decisions.run(small, r)
     w = recipe.class_removals(small.signals, dec, ratio=0, floor=0, min_images=1)
     assert w and w[0].split == "train"
@@ -506,7 +505,7 @@ def test_decide_cli_warns_and_applies_the_class_cap(small, tmp_path, capsys):
     assert f"{int(dec['keep'].sum()):,} kept" in out
     assert cli.main(["decide", "small", "--recipe", str(path), "--class-cap", "0.05"]) == 0
     out = capsys.readouterr().out
-    r.class_cap = 0.05
+    r = r.replace(class_cap=0.05)
     capped = decisions.run(small, r)
     assert f"{int(capped['keep'].sum()):,} kept" in out and capped["keep"].sum() > dec["keep"].sum()
     assert "spared by the recipe's per-class cap" in out

@@ -174,8 +174,8 @@ def test_sidebar_recipe_errors_and_split_warning(subset):
     assert "filters.sharpness.mni" in err and "did you mean 'min'" in err
     # a valid recipe that rejects most of train and test: the summary warns
     r = recipe.default_recipe(subset.signals, name="dark")
-    r.scope = ["train", "test"]
-    r.filters["brightness"].enabled, r.filters["brightness"].min, r.filters["brightness"].max = True, None, 1.0
+    r = r.replace(scope=["train", "test"])
+    r = r.with_filter("brightness", enabled=True, min=None, max=1.0)
     assert upload("dark.yaml", r.to_yaml().encode()) == ""
     warns = [w.value for w in at.sidebar.warning]
     assert any("of the **train** split" in w for w in warns) and any("of the **test** split" in w for w in warns)

@@ -114,3 +114,24 @@ def test_nearest_is_exact_excludes_the_image_itself_and_sorts():
     sims[7] = -np.inf
     want = np.argsort(-sims)[:5]
     assert list(got["007"]["id"]) == list(ids[want]) and got["007"]["similarity"].is_monotonic_decreasing
+
+
+def test_recipes_are_values_a_change_makes_a_new_one():
+    """Issue 16: UI callbacks changed recipes in place (a recipe handed to decide or another session could change
+    under it). Now every change makes a new recipe and the old one stays as it was."""
+    from dataclasses import FrozenInstanceError
+
+    r = recipe.Recipe(filters={"sharpness": Filter(min=100.0)})
+    r2 = r.with_filter("sharpness", min=250.0).with_duplicates(near_threshold=6).with_labels(policy="relabel")
+    r3 = r2.replace(name="strict", scope=["train", "val"], class_cap=0.2)
+    assert r.filters["sharpness"].min == 100.0 and r.duplicates.near_threshold == 4 and r.labels.policy == "drop"
+    assert (r2.filters["sharpness"].min, r2.duplicates.near_threshold, r2.labels.policy) == (250.0, 6, "relabel")
+    assert r3.scope == ("train", "val") and r3.class_cap == 0.2 and r2.name == "default"
+    assert r.fingerprint() != r2.fingerprint() != r3.fingerprint()
+    for change in (lambda: setattr(r.filters["sharpness"], "min", 1.0), lambda: setattr(r, "class_cap", 0.5),
+                   lambda: setattr(r.duplicates, "near", False), lambda: setattr(r.labels, "policy", "relabel")):
+        with pytest.raises(FrozenInstanceError):
+            change()
+    with pytest.raises(TypeError, match="immutable"):
+        r.filters["contrast"] = Filter(min=3.0)
+    assert recipe.Recipe.from_dict(r3.to_dict()) == r3       # its file holds exactly the value

@@ -45,7 +45,7 @@ def test_an_export_goes_stale_when_overrides_change_and_says_how_many_images_dif
     assert why == "stale: made before overrides (0 → 5) changed the decisions (5 images differ)"
     # another recipe than the export's: said as such, with the true count of differing images
     other = recipe.default_recipe(sub.signals)
-    other.filters["sharpness"].min = float(np.percentile(sub.signals["sharpness"], 30))
+    other = other.with_filter("sharpness", min=float(np.percentile(sub.signals["sharpness"], 30)))
     cur = _current("sub", other)
     old = decisions.run(sub, rec, None)["keep"].to_numpy()
     new = decisions.run(sub, other, decisions.overrides_for("sub"))["keep"].to_numpy()

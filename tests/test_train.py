@@ -130,7 +130,7 @@ def test_recipe_and_export_sources_train_on_the_kept_images_and_test_on_the_full
 
     inputs = decisions.load_inputs("fer2013")
     rec = recipe_mod.default_recipe(inputs.signals)
-    rec.scope = ["train", "val", "test"]   # even a recipe that reaches the test split never cleans the test set here
+    rec = rec.replace(scope=["train", "val", "test"])   # even a recipe that reaches the test split never cleans the test set here
     ds = datasets.load("fer2013")
     tr_ids = inputs.signals.loc[inputs.signals["split"] == "train", "id"].to_numpy()
     review.store_for(ds).set([tr_ids[0]], "relabel", label="disgust", author="t")
@@ -208,13 +208,13 @@ def test_label_policy_relabel_and_overrides_round_trip_into_the_export(noisy_wor
     assert recipe_mod.has_reason(dropped["review"], "label_quality")[capped].all()   # still to review
     # the cap is a recipe field: it round-trips, and without it every image below the cut is dropped
     assert recipe_mod.Recipe.from_dict(json.loads(json.dumps(rec.to_dict()))).labels.class_cap == rec.labels.class_cap
-    rec.labels.class_cap = None
+    rec = rec.with_labels(class_cap=None)
     assert "class_cap" not in rec.to_dict()["labels"]        # recipes saved before the cap keep their exact form
     dropped = decisions.run(inputs, rec)
     assert recipe_mod.has_reason(dropped["reasons"], "label_quality")[low].all()
     assert not dropped["label_capped"].any()
     # relabel policy: those images stay, under the suggested label
-    rec.labels.policy = "relabel"
+    rec = rec.with_labels(policy="relabel")
     rec2 = recipe_mod.Recipe.from_dict(json.loads(json.dumps(rec.to_dict())))
     assert rec2.labels.policy == "relabel"
     dec = decisions.run(inputs, rec2)
@@ -308,8 +308,8 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
 
     # A second recipe against the same raw runs: the raw arm is reused, only the new arm is trained.
     rec2 = rec.copy()
-    rec2.labels.class_cap = None
-    rec2.name = "second"
+    rec2 = rec2.with_labels(class_cap=None)
+    rec2 = rec2.replace(name="second")
     with pytest.raises(InvalidInput, match="different budget"):
         ab.run_ab("fer2013", rec2, seeds=[0], preset="smoke", baseline=doc["ab_id"], epochs=2, max_train=1200)
     with pytest.raises(InvalidInput, match="no A/B 'nope'"):

@@ -29,7 +29,7 @@ def test_a_notebook_path_through_one_dataset(tmp_path, fer_sample):
     assert dec.equals(plain)
     assert ws.decide(rec, overrides=False, inputs=inputs).equals(decisions.run(inputs, rec, None))   # ...unless off
     assert "kept" in ws.summary(dec, inputs)
-    rec.name = "mine"
+    rec = rec.replace(name="mine")
     ws.save_recipe(rec)
     path = decisions.recipes_dir("nb") / "mine.yaml"
     assert ws.recipes() == ["mine"] and ws.recipe("mine").to_dict() == recipe.Recipe.load(path).to_dict()

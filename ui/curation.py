@@ -169,6 +169,14 @@ def current_recipe(name: str, inputs: dec_mod.Inputs) -> recipe_mod.Recipe:
     return recipe_state(name, inputs)["recipe"]
 
 
+def change_recipe(name: str, change) -> recipe_mod.Recipe:
+    """Replace the session's current recipe of ``name`` by ``change(recipe)`` (recipes are immutable: a widget's
+    callback makes a new one, e.g. ``lambda r: r.with_filter("sharpness", min=250.0)``); returns it."""
+    rs = _rs(name)
+    rs["recipe"] = change(rs["recipe"])
+    return rs["recipe"]
+
+
 def set_recipe(name: str, rec: recipe_mod.Recipe, label: str, saved: bool, base: str | None = None) -> None:
     """Make ``rec`` the current recipe; ``base``: the saved recipe file it is (None: default or upload)."""
     rs = _rs(name)
@@ -264,8 +272,7 @@ def recipe_sidebar(name: str, inputs: dec_mod.Inputs) -> None:
                 try:
                     from fer_core.store_paths import check_name
                     check_name(new_name, "recipe")
-                    rec = rs["recipe"]
-                    rec.name = new_name
+                    rec = rs["recipe"].replace(name=new_name)
                     rec.save(rdir / f"{new_name}.yaml")
                     set_recipe(name, rec, new_name, saved=True, base=new_name)
                     st.session_state["_recipe_msg"] = f"Saved as {rdir / (new_name + '.yaml')}"
@@ -302,7 +309,7 @@ def recipe_sidebar(name: str, inputs: dec_mod.Inputs) -> None:
                            help="drop: reject them; relabel: keep them under the suggested label (a keep override "
                            "on an image reverses its relabel). The cut is the Label quality filter.")
             if pol != rs["recipe"].labels.policy:
-                rs["recipe"].labels.policy = pol
+                rs["recipe"] = rs["recipe"].with_labels(policy=pol)
                 st.rerun()
             new = _share_cap(name, "label_cap", rs["recipe"].labels.class_cap, 0.06, 0.5,
                              "Cap the label cut per class", "At most this share of any one class (%)",
@@ -310,7 +317,7 @@ def recipe_sidebar(name: str, inputs: dec_mod.Inputs) -> None:
                              "images beyond it stay, in the review queue. A global cut on label quality strips rare "
                              "classes (on FER2013 it took 31% of disgust), so the default caps it.")
             if new != rs["recipe"].labels.class_cap:
-                rs["recipe"].labels.class_cap = new
+                rs["recipe"] = rs["recipe"].with_labels(class_cap=new)
                 st.rerun()
         new = _share_cap(name, "class_cap", rs["recipe"].class_cap, 0.25, 1.0,
                          "Cap what the recipe removes per class", "At most this share of any class (%)",
@@ -319,7 +326,7 @@ def recipe_sidebar(name: str, inputs: dec_mod.Inputs) -> None:
                          "review. Leaked copies of val/test images are always removed (they count towards the "
                          "share). On FER2013 the default recipe removes 38% of training disgust.")
         if new != rs["recipe"].class_cap:
-            rs["recipe"].class_cap = new
+            rs["recipe"] = rs["recipe"].replace(class_cap=new)
             st.rerun()
         if msg := st.session_state.pop("_recipe_msg", None):
             st.success(msg)

@@ -98,7 +98,7 @@ def default_recipe(signals: pd.DataFrame, name: str = "default", scope: list[str
     if lq is not None and lq.min is not None:
         q = base["label_quality"].to_numpy(np.float64, na_value=np.nan)
         share = float(np.mean(q[np.isfinite(q)] < lq.min)) if np.isfinite(q).any() else 0.0
-        labels.class_cap = round(max(2 * share, 0.01), 4)
+        labels = LabelPolicy(class_cap=round(max(2 * share, 0.01), 4))
         derived["method"] += "; label cut: at most 2x its overall share of any one class"
     return Recipe(name=name, scope=scope, filters=filters, duplicates=Duplicates(), derived_from=derived,
                   labels=labels)

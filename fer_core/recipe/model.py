@@ -1,9 +1,13 @@
-"""The recipe itself: filters, duplicate and label policies, scope; YAML/JSON I/O; the reason bits."""
+"""The recipe itself: filters, duplicate and label policies, scope; YAML/JSON I/O.
+
+Recipes are immutable values: a change makes a new recipe (``rec.with_filter("sharpness", min=250)``,
+``with_duplicates``, ``with_labels``, ``replace``), so a recipe handed to decide, a job or another session can
+never change under it; trying to change one in place raises ``FrozenInstanceError`` / ``TypeError``."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -13,7 +17,25 @@ from fer_core.recipe.schema import _CUTS, validate
 from fer_core.recipe.vocab import (FIXED_REASONS, FORMAT, LABEL_POLICIES, POLICIES, SPLIT_ORDER,  # noqa: F401
                                    filter_columns, reason_bit, reason_names)
 
-@dataclass
+class FrozenDict(dict):
+    """A dict that refuses changes (a recipe's filters, its derived_from note)."""
+
+    def _refuse(self, *a, **kw):
+        raise TypeError("a recipe is immutable: make a new one (Recipe.with_filter, with_duplicates, replace)")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+
+@dataclass(frozen=True)
 class Filter:
     enabled: bool = True
     min: float | None = None   # reject values below
@@ -22,7 +44,7 @@ class Filter:
     review_max: float | None = None  # send values above to the review queue
 
 
-@dataclass
+@dataclass(frozen=True)
 class Duplicates:
     exact: bool = True            # group pixel-identical images
     near: bool = True             # group perceptual-hash near duplicates
@@ -31,7 +53,7 @@ class Duplicates:
     mirror_threshold: int = 2
     policy: str = "keep_one"      # keep_one | drop_all | keep_all
     drop_leaked: bool = True      # drop training copies of val/test images (even with keep_all)
-    prefer: list[str] = field(default_factory=lambda: list(SPLIT_ORDER))
+    prefer: tuple[str, ...] = SPLIT_ORDER
     embedding: bool = True        # near copies found by face embeddings (when computed)
     embed_threshold: float = 0.80  # cosine similarity of the whole-crop embeddings (looked at by eye on
                                    # FER2013: from ~0.78 up, pairs are the same photo re-cropped/re-contrasted;
@@ -39,7 +61,7 @@ class Duplicates:
 
 
 
-@dataclass
+@dataclass(frozen=True)
 class LabelPolicy:
     """What happens to images below the ``label_quality`` reject cut (when label signals exist)."""
     policy: str = "drop"          # drop: reject them; relabel: keep them under the suggested label
@@ -55,11 +77,11 @@ class LabelPolicy:
         return {k: v for k, v in asdict(self).items() if not (k == "class_cap" and v is None)}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Recipe:
     name: str = "default"
-    scope: list[str] = field(default_factory=lambda: ["train"])
-    filters: dict[str, Filter] = field(default_factory=dict)
+    scope: tuple[str, ...] = ("train",)
+    filters: dict[str, Filter] = field(default_factory=FrozenDict)
     duplicates: Duplicates = field(default_factory=Duplicates)
     derived_from: dict = field(default_factory=dict)
     notes: str = ""
@@ -68,14 +90,41 @@ class Recipe:
     # remove; beyond it the least certain rejections are spared and sent to review (see decide). None: off.
     class_cap: float | None = None
 
+    def __post_init__(self):
+        object.__setattr__(self, "scope", tuple(self.scope))
+        object.__setattr__(self, "filters", FrozenDict(self.filters))
+        object.__setattr__(self, "derived_from", FrozenDict(self.derived_from or {}))
+        if not isinstance(self.duplicates.prefer, tuple):
+            object.__setattr__(self, "duplicates", replace(self.duplicates, prefer=tuple(self.duplicates.prefer)))
+
+    __hash__ = None   # holds dicts: compared by value, never hashed
+
+    # -- a change makes a new recipe
+    def replace(self, **changes) -> "Recipe":
+        """This recipe with ``changes`` (name, scope, class_cap, notes, …)."""
+        return replace(self, **changes)
+
+    def with_filter(self, col: str, **changes) -> "Recipe":
+        """This recipe with ``changes`` to one filter (enabled, min, max, review_min, review_max); a filter the
+        recipe does not have yet starts from an enabled one without cuts."""
+        f = replace(self.filters.get(col, Filter()), **changes)
+        return replace(self, filters={**self.filters, col: f})
+
+    def with_duplicates(self, **changes) -> "Recipe":
+        return replace(self, duplicates=replace(self.duplicates, **changes))
+
+    def with_labels(self, **changes) -> "Recipe":
+        return replace(self, labels=replace(self.labels, **changes))
+
     # -- serialisation
     def to_dict(self) -> dict:
         d = {"format": FORMAT, "name": self.name, "scope": list(self.scope),
              "filters": {k: asdict(f) for k, f in self.filters.items()},   # as they are: rounded at the source
-             "duplicates": asdict(self.duplicates), "labels": self.labels.to_dict()}
+             "duplicates": {**asdict(self.duplicates), "prefer": list(self.duplicates.prefer)},
+             "labels": self.labels.to_dict()}
         if self.class_cap is not None:  # written only when set: recipes without it keep their form and fingerprint
             d["class_cap"] = self.class_cap
-        d["derived_from"] = self.derived_from
+        d["derived_from"] = dict(self.derived_from)
         if self.notes:
             d["notes"] = self.notes
         return d
@@ -97,7 +146,7 @@ class Recipe:
         file name) is named in the error. Valid recipes are built exactly as they were written."""
         validate(d, source)
         lp = LabelPolicy(**(d.get("labels") or {}))
-        lp.class_cap = _num(lp.class_cap, "labels.class_cap")
+        lp = replace(lp, class_cap=_num(lp.class_cap, "labels.class_cap"))
         filters = {k: Filter(v.get("enabled", True), *(_num(v.get(b), f"filters.{k}.{b}") for b in _CUTS))
                    for k, v in (d.get("filters") or {}).items()}
         return cls(str(d.get("name", "recipe")), list(d.get("scope") or ["train"]), filters,
@@ -141,7 +190,7 @@ class Recipe:
         return cls.from_text(text, path.name)
 
     def copy(self) -> "Recipe":
-        return Recipe.from_dict(json.loads(json.dumps(self.to_dict())))
+        return self   # immutable: a copy is the recipe itself
 
     def fingerprint(self) -> str:
         import hashlib

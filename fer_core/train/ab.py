@@ -36,9 +36,7 @@ def arms_for(name: str, recipe, relabel_arm: bool | None = None, cache=None) -> 
     if relabel_arm:
         if not has_labels:
             raise InvalidInput("The relabel arm needs label signals.", f"Run `python -m fer_core labels {name}` first.")
-        r2 = recipe.copy()
-        r2.labels.policy = "relabel"
-        r2.name = f"{recipe.name} (relabel)"
+        r2 = recipe.with_labels(policy="relabel").replace(name=f"{recipe.name} (relabel)")
         arms.append(("relabel", "recipe", r2))
     return arms
 
