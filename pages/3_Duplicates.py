@@ -180,7 +180,7 @@ def _page():
                            "*cos* for face-embedding similarity, *pixels* for a copy beyond the threshold, linked through "
                            "other copies and confirmed on the pixels. Only direct copies count, never a copy of a copy. "
                            "Labels that disagree with the evaluation image are marked *")
-                only_conflict = st.toggle("Only pairs whose labels disagree", key="leak_conflict")
+                only_conflict = st.toggle("Only pairs whose labels disagree", key="leak_conflict", persist_state="session")  # kept while another tab is open
                 # a training copy is a copy of the evaluation image itself (or of its pixel-identical twin), never a
                 # copy of a copy
                 a_, b_ = cls[pairs.ia[copies]], cls[pairs.ib[copies]]
@@ -202,7 +202,7 @@ def _page():
                     rows.append((i, tr, conflict))
                 per_page = 12
                 pages = max(1, -(-len(rows) // per_page))
-                page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="leak_page") if pages > 1 else 1
+                page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="leak_page", persist_state="session") if pages > 1 else 1
                 show = rows[(page - 1) * per_page: page * per_page]
                 lk = links_among(np.unique(np.concatenate([cls[[i for i, _, _ in show]]] + [cls[t] for _, t, _ in show])))\
                     if show else {}
@@ -244,7 +244,7 @@ def _page():
                                "others with their distance to it; red: dropped; blue: val/test copy (never changed).")
                     per_page = 10
                     pages = max(1, -(-len(order) // per_page))
-                    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="grp_page") if pages > 1 else 1
+                    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="grp_page", persist_state="session") if pages > 1 else 1
                     width = 10
                     shown = order[(page - 1) * per_page: page * per_page]
                     mem_all = {g: np.flatnonzero(group == g) for g in shown}
@@ -277,7 +277,9 @@ def _page():
                     choice = st.selectbox("Inspect", [None] + list(range(len(picks))), key="grp_pick",
                                           label_visibility="collapsed", format_func=lambda c: (
                                               "Inspect an image of these groups…" if c is None else picks[c][1]))
-                    if choice is not None and st.session_state.get("_grp_pick_last") != (page, choice):
+                    if choice is None:   # cleared (or the tab was reopened): the same pick works again
+                        st.session_state.pop("_grp_pick_last", None)
+                    elif st.session_state.get("_grp_pick_last") != (page, choice):
                         st.session_state["_grp_pick_last"] = (page, choice)
                         st.session_state["inspect"] = picks[choice][0]
         with tab_id:
@@ -294,7 +296,7 @@ def _page():
                                "person in another photo (identity leakage). Confirm by eye; mark training copies to drop by hand.")
                     per_page = 12
                     pages = max(1, -(-len(idp) // per_page))
-                    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="id_page") if pages > 1 else 1
+                    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="id_page", persist_state="session") if pages > 1 else 1
                     tiles, caps = [], []
                     for a, b, s_ in idp.iloc[(page - 1) * per_page: page * per_page][["a", "b", "similarity"]].itertuples(index=False):
                         pa, pb = np.searchsorted(ids, a), np.searchsorted(ids, b)

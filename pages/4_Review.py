@@ -61,7 +61,7 @@ with tab_q:
         pages = max(1, -(-len(idx) // per_page))
         if st.session_state.get("rv_page", 1) > pages:
             st.session_state["rv_page"] = pages
-        page = c[3].number_input(f"Page (of {pages})", 1, pages, key="rv_page")
+        page = c[3].number_input(f"Page (of {pages})", 1, pages, key="rv_page", persist_state="session")
         show = idx[(page - 1) * per_page: page * per_page]
         ids = sig["id"].to_numpy()
         sel_keys = [f"rv_sel_{ids[i]}" for i in show]
@@ -127,7 +127,8 @@ with tab_q:
                     hand = {"keep": " by hand", "reject": " by hand",
                             "relabel": f" · relabelled → {final[i]}"}.get(ov[i], "")
                     st.image(img, width=128)
-                    st.checkbox(f"**{sig['label'].iat[i]}**", key=f"rv_sel_{ids[i]}", help=sig["path"].iat[i])
+                    st.checkbox(f"**{sig['label'].iat[i]}**", key=f"rv_sel_{ids[i]}", help=sig["path"].iat[i],
+                                persist_state="session")   # ticks survive a look at another tab
                     st.caption(f"{state}{hand} · {reasons_txt[r0 + k]}")
 
 with tab_o:

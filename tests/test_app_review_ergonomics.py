@@ -213,3 +213,18 @@ def test_map_reject_all_asks_first(faces_ws):
     at.button(key="emap_keep").click()
     at.run()
     assert all(rs.get(i) == ("keep", None) for i in ids[:5])
+
+
+def test_ticks_and_the_page_survive_a_look_at_another_tab(rv):
+    """Lazy tabs drop the state of widgets that are not drawn: ticks, the page number and the queue filters must
+    still be there after the person looked at the Overrides tab."""
+    at = app_page("pages/4_Review.py")
+    boxes = [c for c in at.main.checkbox if c.key and c.key.startswith("rv_sel_")]
+    boxes[1].check()
+    at.run()
+    for tab in ("Overrides", "Queue"):
+        at.session_state["rv_tab"] = tab
+        at.run()
+        assert not at.exception, at.exception
+    assert at.checkbox(key=boxes[1].key).value and not at.checkbox(key=boxes[0].key).value
+    assert "(1)" in at.button(key="rv_reject").label          # the ticked image is still selected

@@ -135,3 +135,13 @@ def test_recipes_are_values_a_change_makes_a_new_one():
     with pytest.raises(TypeError, match="immutable"):
         r.filters["contrast"] = Filter(min=3.0)
     assert recipe.Recipe.from_dict(r3.to_dict()) == r3       # its file holds exactly the value
+
+
+def test_recipe_values_are_plain_whatever_they_were_given_as(tmp_path):
+    """A cut given as a numpy float (a notebook's percentile) must save to YAML; an int cut must fingerprint the
+    same after a save (it is read back as a float)."""
+    r = recipe.Recipe().with_filter("sharpness", min=np.float64(12.5)).with_filter("contrast", min=250)
+    r = r.replace(class_cap=np.float32(0.25))
+    back = recipe.Recipe.load(r.save(tmp_path / "r.yaml"))
+    assert back == r and back.fingerprint() == r.fingerprint()
+    assert type(r.filters["sharpness"].min) is float and type(r.class_cap) is float

@@ -83,7 +83,7 @@ def test_reexport_replaces_only_an_earlier_export(ds, tmp_path):
     out.mkdir()                                    # an empty folder is fine to fill
     first = export.export("ex", ds, "out", out_dir=out)
     assert json.loads((out / "manifest.json").read_text())["format"] == "fer-export/1"
-    ds.filters["sharpness"].min = float(np.percentile(decisions.load_inputs("ex").signals["sharpness"], 50))
+    ds = ds.with_filter("sharpness", min=float(np.percentile(decisions.load_inputs("ex").signals["sharpness"], 50)))
     second = export.export("ex", ds, "out", out_dir=out)   # an earlier export is replaced
     assert second.manifest["counts"]["after_total"] < first.manifest["counts"]["after_total"]
     on_disk = [p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"]

@@ -39,3 +39,17 @@ def test_a_notebook_path_through_one_dataset(tmp_path, fer_sample):
     out = ws.export(rec, "nb-clean")
     assert out.manifest["counts"]["after_total"] == int(dec["keep"].sum())
     assert [e["name"] for e in ws.exports()] == ["nb-clean"]
+
+
+def test_a_file_being_written_is_not_listed_as_an_ab(tmp_path, fer_sample):
+    """fsutil.atomic_path keeps the target's suffix on its temporary file (np.save, keras need it): a listing
+    by suffix must skip those hidden files, or an A/B being saved (or left by a killed writer) shows twice."""
+    import json
+
+    from fer_core.train import ab
+
+    import_and_scan(tmp_path, dict(list(fer_sample.items())[:10]), "abl", scan=False)
+    root = ab.ab_root("abl")
+    (root / "ab1.json").write_text(json.dumps({"ab_id": "ab1", "created": 1.0}))
+    (root / ".ab1.json.1a2b3c4d.tmp.json").write_text(json.dumps({"ab_id": "ab1", "created": 1.0}))
+    assert [d["ab_id"] for d in ab.list_ab("abl")] == ["ab1"]

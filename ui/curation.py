@@ -458,7 +458,9 @@ def clickable_montage(name: str, inputs: dec_mod.Inputs, ids: list, key: str, bo
     choice = st.selectbox("Inspect", ["—"] + [f"{n + 1}: {c}" for n, c in enumerate(labels_for)],
                           key=f"pick_{key}", label_visibility="collapsed",
                           format_func=lambda c: "Inspect an image of this grid…" if c == "—" else f"image {c}")
-    if choice != "—":
+    if choice == "—":   # cleared (or its tab was reopened): the same pick works again
+        st.session_state.pop(f"_lastpick_{key}", None)
+    else:
         idx = int(choice.split(":")[0]) - 1
         if st.session_state.get(f"_lastpick_{key}") != choice:
             st.session_state[f"_lastpick_{key}"] = choice

@@ -62,7 +62,7 @@ def label_issues_tab(name: str, inputs, dec: pd.DataFrame, rec, rs) -> None:
     pages = max(1, -(-len(idx) // per_page))
     if st.session_state.get("li_page", 1) > pages:
         st.session_state["li_page"] = pages
-    page = c[2].number_input(f"Page (of {pages})", 1, pages, key="li_page")
+    page = c[2].number_input(f"Page (of {pages})", 1, pages, key="li_page", persist_state="session")
     if c[3].button("Undo my last action · U", key="li_undo"):
         undo_override(name)
         st.rerun()

@@ -43,6 +43,15 @@ class Filter:
     review_min: float | None = None  # send values below to the review queue (not rejected)
     review_max: float | None = None  # send values above to the review queue
 
+    def __post_init__(self):
+        # plain floats whatever they were given as (numpy floats cannot be written to YAML; an int cut would
+        # fingerprint differently once saved and read back as a float)
+        object.__setattr__(self, "enabled", bool(self.enabled))
+        for k in ("min", "max", "review_min", "review_max"):
+            v = getattr(self, k)
+            if v is not None:
+                object.__setattr__(self, k, float(v))
+
 
 @dataclass(frozen=True)
 class Duplicates:
@@ -72,6 +81,10 @@ class LabelPolicy:
     # to 0.02 in the A/B, bench/RESULTS.md). The data-derived default caps each class at 2x the overall share.
     class_cap: float | None = None
 
+    def __post_init__(self):
+        if self.class_cap is not None:
+            object.__setattr__(self, "class_cap", float(self.class_cap))
+
     def to_dict(self) -> dict:
         # class_cap is written only when set, so recipes saved before it existed keep their exact form
         return {k: v for k, v in asdict(self).items() if not (k == "class_cap" and v is None)}
@@ -91,7 +104,9 @@ class Recipe:
     class_cap: float | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "scope", tuple(self.scope))
+        object.__setattr__(self, "scope", tuple(str(s) for s in self.scope))
+        if self.class_cap is not None:
+            object.__setattr__(self, "class_cap", float(self.class_cap))
         object.__setattr__(self, "filters", FrozenDict(self.filters))
         object.__setattr__(self, "derived_from", FrozenDict(self.derived_from or {}))
         if not isinstance(self.duplicates.prefer, tuple):

@@ -238,6 +238,8 @@ def list_ab(name: str, cache=None) -> list[dict]:
     """Every A/B of the dataset, newest first (by start time: ids given by hand do not sort by time)."""
     out = []
     for p in ab_root(name, cache).glob("*.json"):
+        if p.name.startswith("."):   # a file being written (fsutil.atomic_path), or left by a killed writer
+            continue
         try:
             out.append(json.loads(p.read_text()))
         except (OSError, ValueError):

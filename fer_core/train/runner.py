@@ -182,8 +182,6 @@ def train(name: str, source: str = "raw", recipe=None, export_dir=None, preset: 
         emit(progress, "evaluate", 1, 1, "runs")
         return metrics
     except Cancelled:
-        for f in rdir.glob(".model-*"):
-            f.unlink(missing_ok=True)
         atomic_write_json(rdir / "status.json", {**status, "state": "cancelled", "finished": time.time()})
         raise
     except FerError as exc:
