@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +31,6 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     except BaseException:
         try:
             if tmp.is_dir() and not tmp.is_symlink():
-                import shutil
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 tmp.unlink()

@@ -3,21 +3,19 @@ both sides of the cut. Moving a slider never touches an image file's signals (de
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pandas as pd
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from fer_core import recipe as recipe_mod
 from fer_core.signals.base import COLUMN_META
 from ui import quality_view as qv
 from ui.views import histogram_view
 from ui.common import page_done
-from ui.curation import (LABEL_ORDER, change_recipe, clickable_montage, current_decisions, current_recipe, dirty,
+from ui.curation import (LABEL_ORDER, change_recipe, tuning_run, clickable_montage, current_decisions, current_recipe, dirty,
                          face_signals_panel, fmt_value,
-                         curation_page, inspector, recipe_sidebar, summary_sidebar, sync_draft, wkey)
+                         curation_page, inspector, recipe_sidebar, summary_sidebar, wkey)
 
 name, inputs = curation_page("Quality", "🔍")
 sig = inputs.signals
@@ -81,13 +79,7 @@ def _tune():
     """What a cut moves — the slider(s), counts, histogram, montages, the inspector and the sidebar summary —
     reruns alone on a slider move or a tile click: the rest of the page (recipe sidebar, signal picker,
     expanders above) is neither recomputed nor redrawn (issue 15: a move took 0.45–1.06 s to settle)."""
-    ctx = get_script_run_ctx()
-    if ctx is not None and ctx.fragment_ids_this_run:   # a fragment rerun: time it as the run
-        st.session_state["_run_started"] = time.perf_counter()
-    sync_draft(name)   # auto-save the draft (recipe_sidebar does it on a full run)
-    if dirty(name) != dirty_at_full_run:   # the sidebar's "saved / unsaved changes" line must change too
-        st.rerun()
-    rec = current_recipe(name, inputs)     # as this run's callbacks left it (a change makes a new recipe)
+    rec = tuning_run(name, inputs, dirty_at_full_run)
     f = rec.filters[col]
     main, side = st.columns([3, 1.15])
     with main:

@@ -3,17 +3,15 @@ train↔val/test leakage panel with the pairs side by side."""
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pandas as pd
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from fer_core import recipe as recipe_mod, store
 from ui.common import page_done
-from ui.curation import (change_recipe, clickable_montage, current_decisions, current_recipe, dirty, curation_page, inspector,
-                         recipe_sidebar, summary_sidebar, sync_draft, wkey)
+from ui.curation import (change_recipe, tuning_run, clickable_montage, current_decisions, current_recipe, dirty, curation_page, inspector,
+                         recipe_sidebar, summary_sidebar, wkey)
 
 name, inputs = curation_page("Duplicates & leakage", "👯")
 sig = inputs.signals
@@ -52,13 +50,7 @@ dirty_at_full_run = dirty(name)
 def _page():
     """Everything a control of this page changes reruns alone on a move (the recipe sidebar, the menu and the
     jobs panel are neither recomputed nor redrawn), as on the Quality page (issue 15)."""
-    ctx = get_script_run_ctx()
-    if ctx is not None and ctx.fragment_ids_this_run:   # a fragment rerun: time it as the run
-        st.session_state["_run_started"] = time.perf_counter()
-    sync_draft(name)   # auto-save the draft (recipe_sidebar does it on a full run)
-    if dirty(name) != dirty_at_full_run:   # the sidebar's "saved / unsaved changes" line must change too
-        st.rerun()
-    rec = current_recipe(name, inputs)     # as this run's callbacks left it (a change makes a new recipe)
+    rec = tuning_run(name, inputs, dirty_at_full_run)
     dup = rec.duplicates
     c = st.columns([1, 1, 2, 1, 1.4])
     with c[0]:

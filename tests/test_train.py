@@ -307,9 +307,7 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
     assert again["result"]["arms"]["curated"]["runs"][0]["accuracy"] == pytest.approx(cur["accuracy"])  # same seed
 
     # A second recipe against the same raw runs: the raw arm is reused, only the new arm is trained.
-    rec2 = rec.copy()
-    rec2 = rec2.with_labels(class_cap=None)
-    rec2 = rec2.replace(name="second")
+    rec2 = rec.with_labels(class_cap=None).replace(name="second")
     with pytest.raises(InvalidInput, match="different budget"):
         ab.run_ab("fer2013", rec2, seeds=[0], preset="smoke", baseline=doc["ab_id"], epochs=2, max_train=1200)
     with pytest.raises(InvalidInput, match="no A/B 'nope'"):

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from fer_core import datasets, decisions as dec_mod, drafts, jobs, recipe as recipe_mod, review, store
 from fer_core.errors import FerError
@@ -167,6 +168,20 @@ def recipe_state(name: str, inputs: dec_mod.Inputs) -> dict:
 
 def current_recipe(name: str, inputs: dec_mod.Inputs) -> recipe_mod.Recipe:
     return recipe_state(name, inputs)["recipe"]
+
+
+def tuning_run(name: str, inputs: dec_mod.Inputs, dirty_at_full_run: bool) -> recipe_mod.Recipe:
+    """The start of a page fragment that tunes the recipe (Quality's cuts, Duplicates' settings): a fragment
+    rerun is timed as the run, the draft is auto-saved (recipe_sidebar does it on a full run), the whole page
+    reruns when the sidebar's "saved / unsaved changes" line must change; returns the recipe as this run's
+    callbacks left it (a change makes a new recipe: never hold one from the full run)."""
+    ctx = get_script_run_ctx()
+    if ctx is not None and ctx.fragment_ids_this_run:
+        st.session_state["_run_started"] = time.perf_counter()
+    sync_draft(name)
+    if dirty(name) != dirty_at_full_run:
+        st.rerun()
+    return current_recipe(name, inputs)
 
 
 def change_recipe(name: str, change) -> recipe_mod.Recipe:

@@ -54,13 +54,14 @@ function montage(root, d, trigger) {
     root.appendChild(img);
     img.addEventListener('click', ev => {
       const t = img._tileAt(ev);
-      if (t) trigger('clicked', t.id);
+      if (t) img._trigger('clicked', t.id);
     });
     img.addEventListener('mousemove', ev => {
       const t = img._tileAt(ev);
       img.title = t ? t.title : '';
     });
   }
+  img._trigger = trigger;                          // this render's, not the first one's
   img._tileAt = ev => {
     const s = img.clientWidth / d.width;          // the image may be shown narrower than its pixels
     const x = ev.offsetX / s, y = ev.offsetY / s;

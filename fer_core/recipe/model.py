@@ -204,9 +204,6 @@ class Recipe:
             raise InvalidInput(f"Cannot read recipe '{path}' ({exc.strerror}).", "Check the path.") from exc
         return cls.from_text(text, path.name)
 
-    def copy(self) -> "Recipe":
-        return self   # immutable: a copy is the recipe itself
-
     def fingerprint(self) -> str:
         import hashlib
 
