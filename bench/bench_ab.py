@@ -2,6 +2,14 @@
 
     python bench/bench_ab.py --cache DIR [--preset standard] [--seeds 3] [--ab-id ID] [--report-only]
                              [--baseline AB_ID] [--no-relabel-arm] [--uncapped]
+                             [--arms raw,curated,control,relabel,crowd] [--eval-on ferplus:test]
+
+Issue 17's A/B (the crowd's yardstick and the random-removal control) on FER2013:
+
+    python -m fer_core --cache DIR import ../shared/datasets/ferplus/archive.zip --name ferplus
+    python -m fer_core --cache DIR link fer2013 ferplus
+    python bench/bench_ab.py --cache DIR --ab-id crowd-ab --arms raw,curated,control,relabel,crowd \
+        --eval-on ferplus:test
 
 Needs a cache where FER2013 is imported and scanned, with label signals (`python -m fer_core labels
 fer2013`), so that the default recipe drops leaked copies, duplicate extras and the lowest label_quality.
@@ -36,9 +44,26 @@ def report(doc: dict) -> None:
             sd = r["sd_accuracy"]
             print(f"  {arm:8s} mean {r['mean_accuracy']:.4f}" + (f" ± {sd:.4f} (sd over seeds)" if sd is not None else ""))
     for arm, d in res.get("differences", {}).items():
-        print(f"  {arm} − raw (seeds {d['seeds']}), full test split: {ab.verdict(d['full'])}")
+        base = d.get("against", "raw")
+        print(f"  {arm.split('-')[0]} − {base} (seeds {d['seeds']}), full test split: {ab.verdict(d['full'], against=base)}")
         if d.get("without_leaked"):
-            print(f"  {arm} − raw, without leaked test images: {ab.verdict(d['without_leaked'])}")
+            print(f"  {arm.split('-')[0]} − {base}, without leaked test images: "
+                  f"{ab.verdict(d['without_leaked'], against=base)}")
+    for key, y in res.get("yardsticks", {}).items():
+        print(f"on {key} ({y.get('images', 0):,} images after what is set aside):")
+        for arm, r in y["arms"].items():
+            for x in r["runs"]:
+                lo, hi = x["ci95"]["accuracy"]
+                wl = x["accuracy_without_leaked"]
+                print(f"  {arm:8s} seed {x['seed']}: accuracy {x['accuracy']:.4f} (95% {lo:.4f}–{hi:.4f}), macro-F1 "
+                      f"{x['macro_f1']:.4f}, without leaked {wl if wl is None else f'{wl:.4f}'}; set aside {x['set_aside']}")
+            if r["mean_accuracy"] is not None:
+                print(f"  {arm:8s} mean {r['mean_accuracy']:.4f}")
+        for arm, d in y["differences"].items():
+            base = d.get("against", "raw")
+            print(f"  {arm.split('-')[0]} − {base} (seeds {d['seeds']}), full: {ab.verdict(d['full'], against=base)}")
+            if d.get("without_leaked"):
+                print(f"  {arm.split('-')[0]} − {base}, without leaked: {ab.verdict(d['without_leaked'], against=base)}")
     print("learning curves (validation accuracy per epoch, first seed of each arm):")
     for arm, r in res.get("arms", {}).items():
         if r["runs"]:
@@ -58,6 +83,8 @@ def main() -> None:
     ap.add_argument("--baseline", default=None, help="A/B id whose raw runs to reuse")
     ap.add_argument("--no-relabel-arm", action="store_true")
     ap.add_argument("--uncapped", action="store_true", help="no per-class cap on the label cut")
+    ap.add_argument("--arms", default=None, help="comma-separated arms (default raw,curated,relabel)")
+    ap.add_argument("--eval-on", action="append", default=[], help="extra yardstick DATASET[:SPLIT] (repeatable)")
     args = ap.parse_args()
     print(f"machine: {machine()}", flush=True)
     from fer_core import decisions, recipe as recipe_mod
@@ -76,7 +103,8 @@ def main() -> None:
                 rec = rec.with_labels(class_cap=None)
         doc = ab.run_ab(args.name, rec, list(range(args.seeds)), args.preset, progress=TqdmProgress(),
                         relabel_arm=False if args.no_relabel_arm else None, cache=args.cache, ab_id=args.ab_id,
-                        resume=doc is not None, baseline=args.baseline)
+                        resume=doc is not None, baseline=args.baseline,
+                        arms=args.arms.split(",") if args.arms else None, eval_on=args.eval_on)
     if doc is None:
         raise SystemExit(f"No A/B '{args.ab_id}' yet.")
     report(doc)

@@ -150,6 +150,23 @@ def cmd_decide(ctx: Ctx) -> int:
     return 0
 
 
+def cmd_split(ctx: Ctx) -> int:
+    from fer_core import splits
+
+    a = ctx.args
+    ws = _ws(ctx)
+    if a.show:
+        d = ws.split_assignment()
+    else:
+        d = ws.split(by=a.by, seed=a.seed, ratios=splits.parse_ratios(a.ratios), clear=a.clear)
+    if a.clear:
+        ctx.out(f"{a.name}: split assignment removed (the import's own splits are used).")
+    else:
+        ctx.out(splits.format_description(a.name, d))
+    ctx.result = {"dataset": a.name, "split": d}
+    return 0
+
+
 def cmd_recipe(ctx: Ctx) -> int:
     from fer_core import recipe as recipe_mod
 
@@ -184,6 +201,17 @@ def cmd_export(ctx: Ctx) -> int:
         before = sum(m["counts"]["before"].get(split, {}).values())
         ctx.out(f"  {split:6s} {sum(labs.values()):7,d} of {before:,}")
     ctx.result = {"dataset": a.name, "export": str(res.path), "summary": res.summary()}
+    return 0
+
+
+def cmd_link(ctx: Ctx) -> int:
+    from fer_core import links
+
+    a = ctx.args
+    res = links.link(a.a, a.b, a.max_mean, cache=ctx.cache, progress=ctx.progress, cancel=ctx.cancel)
+    ctx.bar.close()
+    ctx.out(res.summary())
+    ctx.result = {"dataset": a.a, "summary": res.summary()}
     return 0
 
 
@@ -235,15 +263,46 @@ def cmd_train(ctx: Ctx) -> int:
     source = "recipe" if a.recipe else "export" if a.export else "raw"
     m = runner.train(a.name, source, a.recipe, a.export, preset=a.preset, seed=a.seed, run_id=a.run_id,
                      use_overrides=not a.no_overrides, progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache,
-                     epochs=a.epochs, max_train=a.max_train, balance=a.balance, augment=a.augment)
+                     epochs=a.epochs, max_train=a.max_train, balance=a.balance, augment=a.augment,
+                     eval_on=a.eval_on or (), soft=a.soft)
     ctx.bar.close()
     ctx.out(f"run {m['run_id']}: {m['train_images']:,} training images, {m['epochs_run']} epochs, "
             f"{m['train_seconds']:.0f} s; val accuracy {m['val_accuracy']:.4f}")
     ctx.out(f"test (official split, untouched): {_fmt_block(m['test'])}")
     ctx.out(f"test without the {m.get('test_leaked_images', 0):,} images that have a training copy: "
             f"{_fmt_block(m['test_without_leaked'])}")
+    for ym in (m.get("yardsticks") or {}).values():
+        _print_yardstick(ctx, ym)
     ctx.result = {"dataset": a.name, "run_id": m["run_id"],
                   "summary": f"test accuracy {m['test']['accuracy']:.1%}, macro-F1 {m['test']['macro_f1']:.3f}"}
+    return 0
+
+
+def _print_yardstick(ctx: Ctx, ym: dict) -> None:
+    aside = ym.get("set_aside", {})
+    unseen = ", ".join(f"{k} {v:,}" for k, v in aside.get("unseen_class", {}).items())
+    ctx.out(f"{ym['yardstick']} ({ym['images']:,} images; set aside: {aside.get('crowd_unsure', 0):,} crowd "
+            f"tie/unknown/not-a-face{', classes the model never saw: ' + unseen if unseen else ''}): "
+            f"{_fmt_block(ym['test'])}")
+    if ym.get("test_without_leaked"):
+        ctx.out(f"{ym['yardstick']} without the {ym.get('test_leaked_images', 0):,} images the model may have seen "
+                f"({ym['leakage']}): {_fmt_block(ym['test_without_leaked'])}")
+    else:
+        ctx.out(f"{ym['yardstick']} leakage-aware figure: {ym['leakage']}")
+
+
+def cmd_evaluate(ctx: Ctx) -> int:
+    from fer_core.train import yardstick
+
+    a = ctx.args
+    name = a.dataset or yardstick.find_run(a.run_id, ctx.cache)
+    out = []
+    for t in a.on:
+        ym = yardstick.evaluate_run(name, a.run_id, t, ctx.cache, progress=ctx.progress, cancel=ctx.cancel)
+        ctx.bar.close()
+        _print_yardstick(ctx, ym)
+        out.append(f"{ym['yardstick']} accuracy {ym['test']['accuracy']:.1%}")
+    ctx.result = {"dataset": name, "run_id": a.run_id, "summary": "; ".join(out)}
     return 0
 
 
@@ -265,20 +324,27 @@ def cmd_ab(ctx: Ctx) -> int:
     preset = a.preset or (ref["preset"] if ref else "standard")
     if ref:
         budget = {k: (v if v is not None else ref.get("changes", {}).get(k)) for k, v in budget.items()}
+    arms = [x.strip() for x in a.arms.split(",") if x.strip()] if a.arms else None
     doc = ab.run_ab(a.name, a.recipe, seeds, preset, relabel_arm=False if a.no_relabel_arm else None,
                     progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache, ab_id=a.resume or a.ab_id,
-                    resume=bool(a.resume), baseline=a.baseline, **budget)
+                    resume=bool(a.resume), baseline=a.baseline, arms=arms, eval_on=a.eval_on or (), **budget)
     ctx.bar.close()
     res = doc["result"]
-    for arm, r in res["arms"].items():
-        accs = ", ".join(f"{x['accuracy']:.4f}" for x in r["runs"])
-        ctx.out(f"{arm:8s} test accuracy per seed: {accs} (mean {r['mean_accuracy']:.4f})")
-    for arm, d in res["differences"].items():
-        ctx.out(f"{arm} − raw, full test split: {ab.verdict(d['full'], doc['preset'])}")
-        if d.get("without_leaked"):
-            ctx.out(f"{arm} − raw, test without leaked images: {ab.verdict(d['without_leaked'], doc['preset'])}")
+    for where, r0 in [(f"{a.name} test", res)] + list(res.get("yardsticks", {}).items()):
+        ctx.out(f"— on {where}:")
+        for arm, r in r0["arms"].items():
+            accs = ", ".join(f"{x['accuracy']:.4f}" for x in r["runs"])
+            mean = f"{r['mean_accuracy']:.4f}" if r["mean_accuracy"] is not None else "-"
+            ctx.out(f"{arm:8s} accuracy per seed: {accs} (mean {mean})")
+        for arm, d in r0["differences"].items():
+            base = d.get("against", "raw")
+            arm = arm.split("-")[0]
+            ctx.out(f"{arm} − {base}, full: {ab.verdict(d['full'], doc['preset'], base)}")
+            if d.get("without_leaked"):
+                ctx.out(f"{arm} − {base}, without leaked images: {ab.verdict(d['without_leaked'], doc['preset'], base)}")
     ctx.result = {"dataset": a.name, "ab_id": doc["ab_id"],
-                  "summary": "; ".join(f"{k} − raw {v['full']['difference'] * 100:+.2f} pts" for k, v in res["differences"].items())}
+                  "summary": "; ".join(f"{k.split('-')[0]} − {v.get('against', 'raw')} {v['full']['difference'] * 100:+.2f} pts"
+                                       for k, v in res["differences"].items())}
     return 0
 
 
@@ -392,6 +458,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the automatic cuts remove at most this share (0-1) of any class per split (recipe class_cap)")
     s.set_defaults(fn=cmd_decide)
 
+    s = sub.add_parser("split", help="train/val/test for a dataset without splits: stratified by label, grouped "
+                       "by subject (CK+, JAFFE), deterministic for a seed; stored and used by decide and train")
+    s.add_argument("name")
+    s.add_argument("--by", choices=["subject", "identity", "none"], default="subject",
+                   help="keep each subject on one side (read from the file names), identity clusters (not yet), "
+                   "or no grouping")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--ratios", default="0.8,0.1,0.1", help="train,val,test shares (sum 1)")
+    s.add_argument("--show", action="store_true", help="show the stored assignment, change nothing")
+    s.add_argument("--clear", action="store_true", help="remove the stored assignment")
+    s.set_defaults(fn=cmd_split)
+
     s = sub.add_parser("recipe", help="write the data-derived default recipe")
     s.add_argument("name")
     s.add_argument("--out", default=None, help="YAML (or .json) path; default: print")
@@ -410,6 +488,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--zip", action="store_true", help="also write a zip beside the folder")
     s.add_argument("--no-overrides", action="store_true")
     s.set_defaults(fn=cmd_export)
+
+    s = sub.add_parser("link", help="link two datasets holding the same faces (e.g. fer2013 and ferplus): pairs "
+                                    "found by content, verified on pixels; crowd votes flow through the link")
+    s.add_argument("a")
+    s.add_argument("b")
+    s.add_argument("--max-mean", type=float, default=3.0,
+                   help="a pair's mean per-pixel difference at most this many grey levels (default 3)")
+    s.set_defaults(fn=cmd_link)
 
     s = sub.add_parser("map", help="compute the 2-D embedding map (cached)")
     s.add_argument("name")
@@ -436,7 +522,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--augment", default=None, choices=["none", "light", "standard"])
     s.add_argument("--run-id", default=None, help=argparse.SUPPRESS)
     s.add_argument("--no-overrides", action="store_true")
+    s.add_argument("--eval-on", action="append", default=None, metavar="DATASET[:SPLIT]",
+                   help="also evaluate on another imported dataset's test split (repeatable), e.g. ferplus:test")
+    s.add_argument("--soft", action="store_true",
+                   help="train on the crowd's vote distribution (soft labels; needs the votes signals: FER+ or a link)")
     s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("evaluate", help="evaluate a finished run on any imported dataset's test split (no retraining)")
+    s.add_argument("run_id")
+    s.add_argument("--on", action="append", required=True, metavar="DATASET[:SPLIT]", help="repeatable")
+    s.add_argument("--dataset", default=None, help="the run's dataset (default: found from the run id)")
+    s.set_defaults(fn=cmd_evaluate)
 
     s = sub.add_parser("ab", help="raw vs curated (and relabel) with the same budget and seeds, paired intervals")
     s.add_argument("name")
@@ -447,6 +543,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, default=None)
     s.add_argument("--max-train", type=int, default=None)
     s.add_argument("--no-relabel-arm", action="store_true")
+    s.add_argument("--arms", default=None, metavar="A,B,...",
+                   help="arms to train: raw, curated, control (random removal of as many images per class), relabel "
+                        "(model suggestion), crowd (crowd-majority relabel; needs votes), soft (crowd vote "
+                        "distributions as targets). Default raw,curated[,relabel]")
+    s.add_argument("--eval-on", action="append", default=None, metavar="DATASET[:SPLIT]",
+                   help="also evaluate every run on this yardstick (repeatable), e.g. ferplus:test")
     s.add_argument("--baseline", default=None, metavar="AB_ID",
                    help="reuse the finished raw runs of an earlier A/B instead of training raw again (its preset "
                         "and budget are used unless given): compare a second recipe against the same raw runs")

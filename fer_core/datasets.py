@@ -292,6 +292,9 @@ def import_dataset(source: str | os.PathLike, name: str, spec: str | None = None
                 images.mkdir()
                 extra_rejected += materialize_csv(csv_file, images, progress, cancel)
                 spec = "fer2013-csv"
+                votes_csv = Path(csv_file).with_name("fer2013new.csv")   # FER+'s votes per row, where they travel
+                if votes_csv.is_file():                                  # beside the original (microsoft/FERPlus)
+                    shutil.copyfile(votes_csv, images / "fer2013new.csv")
                 shutil.rmtree(raw)
             else:
                 os.rename(raw, images)
@@ -329,6 +332,7 @@ def import_dataset(source: str | os.PathLike, name: str, spec: str | None = None
             check_cancel(cancel)
             changed = _commit(ddir, staging, chash, rej)
             ds = load(name, cache)
+            after_import(ds, the_spec)
             emit(progress, "import", len(records), len(records), "images", message="done")
             return ImportResult(ds, changed, len(cat), len(rej), time.time() - t0)
         except OSError as exc:
@@ -339,6 +343,21 @@ def import_dataset(source: str | os.PathLike, name: str, spec: str | None = None
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
+
+
+# run after every import, whatever the layout ("module:function"; imported on use: they sit above this module)
+AFTER_EVERY_IMPORT = ("fer_core.links:refresh_after_import",)
+
+
+def after_import(ds: Dataset, spec: registry.DatasetSpec) -> None:
+    """What an import of this layout writes besides the catalog (FER+: its crowd votes), then the links to other
+    datasets refreshed (a link whose side was re-imported is rebuilt, never left stale). Runs under the import's
+    lock, also for an identical re-import (it fills whatever is missing)."""
+    import importlib
+
+    for hook in ((spec.after_import,) if spec.after_import else ()) + AFTER_EVERY_IMPORT:
+        module, fn = hook.split(":")
+        getattr(importlib.import_module(module), fn)(ds)
 
 
 def _commit(ddir: Path, staging: Path, chash: str, rej: pd.DataFrame) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fer_core import datasets, recipe as recipe_mod, review, store
+from fer_core import datasets, recipe as recipe_mod, review, splits, store
 from fer_core.errors import InvalidInput
 
 
@@ -24,18 +24,34 @@ class Inputs:
 
 
 def load_inputs(name: str, cache=None) -> Inputs:
+    """Signals (with the stored split assignment applied, if the dataset has one: :mod:`fer_core.splits`) and the
+    duplicate candidate pairs (less those joining two known different recordings: :func:`distinct_recordings`)."""
     sig = store.load_signals(name, cache, require=("quality", "duplicates"))
     for c in ("id", "path", "split", "usage", "label", "label_orig", "scan_error"):
         if c in sig:  # plain object arrays: to_numpy() is then free on every decide
             sig[c] = sig[c].astype(object)
     ds = datasets.load(name, cache)
+    sig = splits.apply(ds, sig)
     pairs_df = store.load_derived(ds, "duplicates", "pairs")
     status = store.family_status(name, cache)
     if status.get("embeddings", {}).get("complete"):
         emb = store.load_derived(ds, "embeddings", "pairs")
         if emb is not None and len(emb):
             pairs_df = pd.concat([pairs_df, emb], ignore_index=True)
-    return Inputs(name, sig, recipe_mod.Pairs.from_frame(pairs_df, sig["id"].to_numpy()))
+    pairs = recipe_mod.Pairs.from_frame(pairs_df, sig["id"].to_numpy())
+    rec = splits.recordings(ds, sig["id"].to_numpy())
+    if rec is not None:
+        pairs = pairs.subset(~distinct_recordings(pairs, rec))
+    return Inputs(name, sig, pairs)
+
+
+def distinct_recordings(pairs: recipe_mod.Pairs, rec: np.ndarray) -> np.ndarray:
+    """Mask over ``pairs``: not pixel-identical, and from two recordings both known and different (CK+: two
+    sequences; JAFFE: two photographs). Such images are never copies of one photograph, however alike: on CK+ a
+    person's other expression correlates up to 0.95 with a frame (bench/bench_ckplus_dups.py)."""
+    known = pd.notna(rec)
+    a, b = pairs.ia, pairs.ib
+    return (pairs.method != recipe_mod.METHOD_CODE["exact"]) & known[a] & known[b] & (rec[a] != rec[b])
 
 
 def overrides_for(name: str, cache=None) -> pd.DataFrame:

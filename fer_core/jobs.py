@@ -276,16 +276,29 @@ def export_job(name: str, recipe_file: str | os.PathLike, export_name: str, zip_
     return JobSpec("export", tuple(argv), name, f"export-{export_name}")
 
 
+def evaluate_job(name: str, run_id: str, targets: tuple[str, ...]) -> JobSpec:
+    """Evaluate a saved model on other test splits (no retraining)."""
+    argv = ["evaluate", run_id, "--dataset", name] + [a for t in targets for a in ("--on", t)]
+    return JobSpec("evaluate", tuple(argv), name, f"train-{name}")
+
+
+def link_job(a: str, b: str) -> JobSpec:
+    """Link two datasets holding the same faces (writes both sides' link and the votes through it)."""
+    x, y = sorted((a, b))
+    return JobSpec("link", ("link", x, y), a, f"link-{x}-{y}")
+
+
 def map_job(name: str, method: str = "umap") -> JobSpec:
     return JobSpec("map", ("map", name, "--method", method), name, f"map-{name}")
 
 
 def train_job(name: str, run_id: str, preset: str, seed: int, balance: str = "none",
               recipe_file: str | os.PathLike | None = None, export_dir: str | os.PathLike | None = None,
-              augment: str | None = None, label: str = "") -> JobSpec:
+              augment: str | None = None, label: str = "", eval_on: tuple[str, ...] = ()) -> JobSpec:
     argv = ["train", name, "--preset", preset, "--seed", str(int(seed)), "--balance", balance,
             *_opt("--recipe", recipe_file), *_opt("--export", export_dir), *_opt("--augment", augment),
             "--run-id", run_id]
+    argv += [a for t in eval_on for a in ("--eval-on", t)]
     return JobSpec("train", tuple(argv), name, f"train-{name}", label=label)
 
 
@@ -296,10 +309,12 @@ def labels_job(name: str, folds: int, epochs: int, seed: int) -> JobSpec:
 
 def ab_job(name: str, recipe_file: str | os.PathLike | None = None, preset: str | None = None,
            seeds: int | None = None, relabel_arm: bool = True, baseline: str | None = None,
-           resume: str | None = None) -> JobSpec:
+           resume: str | None = None, arms: tuple[str, ...] | None = None, eval_on: tuple[str, ...] = ()) -> JobSpec:
     if resume:
         argv = ["ab", name, "--resume", resume]
     else:
         argv = ["ab", name, "--recipe", str(recipe_file), *_opt("--preset", preset), *_opt("--seeds", seeds)]
         argv += ([] if relabel_arm else ["--no-relabel-arm"]) + _opt("--baseline", baseline)
+        argv += _opt("--arms", ",".join(arms) if arms else None)
+    argv += [a for t in eval_on for a in ("--eval-on", t)]
     return JobSpec("ab", tuple(argv), name, f"train-{name}")

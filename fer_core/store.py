@@ -396,9 +396,24 @@ def family_status(name: str, cache=None) -> dict[str, dict]:
         d = family_dir(ds, fam.name)
         meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {}
         complete = bool(meta) and meta.get("catalog_hash") == ds.meta["catalog_hash"] and meta.get("rows") == n
-        out[fam.name] = {"version": fam.version, "complete": complete, "rows": meta.get("rows", 0), "images": n,
-                         "finished": meta.get("finished")}
+        stale = _stale_source(meta, ds.name, cache) if complete else ""
+        out[fam.name] = {"version": fam.version, "complete": complete and not stale, "rows": meta.get("rows", 0),
+                         "images": n, "finished": meta.get("finished"), "stale": stale}
     return out
+
+
+def _stale_source(meta: dict, name: str, cache=None) -> str:
+    """Why a table written from another dataset (votes through a link) no longer matches it, or ""."""
+    src = meta.get("source")
+    if not src or src == name or "source_catalog_hash" not in meta:
+        return ""
+    try:
+        now = datasets.load(src, cache).meta.get("catalog_hash")
+    except DatasetError:
+        return f"'{src}', where these values come from, is no longer imported"
+    if now != meta["source_catalog_hash"]:
+        return f"'{src}', where these values come from, was re-imported since"
+    return ""
 
 
 def load_family(ds: datasets.Dataset, family: str) -> pd.DataFrame | None:
@@ -434,6 +449,9 @@ def load_signals(name: str, cache=None, require: tuple[str, ...] = ("quality",))
             out = out.merge(scores, on="id", how="left", validate="one_to_one")
     out.attrs["dataset"] = name
     out.attrs["catalog_hash"] = ds.meta["catalog_hash"]
+    if status.get("votes", {}).get("complete"):    # FER+: the labels are the crowd's majority (recipe defaults)
+        vm = json.loads((family_dir(ds, "votes") / "meta.json").read_text())
+        out.attrs["labels_are_votes"] = bool(vm.get("labels_are_votes")) and vm.get("source") == name
     # which signal tables these columns came from (decision records compare it; no second look at the disk)
     out.attrs["signal_stamp"] = {f: s.get("finished") for f, s in status.items() if s["complete"]}
     return out

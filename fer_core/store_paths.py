@@ -48,6 +48,13 @@ def jobs_root(cache: str | Path | None = None) -> Path:
     return p
 
 
+def links_root(cache: str | Path | None = None) -> Path:
+    """Links between datasets holding the same faces (``<a>__<b>.parquet`` + ``.json``; fer_core.links)."""
+    p = cache_root(cache) / "links"
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
 def exports_root(cache: str | Path | None = None) -> Path:
     p = cache_root(cache) / "exports"
     p.mkdir(parents=True, exist_ok=True)
@@ -100,6 +107,10 @@ class DatasetPaths:
     @property
     def work(self) -> Path:          # caches derived from the images (decoded pixel arrays)
         return self.home / "work"
+
+    @property
+    def split_assignment(self) -> Path:   # train/val/test for a dataset without splits (fer_core.splits)
+        return self.home / "split.json"
 
     @property
     def seen(self) -> Path:          # what the pages last showed the person (change notices)

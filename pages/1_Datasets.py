@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
@@ -195,6 +196,48 @@ def _samples(name: str, chash: str, per_label: int = 14) -> np.ndarray:
     return montage_rows({k: groups[k] for k in order}, ncols=per_label, tile=56)
 
 
+def _split_panel(name: str, ds) -> None:
+    """The stored train/val/test assignment of a dataset without splits (fer_core.splits), and a button to
+    make or change it (the same as `python -m fer_core split NAME --by subject --seed S`)."""
+    from fer_core import splits
+
+    st.markdown("**Split assignment** (this dataset has no split of its own)")
+    try:
+        d = splits.describe(name)
+    except FerError as exc:
+        show_error(exc)
+        d = None
+    if d is not None:
+        ratios = "/".join(f"{r:g}" for r in d["ratios"])
+        st.caption(f"Split by **{d['by']}**, seed {d['seed']}, ratios {ratios} (made {d['created']}); used by "
+                   "Quality, Duplicates, Export and Train. The import itself is unchanged."
+                   + (" **Stale: made for another import, not applied — make it again.**" if d["stale"] else ""))
+        table = pd.DataFrame(d["counts"]).T.fillna(0).astype(int)
+        table["total"] = table.sum(axis=1)
+        if d["subjects"]:
+            table["subjects"] = pd.Series(d["subjects"])
+        st.dataframe(table, width="stretch")
+        st.caption(f"Subjects in two splits: {d['subjects_in_two_splits']}" if d["subjects_in_two_splits"] is not None
+                   else "Not grouped: the same person may appear in two splits.")
+    else:
+        st.caption("Every image is in train, so nothing can be tested on it. A split keeps each subject on one side.")
+    known = ds.meta.get("spec") in splits.PATTERNS
+    c = st.columns([1, 1, 2])
+    seed = c[0].number_input("Seed", min_value=0, value=int(d["seed"]) if d else 0, step=1, key=f"split_seed_{name}")
+    by = "subject" if known else "none"
+    if c[1].button("Change split" if d else f"Split by {by}", key=f"split_btn_{name}"):
+        try:
+            splits.make(name, by=by, seed=int(seed))
+            from ui.curation import _load_inputs
+
+            _load_inputs.clear()   # the pages' cached inputs carry the split
+            st.rerun()
+        except FerError as exc:
+            show_error(exc)
+    c[2].caption(f"Or: `python -m fer_core split {name} --by {by} --seed {int(seed)} --ratios 0.8,0.1,0.1`"
+                 + ("" if known else " (subjects are not known for this dataset: no grouping)"))
+
+
 if selected:
     try:
         ds = datasets.load(selected)
@@ -227,6 +270,8 @@ if selected:
                      category_orders={"split": ["train", "val", "test"]}, height=360)
         fig.update_layout(margin=dict(l=10, r=10, t=30, b=10), legend_title_text="split")
         st.plotly_chart(fig, width="stretch", key="counts_chart")
+    if not meta.get("has_official_split") and set(cat["split"].unique()) <= {"train"}:
+        _split_panel(selected, ds)
     st.markdown("**Sample images per label**")
     st.image(_samples(selected, meta.get("catalog_hash", "")), width="content")
     st.markdown(f"**Rejected at import ({len(rej):,})**")

@@ -301,4 +301,35 @@ def _page():
     page_done()
 
 
+def _links() -> None:
+    """Other imported datasets holding the same faces (FER+ and FER2013): the link's state, and a button to make
+    or rebuild it as a background job. Through a link the crowd's votes reach this dataset's images."""
+    from fer_core import datasets as ds_mod, jobs, links
+    from ui.common import job_manager, live_jobs
+
+    with st.expander("Other datasets holding the same faces (links)", expanded=False):
+        have = {x["other"]: x for x in links.linked(name)}
+        for other, x in have.items():
+            if x["state"] == "ok":
+                st.markdown(f"**{other}**: {x['pairs']:,} pixel-verified pairs; {x['a_linked']:,} of {x['a_images']:,} "
+                            f"{x['a']} images and {x['b_linked']:,} of {x['b_images']:,} {x['b']} images have a partner "
+                            f"(mean difference ≤ {x.get('max_mean', links.MAX_MEAN):g} grey levels; made {x['created']}).")
+            else:
+                st.warning(f"**{other}**: the link is stale — {x['why']}. It is not used until it is rebuilt.")
+        others = [d for d in ds_mod.list_datasets() if d != name]
+        if not others:
+            st.caption("No other dataset is imported. Import FER+ (Datasets page) to link its crowd votes to FER2013.")
+            return
+        c = st.columns([2, 1])
+        other = c[0].selectbox("Link with", others, key=wkey(name, "link_other"))
+        busy = bool(job_manager().active("link"))
+        if c[1].button("Rebuild link" if other in have else "Link", key=wkey(name, "link_go"), disabled=busy,
+                       help="Pairs found by content (nearest thumbnails), each verified on the pixels; a copy stored "
+                            "twice is linked to every copy. About 30 s for FER2013 × FER+ on 2 cores."):
+            job_manager().submit(jobs.link_job(name, other))
+            st.rerun()
+        live_jobs(kind=("link",), key=f"link-{name}")
+
+
 _page()
+_links()

@@ -43,7 +43,8 @@ with tab_q:
         in_scope = dec["in_scope"].to_numpy()
         present = [r for r in recipe_mod.reason_names() if recipe_mod.has_reason(flags, r).any()]
         QUEUES = {"label_quality": "Label issues (label quality)", "face_score": "Not a face (face score)", "class_outlier": "Outlier in its class",
-                  "knn_disagree": "Neighbours carry other labels", "conflict": "Conflicting labels (copies disagree)"}
+                  "knn_disagree": "Neighbours carry other labels", "conflict": "Conflicting labels (copies disagree)",
+                  "crowd": "Crowd votes: no single expression"}
         c = st.columns([1.3, 1, 1.3, 1])
         reason = c[0].selectbox("Queue / reason", ["any"] + [r for r in QUEUES if r in present]
                                 + [r for r in present if r not in QUEUES], key="rv_reason", persist_state="session",
@@ -129,7 +130,12 @@ with tab_q:
                     st.image(img, width=128)
                     st.checkbox(f"**{sig['label'].iat[i]}**", key=f"rv_sel_{ids[i]}", help=sig["path"].iat[i],
                                 persist_state="session")   # ticks survive a look at another tab
-                    st.caption(f"{state}{hand} · {reasons_txt[r0 + k]}")
+                    crowd_txt = ""
+                    if "crowd_votes" in sig and sig["crowd_votes"].iat[i] > 0:
+                        crowd_txt = (f" · crowd {sig['crowd_label'].iat[i]} {sig['crowd_share'].iat[i]:.0%}"
+                                     + (f", suggested {sig['suggested_label'].iat[i]}" if "suggested_label" in sig
+                                        and pd.notna(sig["suggested_label"].iat[i]) else ""))
+                    st.caption(f"{state}{hand} · {reasons_txt[r0 + k]}{crowd_txt}")
 
 with tab_o:
     if tab_o.open:   # lazy tabs: only the one shown is computed and sent

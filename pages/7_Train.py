@@ -85,7 +85,22 @@ def _curves(rows_by_name: dict[str, list[dict]], key: str, height: int = 260) ->
     st.plotly_chart(raw_figure(fig), width="stretch", key=key)
 
 
-JOB_WORDS = {"train": "training run", "ab": "raw-vs-curated A/B", "labels": "label-issue search"}
+JOB_WORDS = {"train": "training run", "ab": "raw-vs-curated A/B", "labels": "label-issue search",
+             "evaluate": "evaluation"}
+
+
+def _yardstick_choices() -> list[str]:
+    """Other imported datasets' test splits a run of this dataset can be evaluated on (FER+ Test for FER2013)."""
+    out = []
+    for other in datasets.list_datasets():
+        if other == name:
+            continue
+        try:
+            if (datasets.load(other).catalog["split"] == "test").any():
+                out.append(f"{other}:test")
+        except FerError:
+            continue
+    return out
 
 
 def _selection_note(m: dict, cfg: dict, hist: list[dict]) -> str:
@@ -144,11 +159,15 @@ with tab_train:
         n_tr = sum((next(e for e in exports if e["name"] == pick)["manifest"]["counts"]["after"].get("train") or {}).values())
     else:
         n_tr = n_raw_train
+    ys = _yardstick_choices()
+    also = st.multiselect("Also evaluate on", ys, key="tr_eval_on", persist_state="session",
+                          help="Other imported datasets' test splits (e.g. FER+ Test: FER2013's faces under the crowd's "
+                               "labels). Classes the model never saw and crowd ties are set aside and counted.") if ys else []
     estimate_caption(estimates.for_training(preset, [n_tr]), upper=presets.get(preset).patience is not None)
     if st.button("Start training", type="primary", key="tr_start"):
         run_id = runner.new_run_id(preset, int(seed))
         jm.submit(jobs.train_job(name, run_id, preset, int(seed), balance, augment=None if aug == "preset default" else aug,
-                                 label=f"{preset} on {src}", **source))
+                                 label=f"{preset} on {src}", eval_on=tuple(also), **source))
         st.session_state["tr_watch"] = run_id
         st.rerun()
 
@@ -252,12 +271,23 @@ with tab_ab:
                             format_func=lambda b: "train it (same seeds)" if b is None else f"reuse the raw runs of A/B {b}",
                             help="Reusing saves the raw arm's training time; the new A/B takes the earlier one's budget, "
                                  "and seeds it lacks are trained.")
+        c2 = st.columns([1, 1])
+        has_votes = store.family_status(name).get("votes", {}).get("complete", False)
+        extra_arms = c2[0].multiselect(
+            "Extra arms", ["control"] + (["crowd"] if has_votes else []), key="ab_extra", persist_state="session",
+            format_func={"control": "random-removal control", "crowd": "crowd relabel (FER+ votes)"}.get,
+            help="control: removes as many training images per class as the recipe, at random (curated − control "
+                 "says whether the recipe picks the right images, not just fewer). crowd: every voted image "
+                 "relabelled to the crowd majority — the reference automatic curation is measured against.")
+        ab_ys = c2[1].multiselect("Also evaluate on", _yardstick_choices(), key="ab_eval_on", persist_state="session")
         n_cur = _kept_train()
-        arms_n = ([] if base else [n_raw_train]) + [n_cur] + ([n_cur] if rel else [])
+        arms_n = ([] if base else [n_raw_train]) + [n_cur] + ([n_cur] if rel else []) + [n_cur] * len(extra_arms)
         estimate_caption(estimates.for_training(ab_preset, arms_n * int(n_seeds)),
                          upper=presets.get(ab_preset).patience is not None, what=f"{len(arms_n) * int(n_seeds)} runs")
         if st.button("Compare raw vs curated", type="primary", key="ab_start"):
-            jm.submit(jobs.ab_job(name, _recipe_file(rec), ab_preset, int(n_seeds), relabel_arm=rel, baseline=base))
+            arms = ("raw", "curated") + (("relabel",) if rel else ()) + tuple(extra_arms)
+            jm.submit(jobs.ab_job(name, _recipe_file(rec), ab_preset, int(n_seeds), relabel_arm=rel, baseline=base,
+                                  arms=arms if extra_arms else None, eval_on=tuple(ab_ys)))
             st.rerun()
         unfinished = [d for d in ab_mod.list_ab(name) if not d.get("complete")]
         if unfinished and not jm.active(("ab",), name) and not ab_mod.is_running(name, unfinished[0]):
@@ -289,12 +319,22 @@ with tab_ab:
                                  "acc. without leaked": x["accuracy_without_leaked"], "training images": x["train_images"],
                                  "epochs": x["epochs_run"]})
             st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-            for arm, d in res["differences"].items():
-                msg = f"**{arm} − raw** (full test split): {ab_mod.verdict(d['full'], doc['preset'])}"
-                if d.get("without_leaked"):
-                    msg += f"  \nwithout the leaked test images: {ab_mod.verdict(d['without_leaked'], doc['preset'])}"
-                firm = not d["full"]["within_noise"] and not ab_mod.caveat(d["full"], doc["preset"])
-                (st.info if not firm else st.success if d["full"]["difference"] > 0 else st.warning)(msg)
+            for where, r0 in [(f"{name} test", res)] + list(res.get("yardsticks", {}).items()):
+                if where != f"{name} test":
+                    st.markdown(f"**On {where}** ({r0.get('images', 0):,} images after what is set aside)")
+                    st.dataframe(pd.DataFrame([{"arm": arm, "seed": x["seed"], "accuracy": x["accuracy"],
+                                                "macro-F1": x["macro_f1"], "acc. without leaked": x["accuracy_without_leaked"]}
+                                               for arm, r in r0["arms"].items() for x in r["runs"]]),
+                                 hide_index=True, width="stretch")
+                for arm, d in r0["differences"].items():
+                    against = d.get("against", "raw")
+                    msg = (f"**{arm.split('-')[0]} − {against}** ({where}): "
+                           f"{ab_mod.verdict(d['full'], doc['preset'], against)}")
+                    if d.get("without_leaked"):
+                        msg += (f"  \nwithout the leaked test images: "
+                                f"{ab_mod.verdict(d['without_leaked'], doc['preset'], against)}")
+                    firm = not d["full"]["within_noise"] and not ab_mod.caveat(d["full"], doc["preset"])
+                    (st.info if not firm else st.success if d["full"]["difference"] > 0 else st.warning)(msg)
             recall = {arm: pd.DataFrame([x["per_class_recall"] for x in r["runs"] if x.get("per_class_recall")]).mean()
                       for arm, r in res["arms"].items() if any(x.get("per_class_recall") for x in r["runs"])}
             if recall:
@@ -332,6 +372,7 @@ with tab_runs:
                           "test acc": m.get("test", {}).get("accuracy"),
                           "macro-F1": m.get("test", {}).get("macro_f1"),
                           "acc. w/o leaked": (m.get("test_without_leaked") or {}).get("accuracy"),
+                          **{f"acc. on {k}": y["test"]["accuracy"] for k, y in (r.get("yardsticks") or {}).items()},
                           "epochs": m.get("epochs_run"), "decisions": _freshness(r)[1]})
         tdf = pd.DataFrame(table)
         ev = st.dataframe(tdf, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
@@ -395,6 +436,29 @@ with tab_runs:
             if r["model"] is not None:
                 d[1].download_button("Download model (.keras)", r["model"].read_bytes(), file_name=f"{r['run_id']}.keras",
                                      key=f"dl-k-{r['run_id']}")
+        if m:
+            yrows = [{"yardstick": f"{name}:test (its own)", "images": t["n"], "accuracy": t["accuracy"],
+                      "95% interval": f"{t['ci95']['accuracy'][0]:.1%}–{t['ci95']['accuracy'][1]:.1%}",
+                      "macro-F1": t["macro_f1"], "acc. w/o leaked": (tl or {}).get("accuracy"), "set aside": ""}]
+            for k_, y in (r.get("yardsticks") or {}).items():
+                a_ = y.get("set_aside", {})
+                yrows.append({"yardstick": k_, "images": y["test"]["n"], "accuracy": y["test"]["accuracy"],
+                              "95% interval": f"{y['test']['ci95']['accuracy'][0]:.1%}–{y['test']['ci95']['accuracy'][1]:.1%}",
+                              "macro-F1": y["test"]["macro_f1"],
+                              "acc. w/o leaked": (y.get("test_without_leaked") or {}).get("accuracy"),
+                              "set aside": "; ".join([f"{a_.get('crowd_unsure', 0):,} crowd tie/unknown/not-a-face"]
+                                                     + [f"{v:,} {c_} (class never trained)" for c_, v in
+                                                        a_.get("unseen_class", {}).items()])})
+            st.markdown("**Every yardstick, side by side**")
+            st.dataframe(pd.DataFrame(yrows), hide_index=True, width="stretch")
+            ys = [y for y in _yardstick_choices() if y not in (r.get("yardsticks") or {})]
+            if ys and r["model"] is not None:
+                ec = st.columns([2, 1])
+                pick = ec[0].multiselect("Evaluate this model on", ys, key=f"ev-on-{r['run_id']}")
+                if ec[1].button("Evaluate (no retraining)", key=f"ev-go-{r['run_id']}", disabled=not pick):
+                    jm.submit(jobs.evaluate_job(name, r["run_id"], tuple(pick)))
+                    st.rerun()
+            live_jobs(kind=("evaluate",), dataset=name, key=f"ev-{name}")
         with st.expander("Run configuration"):
             st.json(r["config"])
         if st.button("Delete this run", key=f"del-{r['run_id']}",

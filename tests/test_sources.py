@@ -42,8 +42,10 @@ def test_registry_entries_complete():
     assert registry.get_spec("ckplus").kaggle_slug == "shawon10/ckplus"
     assert registry.get_spec("rafdb").kaggle_slug == "shuvoalok/raf-db-dataset"
     assert registry.by_slug("shawon10/ckplus").name == "ckplus"
-    # everything but FER2013 is honest about being checked on fixtures only
-    assert all(s.verified == "fixtures" for n, s in registry.SPECS.items() if n != "fer2013")
+    # everything but FER2013 and Microsoft's FER+ layout is honest about being checked on fixtures only
+    assert all(s.verified == "fixtures" for n, s in registry.SPECS.items() if n not in ("fer2013", "ferplus"))
+    assert registry.get_spec("ferplus").verified == "archive"            # tests/test_crowd.py, the real copy
+    assert registry.by_slug("subhaditya/fer2013plus").name == "ferplus-folders"   # the Kaggle folders layout stays
 
 
 def _imgs(fer_sample, n):

@@ -334,6 +334,23 @@ def recipe_sidebar(name: str, inputs: dec_mod.Inputs) -> None:
             if new != rs["recipe"].labels.class_cap:
                 rs["recipe"] = rs["recipe"].with_labels(class_cap=new)
                 st.rerun()
+        if "crowd_label" in inputs.signals:
+            lp = rs["recipe"].labels
+            src = inputs.signals["crowd_source"].replace("", np.nan).dropna()
+            own = bool(len(src)) and (src == name).all()
+            crowd = st.radio("Crowd votes" + ("" if own else f" (through the link to {src.iat[0] if len(src) else '?'})"),
+                             ["off", "relabel"], horizontal=True, index=["off", "relabel"].index(lp.crowd),
+                             key=wkey(name, "crowd_policy"),
+                             format_func=lambda v: {"off": "labels as given", "relabel": "relabel to the crowd majority"}[v],
+                             help="relabel: every training image with votes takes the majority of its ten FER+ votes as "
+                                  "its label (counted in the summary and the export manifest).")
+            unsure = st.checkbox("Set aside images whose votes give no single expression", lp.crowd_unsure == "drop",
+                                 key=wkey(name, "crowd_unsure"),
+                                 help="A tie, an unknown or not-a-face majority, or a class this dataset lacks (FER+'s "
+                                      "contempt in FER2013): rejected with reason 'crowd'.")
+            if crowd != lp.crowd or unsure != (lp.crowd_unsure == "drop"):
+                rs["recipe"] = rs["recipe"].with_labels(crowd=crowd, crowd_unsure="drop" if unsure else "keep")
+                st.rerun()
         new = _share_cap(name, "class_cap", rs["recipe"].class_cap, 0.25, 1.0,
                          "Cap what the recipe removes per class", "At most this share of any class (%)",
                          "All automatic cuts together (quality, faces, labels, duplicates) remove at most this share "
@@ -511,6 +528,12 @@ def inspector(name: str, inputs: dec_mod.Inputs, dec: pd.DataFrame, rec: recipe_
     st.markdown(f"**{state.upper()}** · label **{row['label']}**"
                 + (f" → **{d['label_final']}**" if d["label_final"] != row["label"] else "")
                 + f" · split {row['split']} ({row['usage']})")
+    if "crowd_votes" in sig:
+        from fer_core.crowd import votes_text
+
+        text = votes_text(row)
+        if text:
+            st.markdown(text)
     reasons = recipe_mod.reasons_text([d["flags"] | (d["reasons"])], ", ")[0]
     if reasons:
         st.markdown(f"Reasons: `{reasons}`" + ("" if d["in_scope"] else " (out of the recipe's scope: not applied)"))

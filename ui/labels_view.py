@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fer_core import datasets, review, store
+from fer_core import crowd, datasets, review, store
 from fer_core.montage import load_gray_or_color
 from fer_core.signals.base import COLUMN_META
 from fer_core.sources.labels import BASIC7
@@ -31,6 +31,21 @@ def _neighbours(name: str, image_ids: list[str], k: int) -> dict[str, pd.DataFra
     return embedmap.nearest(*_unit_vectors(name, stamp), image_ids, k)
 
 
+def crowd_check(sig: pd.DataFrame) -> None:
+    """Where crowd votes exist (FER+, or a link to it): how well this ranking finds the crowd's disagreements."""
+    p = crowd.label_issue_precision(sig)
+    if p is None:
+        return
+
+    def _fmt(d):
+        return " · ".join(f"top {k:,}: {'–' if v is None else f'{v:.0%}'}" for k, v in d["precision"].items())
+
+    st.markdown(f"**Checked against the crowd** ({p['images']:,} training images with ten FER+ votes): of the "
+                f"images ranked most suspect, the share where the given label got **0 of 10 votes** — {_fmt(p['zero_votes'])} "
+                f"(all images: {p['zero_votes']['base_rate']:.0%}); where it is **not the crowd's majority** — "
+                f"{_fmt(p['not_majority'])} (all images: {p['not_majority']['base_rate']:.0%}).")
+
+
 def label_issues_tab(name: str, inputs, dec: pd.DataFrame, rec, rs) -> None:
     sig = inputs.signals
     if "label_quality" not in sig:
@@ -48,6 +63,7 @@ def label_issues_tab(name: str, inputs, dec: pd.DataFrame, rec, rs) -> None:
                f"{cut if cut is None else f'{cut:.3f}'} is {'relabelled' if rec.labels.policy == 'relabel' else 'dropped'}"
                f"; < {rcut if rcut is None else f'{rcut:.3f}'} goes to review. Change the cut and the policy on the "
                "Quality page (signal *Label quality*) or in the recipe file.")
+    crowd_check(sig)
     c = st.columns([1.2, 1.2, 1, 1])
     labs = [l for l in LABEL_ORDER if l in set(sig["label"])]
     label = c[0].selectbox("Given label", ["any"] + labs, key="li_label", persist_state="session")
@@ -97,9 +113,11 @@ def label_issues_tab(name: str, inputs, dec: pd.DataFrame, rec, rs) -> None:
             state = "kept" if dec["keep"].iat[i] else "dropped"
             final = dec["label_final"].iat[i]
             hand = {"keep": "kept as is by hand", "reject": "dropped by hand", "relabel": f"relabelled by hand → {final}"}.get(ov[i], "")
+            votes = crowd.votes_text(sig.iloc[i]) if "crowd_votes" in sig else ""
             st.markdown(f"**given:** {given} → **suggested:** {sugg}  \n"
                         f"label quality {sig['label_quality'].iat[i]:.3f} · rank {int(sig['label_rank'].iat[i]):,}  \n"
                         f"top-3: {sig['label_top3'].iat[i]}  \n"
+                        + (f"{votes}  \n" if votes else "") +
                         f"now: **{state}**{' as ' + final if state == 'kept' and final != given else ''}"
                         f"{' · ' + hand if hand else ''}")
             b = st.columns([1.6, 0.8, 1.1])

@@ -20,8 +20,8 @@ The package, by concern (``from fer_core import recipe`` gives all of it):
 - :mod:`.report` — reasons as text, counts, warnings, the funnel.
 """
 
-from fer_core.recipe.decide import (apply_overrides, beyond, cap_label_cut, cap_per_class, decide, duplicate_marks,
-                                    filter_cuts, relabel_candidates)
+from fer_core.recipe.decide import (apply_overrides, beyond, cap_label_cut, cap_per_class, crowd_marks, decide,
+                                    duplicate_marks, filter_cuts, relabel_candidates)
 from fer_core.recipe.defaults import default_recipe, robust_cut
 from fer_core.recipe.grouping import (METHOD_CODE, METHOD_NAME, PIXEL_SAME, Pairs, accepted_pairs, copy_pairs,
                                       cross_split_copies, duplicate_groups, exact_classes)
@@ -38,7 +38,7 @@ from fer_core.signals.base import COLUMN_META
 __all__ = [
     "COLUMN_META", "ClassRemoval", "Duplicates", "FIXED_REASONS", "FORMAT", "Filter", "LABEL_POLICIES", "LabelPolicy",
     "METHOD_CODE", "METHOD_NAME", "PIXEL_SAME", "POLICIES", "Pairs", "Recipe", "SPLIT_ORDER", "_CUTS",
-    "_DuplicatesSchema", "_FilterSchema", "_LabelsSchema", "_RecipeSchema", "accepted_pairs", "apply_overrides", "beyond",
+    "_DuplicatesSchema", "_FilterSchema", "_LabelsSchema", "_RecipeSchema", "accepted_pairs", "apply_overrides", "beyond", "crowd_marks",
     "cap_label_cut", "cap_per_class", "class_imbalance", "class_removals", "copy_pairs", "cross_split_copies",
     "decide", "default_recipe", "duplicate_groups", "duplicate_marks", "exact_classes", "filter_columns",
     "filter_cuts", "format_summary", "funnel", "has_reason", "imbalance_text", "reason_bit", "reason_names",

@@ -6,6 +6,7 @@ each can be tested alone and the order is the whole story:
 1. :func:`filter_cuts` — every enabled signal cut: reject bits and review bits;
 2. :func:`cap_label_cut` — the label cut takes at most ``labels.class_cap`` of any class;
 3. :func:`relabel_candidates` — under the relabel policy, label issues are kept with the suggested label;
+   :func:`crowd_marks` — crowd votes, where present: relabel to the crowd majority, set unsure votes aside;
 4. :func:`duplicate_marks` — copies, duplicate groups, the copy to keep, leakage, label conflicts;
 5. :func:`cap_per_class` — the recipe's ``class_cap`` over every automatic cut together;
 6. :func:`apply_overrides` — the person's keep / reject / relabel, within the recipe's scope;
@@ -95,6 +96,31 @@ def relabel_candidates(signals: pd.DataFrame, policy: str, flags: np.ndarray) ->
     return flags, auto
 
 
+_NOT_AN_EXPRESSION = ("tie", "unknown", "not_face")
+
+
+def crowd_marks(signals: pd.DataFrame, crowd: str, unsure: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the crowd votes (the votes signals, when present) do under the recipe: ``unsure`` "drop" flags
+    (reason "crowd") every voted image whose votes give no single expression, or one the dataset's labels do
+    not include (FER+'s contempt in FER2013); ``crowd`` "relabel" gives every other voted image whose given
+    label differs the crowd majority. Returns (reason bits, relabel mask, crowd label)."""
+    n = len(signals)
+    bits = np.zeros(n, np.int64)
+    relabel = np.zeros(n, bool)
+    if "crowd_label" not in signals or (crowd == "off" and unsure == "keep"):
+        return bits, relabel, np.full(n, None, dtype=object)
+    cl = signals["crowd_label"].fillna("").to_numpy(dtype=object)
+    given = signals["label"].to_numpy(dtype=object)
+    voted = cl != ""
+    known = np.isin(cl, pd.unique(given[pd.notna(given)]))
+    usable = voted & known & ~np.isin(cl, _NOT_AN_EXPRESSION)
+    if unsure == "drop":
+        bits[voted & ~usable] = reason_bit("crowd")
+    if crowd == "relabel":
+        relabel = usable & (cl != given)
+    return bits, relabel, cl
+
+
 class DuplicateMarks(NamedTuple):
     reject: np.ndarray        # reason bits to add (duplicate / leak)
     review: np.ndarray        # review bits to add (conflicting labels within a group)
@@ -153,16 +179,19 @@ def duplicate_marks(signals: pd.DataFrame, pairs: Pairs, dup: Duplicates,
 
 
 def apply_overrides(signals: pd.DataFrame, overrides: pd.DataFrame | None, in_scope: np.ndarray,
-                    auto_relabel: np.ndarray, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    auto_relabel: np.ndarray, ids: np.ndarray | None = None,
+                    relabel_to: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The person's overrides: recorded for every image, applied within the recipe's scope; a relabel sets the
-    final label, a keep/reject reverses an automatic relabel. Returns (override, label_final, auto_relabel)."""
+    final label, a keep/reject reverses an automatic relabel. ``relabel_to``: the automatic relabels' targets
+    (default: the suggested label). Returns (override, label_final, auto_relabel)."""
     n = len(signals)
     ids = signals["id"].to_numpy() if ids is None else ids
     override = np.full(n, "", dtype=object)
     label_final = signals["label"].to_numpy(dtype=object).copy()
     auto_relabel = auto_relabel & in_scope
     if auto_relabel.any():
-        label_final[auto_relabel] = signals["suggested_label"].to_numpy(dtype=object)[auto_relabel]
+        target = signals["suggested_label"].to_numpy(dtype=object) if relabel_to is None else relabel_to
+        label_final[auto_relabel] = target[auto_relabel]
     if overrides is not None and len(overrides):
         oid = overrides["image_id"].to_numpy()
         pos = np.searchsorted(ids, oid)
@@ -201,12 +230,19 @@ def decide(signals: pd.DataFrame, recipe: Recipe, overrides: pd.DataFrame | None
     flags, review = filter_cuts(signals, recipe.filters)
     flags, review, label_capped = cap_label_cut(signals, recipe.labels.class_cap, in_scope, flags, review)
     flags, auto_relabel = relabel_candidates(signals, recipe.labels.policy, flags)
+    crowd_bits, crowd_relabel, crowd_label = crowd_marks(signals, recipe.labels.crowd, recipe.labels.crowd_unsure)
+    relabel_to = None
+    if crowd_relabel.any():     # the crowd's label wins over the model's suggestion
+        relabel_to = np.where(crowd_relabel, crowd_label, signals["suggested_label"].to_numpy(dtype=object)
+                              if "suggested_label" in signals else None)
+        auto_relabel = auto_relabel | crowd_relabel
+    flags = flags | crowd_bits
     if isinstance(pairs, pd.DataFrame) or pairs is None:
         pairs = Pairs.from_frame(pairs, ids)
     dm = duplicate_marks(signals, pairs, recipe.duplicates, split)
     flags, review = flags | dm.reject, review | dm.review
     flags, review, class_capped = cap_per_class(signals, recipe.class_cap, recipe.filters, flags, review, in_scope)
-    override, label_final, auto_relabel = apply_overrides(signals, overrides, in_scope, auto_relabel, ids)
+    override, label_final, auto_relabel = apply_overrides(signals, overrides, in_scope, auto_relabel, ids, relabel_to)
     reasons = np.where(in_scope, flags, 0)
     reasons[(override == "reject") & in_scope] |= reason_bit("manual")
     keep = (reasons == 0) | ((override == "keep") & in_scope)

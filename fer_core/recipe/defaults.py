@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -100,5 +101,10 @@ def default_recipe(signals: pd.DataFrame, name: str = "default", scope: list[str
         share = float(np.mean(q[np.isfinite(q)] < lq.min)) if np.isfinite(q).any() else 0.0
         labels = LabelPolicy(class_cap=round(max(2 * share, 0.01), 4))
         derived["method"] += "; label cut: at most 2x its overall share of any one class"
+    own = signals.attrs.get("dataset")
+    if "crowd_label" in base and own is not None and signals.attrs.get("labels_are_votes"):
+        # the votes are the dataset's own labels (FER+): a tie, unknown or not-a-face is no label to train on
+        labels = replace(labels, crowd_unsure="drop")
+        derived["method"] += "; crowd votes: ties, unknown and not-a-face majorities out of training"
     return Recipe(name=name, scope=scope, filters=filters, duplicates=Duplicates(), derived_from=derived,
                   labels=labels)

@@ -49,6 +49,13 @@ class Pairs:
             self._pixel_same = max(PIXEL_SAME, q)
         return self._pixel_same
 
+    def subset(self, keep: np.ndarray) -> "Pairs":
+        """These pairs where ``keep``; the pixel threshold stays the one derived from all of them."""
+        out = Pairs(self.ia[keep], self.ib[keep], self.distance[keep], self.method[keep], self.similarity[keep],
+                    self.pixel_corr[keep])
+        out._pixel_same = self.pixel_same()
+        return out
+
     @classmethod
     def from_frame(cls, pairs: pd.DataFrame | None, ids: np.ndarray) -> "Pairs":
         if pairs is None or pairs.empty:
@@ -122,6 +129,21 @@ def copy_pairs(n: int, pairs: Pairs, dup: Duplicates) -> tuple[np.ndarray, np.nd
     return sel, cls
 
 
+def group_pairs(pairs: Pairs, sel: np.ndarray, cls: np.ndarray) -> np.ndarray:
+    """Mask over ``pairs``: the copy pairs (``sel`` of :func:`copy_pairs`) that may hold two images in one
+    duplicate group. A 64-bit hash of a 48×48 face is no proof of one photograph (on CK+, 4 bits pair the same
+    person's other expressions and other people: bench/bench_ckplus_dups.py), so a hash pair that the recipe
+    accepts must also be confirmed on the pixels (``pixel_corr`` ≥ ``pairs.pixel_same()``, derived per dataset).
+    Pixel-identical twins, embedding pairs and pairs never checked (``pixel_corr`` NaN: no thumbnails) are kept
+    as they are. Leakage stays a property of every copy pair (:func:`cross_split_copies` uses ``sel`` itself), so
+    a training copy of a test image is dropped whatever the group it ends up in."""
+    kinds = (METHOD_CODE["phash"], METHOD_CODE["shift"], METHOD_CODE["mirror"])
+    h = sel & np.isin(pairs.method, kinds) & (cls[pairs.ia] != cls[pairs.ib])
+    if not h.any():
+        return sel
+    return sel & ~(h & (pairs.pixel_corr < pairs.pixel_same()))    # (NaN < x is False: unchecked stays)
+
+
 def cross_split_copies(split: np.ndarray, pairs: Pairs, sel: np.ndarray,
                        cls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(training images with a copy in val/test, val/test images with a copy in train). A copy is a pair of
@@ -153,6 +175,7 @@ def duplicate_groups(n: int, pairs: Pairs, dup: Duplicates, priority: np.ndarray
     group = np.full(n, -1, np.int64)
     if sel is None or cls is None:
         sel, cls = copy_pairs(n, pairs, dup)
+    sel = group_pairs(pairs, sel, cls)
     if not sel.any():
         return group
     a, b = pairs.ia[sel], pairs.ib[sel]

@@ -80,14 +80,20 @@ class LabelPolicy:
     # global cut strips small classes (FER2013: 31% of `disgust` at 3% overall; its test recall fell from 0.49
     # to 0.02 in the A/B, bench/RESULTS.md). The data-derived default caps each class at 2x the overall share.
     class_cap: float | None = None
+    # Crowd votes (the votes signals: FER+'s own, or through a link): "relabel" gives every voted image in scope
+    # the crowd majority as its label; ``crowd_unsure`` "drop" rejects the images whose votes give no single
+    # expression (a tie, unknown, not a face) or one the dataset does not have (FER+'s contempt in FER2013).
+    crowd: str = "off"
+    crowd_unsure: str = "keep"
 
     def __post_init__(self):
         if self.class_cap is not None:
             object.__setattr__(self, "class_cap", float(self.class_cap))
 
     def to_dict(self) -> dict:
-        # class_cap is written only when set, so recipes saved before it existed keep their exact form
-        return {k: v for k, v in asdict(self).items() if not (k == "class_cap" and v is None)}
+        # written only when set, so recipes saved before these existed keep their exact form (and fingerprint)
+        unset = {"class_cap": None, "crowd": "off", "crowd_unsure": "keep"}
+        return {k: v for k, v in asdict(self).items() if not (k in unset and v == unset[k])}
 
 
 @dataclass(frozen=True)

@@ -76,9 +76,70 @@ def summarize(signals: pd.DataFrame, decisions: pd.DataFrame) -> dict:
     if "review" in decisions:
         rv = decisions["review"].to_numpy() & np.where(decisions["in_scope"].to_numpy(), -1, 0)
         out["to_review"] = {nm: int(((rv >> i) & 1).sum()) for i, nm in enumerate(names) if ((rv >> i) & 1).any()}
+    if "crowd_label" in signals:
+        cl = signals["crowd_label"].fillna("").to_numpy(dtype=object)
+        scope, auto = decisions["in_scope"].to_numpy(), decisions.get("auto_relabel")
+        to_crowd = (auto.to_numpy() if auto is not None else np.zeros(len(cl), bool)) & keep & (
+            decisions["label_final"].to_numpy(dtype=object) == cl) & (signals["label"].to_numpy(dtype=object) != cl)
+        out["crowd"] = {"voted": int(((cl != "") & scope).sum()),
+                        "relabelled_to_crowd": int(to_crowd.sum()),
+                        "set_aside": int(has_reason(decisions["reasons"], "crowd").sum())}
     out["class_removals"] = [w._asdict() for w in class_removals(signals, decisions)]
     out["class_imbalance"] = class_imbalance(signals, decisions)
     out["split_rejections"] = split_rejections(signals, decisions)
+    out["needs_choice"] = large_cuts(signals, decisions)
+    out["split_rejections"] += out["needs_choice"]       # shown wherever the pages show the split warnings
+    return out
+
+
+# Cuts that remove more than this share of the images in scope, or of one class, are never applied silently:
+# the person sees the share and why, and chooses (issue 18: on CK+ the default duplicate policy keeps one frame
+# of each sequence and so removes about two thirds of the dataset).
+LARGE_CUT = 0.20
+_WHY = {"duplicate": ("extra copies in {groups:,} duplicate groups (near copies of one photograph, frames of one "
+                      "sequence) — the policy keeps one per group",
+                      "keep it, or keep every copy (Duplicates page: policy keep_all; recipe "
+                      "duplicates.policy: keep_all)"),
+        "crowd": ("images whose crowd votes give no label (a tie, unknown or not-a-face)",
+                  "keep it, or keep them under their given label (recipe labels.crowd_unsure)"),
+        "label_quality": ("likely mislabelled images (label checks)",
+                          "keep it, relabel instead of dropping, or cap it per class (Quality page)")}
+
+
+def large_cuts(signals: pd.DataFrame, decisions: pd.DataFrame, limit: float = LARGE_CUT,
+               min_images: int = 10) -> list[dict]:
+    """Reasons (a signal cut, duplicates, label issues; never leaks, always dropped, or the person's own
+    rejects) that alone remove more than ``limit`` of the in-scope images or of one in-scope class, with why and
+    what to choose. Each: kind "large_cut", reason, label (None: the whole scope), rejected, of, share, why,
+    choice."""
+    scope = decisions["in_scope"].to_numpy()
+    if not scope.any():
+        return []
+    bits = decisions["reasons"].to_numpy()[scope]
+    rejected = ~decisions["keep"].to_numpy()[scope]
+    cats, inv = _codes(signals, "label")
+    inv_s = inv[scope]
+    total = np.bincount(inv_s[inv_s >= 0], minlength=len(cats))
+    g = decisions["group"].to_numpy()
+    out = []
+    for i, nm in enumerate(reason_names()):
+        if nm in ("leak", "manual", "conflict"):
+            continue
+        has = (((bits >> i) & 1) == 1) & rejected
+        n = int(has.sum())
+        if n < min_images:
+            continue
+        why, choice = _WHY.get(nm, (f"beyond the cut on {nm}", "keep it, or loosen or switch off that cut "
+                                    "(Quality page)"))
+        why = why.format(groups=int(len(np.unique(g[g >= 0]))))
+        per = np.bincount(inv_s[inv_s >= 0], weights=has[inv_s >= 0], minlength=len(cats))
+        if n / len(has) > limit:      # the whole scope (then no line per class: it is every class)
+            rows = [(None, n, len(has))]
+        else:
+            rows = [(str(c), int(k), int(t)) for c, k, t in zip(cats, per, total)
+                    if t and k >= min_images and k / t > limit]
+        out += [{"kind": "large_cut", "reason": nm, "label": lab, "rejected": k, "of": t, "share": k / t,
+                 "why": why, "choice": choice} for lab, k, t in rows]
     return out
 
 
@@ -93,6 +154,10 @@ def split_rejections(signals: pd.DataFrame, decisions: pd.DataFrame, limit: floa
 
 
 def split_rejection_text(w: dict) -> str:
+    if w.get("kind") == "large_cut":
+        what = "the images in scope" if w["label"] is None else f"**{w['label']}**"
+        return (f"`{w['reason']}` alone removes {w['share']:.0%} of {what} ({w['rejected']:,} of {w['of']:,}): "
+                f"{w['why']}. A cut this large needs your choice: {w['choice']}")
     return (f"The recipe rejects {w['share']:.0%} of the **{w['split']}** split ({w['rejected']:,} of {w['of']:,} "
             "images): check its cut-offs, one may be on the wrong side")
 
@@ -201,7 +266,7 @@ def format_summary(s: dict) -> str:
     if s["overridden"]:
         lines.append(f"manual overrides: {s['overridden']:,} ({s['relabelled']:,} relabels applied)")
     for w in s.get("split_rejections", []):
-        lines.append("WARNING: " + split_rejection_text(w).replace("**", "") + ".")
+        lines.append("WARNING: " + split_rejection_text(w).replace("**", "").replace("`", "") + ".")
     for w in s.get("class_removals", []):
         lines.append("WARNING: " + removal_text(w).replace("**", "") + " — a small class may vanish; cap the removal "
                      "per class (recipe class_cap; decide --class-cap) or loosen the cuts that hit it.")
@@ -222,8 +287,9 @@ def funnel(decisions: pd.DataFrame) -> list[tuple[str, int]]:
         signal_mask |= 1 << names.index(nm)
     steps = [("in scope", scope)]
     alive = scope.copy()
+    crowd = (("after crowd votes", reason_bit("crowd")),) if ((bits & reason_bit("crowd")) != 0).any() else ()
     for label, mask in (("after quality filters", signal_mask), ("after duplicates", reason_bit("duplicate")),
-                        ("after leakage", reason_bit("leak")), ("after manual rejects", reason_bit("manual"))):
+                        ("after leakage", reason_bit("leak")), *crowd, ("after manual rejects", reason_bit("manual"))):
         alive = alive & (((bits & mask) == 0) | keep_override)
         steps.append((label, alive))
     return [(k, int(v.sum())) for k, v in steps]

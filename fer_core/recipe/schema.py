@@ -12,7 +12,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from fer_core.errors import InvalidInput
 from fer_core.signals.base import COLUMN_META
-from fer_core.recipe.vocab import FORMAT, LABEL_POLICIES, POLICIES, SPLIT_ORDER, filter_columns
+from fer_core.recipe.vocab import CROWD_POLICIES, CROWD_UNSURE, FORMAT, LABEL_POLICIES, POLICIES, SPLIT_ORDER, filter_columns
 
 # ---- schema -------------------------------------------------------------------------------------
 # The dict form is checked against these models before a Recipe is built from it: unknown keys (a typo such
@@ -71,6 +71,8 @@ class _DuplicatesSchema(_Schema):
 class _LabelsSchema(_Schema):
     policy: Literal[LABEL_POLICIES] = None
     class_cap: Annotated[_Cut, Field(ge=0, le=1)] = None
+    crowd: Literal[CROWD_POLICIES] = None
+    crowd_unsure: Literal[CROWD_UNSURE] = None
 
 
 class _RecipeSchema(_Schema):

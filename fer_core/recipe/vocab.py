@@ -10,7 +10,8 @@ SPLIT_ORDER = ("test", "val", "train")
 POLICIES = ("keep_one", "drop_all", "keep_all")
 
 # Reason bits. Filter reasons are named after their signal; the rest are fixed.
-FIXED_REASONS = ["duplicate", "leak", "manual", "conflict"]
+# "crowd": the crowd votes do not give one expression (tie, unknown, not a face) or give one the dataset lacks
+FIXED_REASONS = ["duplicate", "leak", "manual", "conflict", "crowd"]
 
 
 def filter_columns() -> list[str]:
@@ -26,3 +27,5 @@ def reason_bit(name: str) -> int:
 
 
 LABEL_POLICIES = ("drop", "relabel")
+CROWD_POLICIES = ("off", "relabel")     # relabel: training images take the crowd majority (votes signals)
+CROWD_UNSURE = ("keep", "drop")        # images whose votes give no single expression

@@ -150,6 +150,7 @@ FAMILY_CLASSES = {
     "embeddings": "fer_core.signals.embeddings:Embeddings",
     "faces_mtcnn": "fer_core.signals.faces_mtcnn:FacesMtcnn",
     "labels": "fer_core.signals.labels:Labels",
+    "votes": "fer_core.signals.votes:Votes",
 }
 
 

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from fer_core.errors import InvalidInput
-from fer_core.sources import readers
+from fer_core.sources import ferplus, readers
 from fer_core.sources.labels import FER2013_IDS
 from fer_core.sources.readers import Record, read_folders, walk_files
 
@@ -43,6 +43,7 @@ class DatasetSpec:
     licence: str = ""
     alt_slugs: tuple[str, ...] = ()
     sources: tuple[str, ...] = field(default=())
+    after_import: str | None = None   # "module:function" run on the imported dataset (under its lock)
 
     def read(self, root: Path) -> Iterator[Record]:
         return READERS[self.reader](root, numeric_map=self.numeric_map)
@@ -139,6 +140,7 @@ READERS: dict[str, Callable[..., Iterator[Record]]] = {
     **readers.READERS,
     "ckplus": _read_ckplus,
     "expw": _read_expw,
+    "ferplus_msft": ferplus.read_msft,
 }
 
 _FER_LAYOUT = ("train/<label>/Training_<id>.jpg; test/<label>/PublicTest_<id>.jpg and "
@@ -155,9 +157,10 @@ SPECS: dict[str, DatasetSpec] = {s.name: s for s in [
     DatasetSpec(
         "fer2013-csv", "FER2013 (original fer2013.csv)", "deadskull7/fer2013",
         "fer2013.csv with columns emotion,pixels,Usage (2,304 grayscale values per row; emotion 0–6)",
-        "fer2013_folders", numeric_map=FER2013_IDS,
+        "fer2013_folders", numeric_map=FER2013_IDS, after_import="fer_core.crowd:write_csv_votes",
         notes="Rows become lossless PNGs; same split protocol as the image folders. Verified on a CSV "
-              "built from the real images; the Kaggle mirror itself only from public loaders.",
+              "built from the real images; the Kaggle mirror itself only from public loaders. With FER+'s "
+              "fer2013new.csv beside fer2013.csv, each row's ten crowd votes are stored too (votes signals).",
         licence="Research use (ICML 2013 challenge data).",
         alt_slugs=("ashishpatel26/facial-expression-recognitionferchallenge",)),
     DatasetSpec(
@@ -200,10 +203,25 @@ SPECS: dict[str, DatasetSpec] = {s.name: s for s in [
         licence="AffectNet is licensed by its authors for research; Kaggle mirrors are unofficial.",
         alt_slugs=("mstjebashazida/affectnet",)),
     DatasetSpec(
-        "ferplus", "FER+ (FER2013 relabelled by 10 annotators)", "subhaditya/fer2013plus",
+        "ferplus", "FER+ (Microsoft's FERPlus layout: FER2013 with ten crowd votes per image)", None,
+        "[data/]FER2013{Train,Valid,Test}/fer<row>.png + a label.csv per folder (image, box, ten vote counts: "
+        "neutral happiness surprise sadness anger disgust fear contempt unknown NF)",
+        "ferplus_msft", labels=("angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"),
+        verified="archive", after_import="fer_core.crowd:write_own_votes",
+        notes="35,710 grayscale 48×48 PNGs (lossless). Train→train, Valid (= FER2013 PublicTest)→val, Test (= "
+              "PrivateTest)→test. Catalog label = the crowd majority; ties, unknown and not-a-face majorities are "
+              "kept with the most-voted expression and set aside by the recipe and the evaluation (the votes "
+              "signals say which). Images no annotator saw an expression in are listed as rejected. Same faces as "
+              "FER2013: link the two (`python -m fer_core link fer2013 ferplus`).",
+        licence="FER+ labels: MIT (microsoft/FERPlus); images as FER2013 (research use).",
+        sources=("github microsoft/FERPlus generate_training_data.py; checked against "
+                 "../shared/datasets/ferplus/archive.zip",)),
+    DatasetSpec(
+        "ferplus-folders", "FER+ (Kaggle majority-label folders)", "subhaditya/fer2013plus",
         "fer2013/{train,test}/{anger,contempt,disgust,fear,happiness,neutral,sadness,surprise}/*.png",
         "folders", labels=("angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"),
-        notes="48×48 grayscale; majority labels of Microsoft's fer2013new.csv. Same faces as FER2013.",
+        notes="48×48 grayscale; majority labels of Microsoft's fer2013new.csv, without the votes. Same faces as "
+              "FER2013.",
         licence="FER+ labels: MIT (microsoft/FERPlus); images as FER2013."),
     DatasetSpec(
         "folders", "Image folder (generic)", None,
@@ -237,6 +255,8 @@ def detect_spec(root: Path) -> DatasetSpec:
     files = list(walk_files(root))
     if any(f.name == "label.lst" for f in files):
         return SPECS["expw"]
+    if any(f.name == "label.csv" and len(f.parts) >= 2 and f.parts[-2] in ferplus.FOLDERS for f in files):
+        return SPECS["ferplus"]
     imgs = [f for f in files if readers.classify_file(f) == "image"]
     if imgs and sum(bool(_FER_FILE.match(f.name)) for f in imgs) > 0.5 * len(imgs):
         return SPECS["fer2013"]

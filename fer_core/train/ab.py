@@ -27,24 +27,113 @@ def ab_root(name: str, cache=None) -> Path:
     return paths.made(paths.ab)
 
 
-def arms_for(name: str, recipe, relabel_arm: bool | None = None, cache=None) -> list[tuple[str, str, object]]:
-    """[(arm, source, recipe)]: raw, curated, and relabel (label signals present and not switched off)."""
-    arms = [("raw", "raw", None), ("curated", "recipe", recipe)]
-    has_labels = store.family_status(name, cache)["labels"]["complete"]
-    if relabel_arm is None:
-        relabel_arm = has_labels
-    if relabel_arm:
-        if not has_labels:
-            raise InvalidInput("The relabel arm needs label signals.", f"Run `python -m fer_core labels {name}` first.")
-        r2 = recipe.with_labels(policy="relabel").replace(name=f"{recipe.name} (relabel)")
-        arms.append(("relabel", "recipe", r2))
-    return arms
+ARMS = ("raw", "curated", "control", "relabel", "crowd", "soft")
+SOFT_ARMS = ("soft",)         # trained on the crowd's vote distribution instead of one label
+ARM_TEXT = {
+    "raw": "every training image, labels as given",
+    "curated": "the recipe",
+    "control": "random removal: as many images per class as the recipe removes, chosen at random",
+    "relabel": "the recipe, relabelling label issues to the model's suggestion instead of dropping them",
+    "crowd": "the recipe's quality and duplicate cuts, every voted image relabelled to the crowd majority and "
+             "unsure votes set aside, no model label cut (what perfect relabelling would give)",
+    "soft": "as crowd, trained on the ten votes' distribution instead of the majority (soft labels)",
+}
 
 
-def summarize(name: str, runs: dict[str, list[str]], cache=None) -> dict:
-    """Per arm: metrics of each finished run; paired differences of each arm against raw."""
+def arms_for(name: str, recipe, relabel_arm: bool | None = None, cache=None,
+             arms: list[str] | tuple[str, ...] | None = None) -> list[tuple[str, str, object]]:
+    """[(arm, source, recipe)] for ``arms`` (default: raw, curated, and relabel when label signals exist and it
+    is not switched off). An arm that cannot be run here is refused with what it needs."""
+    st = store.family_status(name, cache)
+    has_labels = st["labels"]["complete"]
+    if arms is None:
+        arms = ["raw", "curated"] + (["relabel"] if (has_labels if relabel_arm is None else relabel_arm) else [])
+    bad = [a for a in arms if a not in ARMS]
+    if bad:
+        raise InvalidInput(f"Unknown A/B arm(s): {', '.join(bad)}.", "Arms: " + ", ".join(ARMS) + ".")
+    out = []
+    for arm in [a for a in ARMS if a in arms]:       # a fixed order, whatever order they were asked in
+        if arm == "raw":
+            out.append(("raw", "raw", None))
+        elif arm == "curated":
+            out.append(("curated", "recipe", recipe))
+        elif arm == "control":
+            out.append(("control", "control", recipe))
+        elif arm == "relabel":
+            if not has_labels:
+                raise InvalidInput("The relabel arm needs label signals.", f"Run `python -m fer_core labels {name}` first.")
+            out.append(("relabel", "recipe", recipe.with_labels(policy="relabel").replace(name=f"{recipe.name} (relabel)")))
+        elif arm in ("crowd", "soft"):
+            if not st.get("votes", {}).get("complete"):
+                why = st.get("votes", {}).get("stale") or "none are stored"
+                raise InvalidInput(f"The {arm} arm needs crowd votes for {name} ({why}).",
+                                   f"Import FER+ and link it: `python -m fer_core link {name} ferplus`.")
+            r = recipe
+            if "label_quality" in r.filters:
+                r = r.with_filter("label_quality", enabled=False)
+            out.append((arm, "recipe", r.with_labels(crowd="relabel", crowd_unsure="drop")
+                        .replace(name=f"{recipe.name} ({'crowd relabel' if arm == 'crowd' else 'soft crowd labels'})")))
+    return out
+
+
+def _pairs_of(correct: dict[str, dict[int, np.ndarray]], y: np.ndarray, leaked: np.ndarray | None) -> dict:
+    """Paired differences: every arm against raw, and curated against control."""
     from fer_core.train.evaluate import paired_difference
 
+    out = {}
+    for base, arm in [("raw", a) for a in correct if a != "raw"] + [("control", "curated")]:
+        if not correct.get(base) or not correct.get(arm):
+            continue
+        seeds = sorted(set(correct[base]) & set(correct[arm]))
+        if not seeds:
+            continue
+        a = np.stack([correct[base][s] == y for s in seeds])
+        b = np.stack([correct[arm][s] == y for s in seeds])
+        d = {"seeds": seeds, "against": base, "full": paired_difference(a, b)}
+        if leaked is not None:
+            d["without_leaked"] = paired_difference(a[:, ~leaked], b[:, ~leaked])
+        out[arm if base == "raw" else f"{arm}-{base}"] = d
+    return out
+
+
+def summarize_yardstick(name: str, runs: dict[str, list[str]], key: str, cache=None) -> dict | None:
+    """Per arm on yardstick ``key`` (DATASET:SPLIT): accuracy per run and paired differences."""
+    from fer_core.train import yardstick
+
+    out = {"arms": {}, "differences": {}}
+    correct: dict[str, dict[int, np.ndarray]] = {}
+    ref = None
+    for arm, run_ids in runs.items():
+        rows = []
+        for rid in run_ids:
+            info = runner.run_info(name, rid, cache)
+            got = yardstick.load(info["dir"], key)
+            if got is None:
+                continue
+            m, arr = got
+            if ref is None:
+                ref = arr
+            elif list(arr["ids"]) != list(ref["ids"]):
+                raise InvalidInput(f"The arms were evaluated on different {key} images.", "Evaluate them again.")
+            rows.append({"run_id": rid, "seed": m.get("seed", info["config"].get("seed")),
+                         "accuracy": m["test"]["accuracy"], "macro_f1": m["test"]["macro_f1"],
+                         "accuracy_without_leaked": (m.get("test_without_leaked") or {}).get("accuracy"),
+                         "ci95": m["test"]["ci95"], "per_class_recall": m["test"].get("per_class_recall"),
+                         "set_aside": m.get("set_aside"), "leakage": m.get("leakage")})
+            correct.setdefault(arm, {})[int(info["config"].get("seed", 0))] = arr["probs"].argmax(1)
+        accs = [r["accuracy"] for r in rows]
+        out["arms"][arm] = {"runs": rows, "mean_accuracy": float(np.mean(accs)) if accs else None,
+                            "sd_accuracy": float(np.std(accs, ddof=1)) if len(accs) > 1 else None}
+    if ref is None:
+        return None
+    out["images"] = int(len(ref["y"]))
+    out["differences"] = _pairs_of(correct, ref["y"], ref["leaked"])
+    return out
+
+
+def summarize(name: str, runs: dict[str, list[str]], cache=None, eval_on: list[str] | tuple = ()) -> dict:
+    """Per arm: metrics of each finished run; paired differences of each arm against raw (and curated against
+    control); the same on every extra yardstick in ``eval_on`` (``result["yardsticks"][key]``)."""
     out = {"arms": {}, "differences": {}}
     correct = {}
     ids_ref = None
@@ -80,18 +169,17 @@ def summarize(name: str, runs: dict[str, list[str]], cache=None) -> dict:
         classes = runner.run_info(name, first, cache)["metrics"]["classes"]
         y = np.array([classes.index(l) for l in cat.loc[ids_ref, "label"]])
         leaked = data_mod.test_leakage(name, cache)
-        for arm in correct:
-            if arm == "raw" or not correct.get("raw"):
-                continue
-            seeds = sorted(set(correct["raw"]) & set(correct[arm]))
-            if not seeds:
-                continue
-            a = np.stack([correct["raw"][s] == y for s in seeds])
-            b = np.stack([correct[arm][s] == y for s in seeds])
-            d = {"seeds": seeds, "full": paired_difference(a, b)}
-            if leaked is not None:
-                d["without_leaked"] = paired_difference(a[:, ~leaked], b[:, ~leaked])
-            out["differences"][arm] = d
+        if leaked is not None and len(leaked) != len(ids_ref):     # a test split with crowd-unsure images set aside
+            all_te = np.sort(cat.index[cat["split"] == "test"].to_numpy())
+            leaked = leaked[np.isin(all_te, ids_ref)]
+        out["differences"] = _pairs_of(correct, y, leaked)
+    ys = {}
+    for key in eval_on:
+        s = summarize_yardstick(name, runs, key, cache)
+        if s is not None:
+            ys[key] = s
+    if ys:
+        out["yardsticks"] = ys
     return out
 
 
@@ -136,12 +224,16 @@ def baseline_raw_runs(name: str, baseline_id: str, preset: str, changes: dict, c
 
 def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabel_arm: bool | None = None,
            progress: ProgressFn | None = None, cancel: CancelToken | None = None, cache=None,
-           ab_id: str | None = None, resume: bool = False, baseline: str | None = None, **preset_changes) -> dict:
+           ab_id: str | None = None, resume: bool = False, baseline: str | None = None,
+           arms: list[str] | None = None, eval_on: list[str] | tuple = (), **preset_changes) -> dict:
     """Train every (seed, arm) pair, seed-major. With ``resume`` and an existing ``ab_id``, runs of that A/B
     that finished are kept and only the missing pairs are trained (a killed or cancelled A/B loses nothing;
     more seeds can be added later). Resuming with a different dataset, preset, recipe or budget is refused.
     ``baseline``: the id of an earlier A/B whose finished raw runs are reused for the seeds they cover (see
-    ``baseline_raw_runs``); seeds it lacks are trained as usual."""
+    ``baseline_raw_runs``); seeds it lacks are trained as usual. ``arms``: which arms (see :data:`ARMS`);
+    ``eval_on``: extra yardsticks (``DATASET[:SPLIT]``) every run is evaluated on — a resumed A/B evaluates its
+    finished runs on a newly added yardstick without retraining them."""
+    from fer_core.train import yardstick
     from fer_core import recipe as recipe_mod
 
     if isinstance(recipe, (str, Path)):
@@ -162,13 +254,22 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
             raise InvalidInput(f"A/B '{ab_id}' was started with a different {', '.join(mismatch)}; resuming would "
                                "mix incomparable runs.", "Start a new A/B instead.")
         relabel_arm = "relabel" in old["arms"]
+        if arms is not None and sorted(arms) != sorted(old["arms"]):
+            extra = sorted(set(arms) - set(old["arms"]))
+            arms = list(old["arms"]) + extra        # arms can be added to a resumed A/B, never taken away
+        else:
+            arms = list(old["arms"])
+        eval_on = list(dict.fromkeys(list(old.get("eval_on", [])) + list(eval_on)))
         baseline = old.get("baseline") if baseline is None else baseline
         if baseline != old.get("baseline"):
             raise InvalidInput(f"A/B '{ab_id}' was started with raw baseline {old.get('baseline')!r}; resuming would "
                                "mix incomparable runs.", "Start a new A/B instead.")
     elif recipe is None:
         raise InvalidInput("The A/B needs a recipe.", "Pass --recipe R.yaml (or --resume AB_ID).")
-    arms = arms_for(name, recipe, relabel_arm, cache)
+    eval_on = [yardstick.parse_target(t).key for t in eval_on]
+    for t in eval_on:
+        datasets.load(yardstick.parse_target(t).dataset, cache)
+    arms = arms_for(name, recipe, relabel_arm, cache, arms)
     runs: dict[str, list[str]] = {a: [] for a, _, _ in arms}
     done: dict[tuple[str, int], str] = {}
     if old is not None:
@@ -184,6 +285,7 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
     total = len(arms) * len(seeds)
     doc = {"ab_id": ab_id, "dataset": name, "preset": preset, "seeds": list(seeds), "recipe": recipe.to_dict(),
            "arms": [a for a, _, _ in arms], "changes": changes, "runs": runs, "complete": False, "baseline": baseline,
+           "eval_on": eval_on,
            "created": old["created"] if old else time.time(), "pid": os.getpid()}
     if old is not None:
         doc["resumed"] = old.get("resumed", 0) + 1
@@ -191,8 +293,12 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
         for arm, _, _ in arms:
             if (arm, seed) in done:
                 runs[arm].append(done[(arm, seed)])
+                have = runner.run_info(name, done[(arm, seed)], cache)["yardsticks"]
+                for t in eval_on:            # a yardstick added since: evaluate the saved model, no retraining
+                    if t not in have:
+                        yardstick.evaluate_run(name, done[(arm, seed)], t, cache, progress=progress, cancel=cancel)
     if any(runs.values()):
-        doc["result"] = summarize(name, runs, cache)
+        doc["result"] = summarize(name, runs, cache, eval_on)
     atomic_write_json(path, doc)
     k = 0
     for seed in seeds:               # seed-major: a stopped A/B still has paired arms
@@ -205,9 +311,10 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
             runs[arm].append(rid)
             atomic_write_json(path, doc)
             runner.train(name, source, rec, preset=preset, seed=seed, run_id=rid, group=ab_id, arm=arm,
-                         progress=progress, cancel=cancel, cache=cache, **changes)
+                         progress=progress, cancel=cancel, cache=cache, eval_on=eval_on, soft=arm in SOFT_ARMS,
+                         **changes)
             k += 1
-            doc["result"] = summarize(name, runs, cache)
+            doc["result"] = summarize(name, runs, cache, eval_on)
             atomic_write_json(path, doc)
     emit(progress, "ab", total, total, "runs")
     doc["complete"] = True
@@ -261,13 +368,13 @@ def caveat(diff: dict, preset: str | None = None) -> str:
     return ", ".join(why)
 
 
-def verdict(diff: dict, preset: str | None = None) -> str:
+def verdict(diff: dict, preset: str | None = None, against: str = "raw") -> str:
     d, (lo, hi) = diff["difference"], diff["ci95"]
     pts = f"{d * 100:+.2f} points (95% interval {lo * 100:+.2f} to {hi * 100:+.2f})"
     if lo <= 0 <= hi:
         out = f"{pts}: within noise — no measurable difference."
     else:
-        out = f"{pts}: {'better' if d > 0 else 'worse'} than raw, beyond noise."
+        out = f"{pts}: {'better' if d > 0 else 'worse'} than {against}, beyond noise."
     why = caveat(diff, preset)
     if why:
         out += (f" ({why}: indicative only — a verdict needs {MIN_SEEDS}+ seeds of the standard or full preset.)")

@@ -44,7 +44,9 @@ def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
 
 
 def make_feeder(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, augment: str = "standard",
-                balance: str = "none"):
+                balance: str = "none", targets: np.ndarray | None = None):
+    """Batches of (augmented images, labels); ``targets``: per-image target distributions fed instead of ``y``
+    (soft labels; ``y`` still drives the order and the balancing)."""
     import keras
 
     class Feeder(keras.utils.PyDataset):
@@ -67,7 +69,7 @@ def make_feeder(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, augmen
             if self.aug is not None:
                 self.aug.set_random_seed(int(np.random.default_rng([seed, self.epoch, b]).integers(2**31)))
                 xb = np.stack([self.aug(image=img)["image"] for img in xb])
-            return xb[..., None].astype(np.float32), y[sel]
+            return xb[..., None].astype(np.float32), (y[sel] if targets is None else targets[sel])
 
         def on_epoch_end(self):
             self.epoch += 1

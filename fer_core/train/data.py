@@ -91,6 +91,7 @@ class Split:
     x: np.ndarray          # (n, size, size) uint8
     y: np.ndarray          # class index
     labels: np.ndarray     # label names (final labels for train/val)
+    soft: np.ndarray | None = None   # (n, classes) target distribution (crowd votes), when training on soft labels
 
     def __len__(self) -> int:
         return len(self.y)
@@ -136,17 +137,62 @@ def _split_from(ids_all, px_all, sel_ids, labels, classes) -> Split:
     return Split(np.asarray(sel_ids), px_all[pos], np.array([idx[l] for l in labels], np.int64), np.asarray(labels))
 
 
+def soft_targets(name: str, ids: np.ndarray, y: np.ndarray, classes: list[str], cache=None) -> tuple[np.ndarray, dict]:
+    """The crowd's vote distribution over ``classes`` for each image (votes for other classes, unknown and
+    not-a-face are left out, the rest renormalised); an image without such votes keeps a one-hot target of its
+    label. Barsoum et al. 2016 train FER+ on these ("probabilistic label drawing / cross-entropy")."""
+    from fer_core import store
+    from fer_core.sources import ferplus
+
+    out = np.eye(len(classes), dtype=np.float32)[y]
+    st = store.family_status(name, cache).get("votes", {})
+    if not st.get("complete"):
+        from fer_core.errors import InvalidInput
+        raise InvalidInput(f"Soft labels need crowd votes for {name} ({st.get('stale') or 'none are stored'}).",
+                           f"Import FER+ (its own votes) or link it: `python -m fer_core link {name} ferplus`.")
+    v = store.load_family(datasets.load(name, cache), "votes").set_index("id")
+    col = {lab: f"votes_{c}" for c, lab in ferplus.EXPRESSION.items()}
+    have = [c for c in classes if c in col]
+    votes = v.reindex(ids)[[col[c] for c in have]].fillna(0).to_numpy(np.float32)
+    tot = votes.sum(axis=1)
+    ok = tot > 0
+    soft = np.zeros((len(ids), len(classes)), np.float32)
+    soft[:, [classes.index(c) for c in have]] = votes
+    out[ok] = soft[ok] / tot[ok, None]
+    return out, {"soft_images": int(ok.sum()), "one_hot_images": int((~ok).sum())}
+
+
+def random_control(ids: np.ndarray, labels: np.ndarray, train: np.ndarray, kept: np.ndarray,
+                   seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The random-removal control of a recipe: from each class (given label) of the training split, remove as
+    many images as the recipe removes from it, chosen at random (seeded) — same size and class mix as the
+    curated set, so curated − control measures *which* images the recipe drops, not *how many*. The labels
+    stay as given (the recipe's relabels are part of what it chose). Returns (ids, labels, removed per class)."""
+    rng = np.random.default_rng([seed, 20261130])
+    keep_pos, removed = [], {}
+    for c in sorted(set(labels[train])):
+        pool = np.flatnonzero(train & (labels == c))
+        n_keep = int((kept & (labels == c)).sum())
+        removed[str(c)] = int(len(pool) - n_keep)
+        keep_pos.append(np.sort(rng.choice(pool, size=n_keep, replace=False)))
+    pos = np.sort(np.concatenate(keep_pos)) if keep_pos else np.zeros(0, np.int64)
+    return ids[pos], labels[pos], removed
+
+
 @locks.writes_dataset("training-set assembly")
 def assemble(name: str, source: str = "raw", recipe=None, use_overrides: bool = True, export_dir=None,
              size: int = 48, max_train: int | None = None, seed: int = 0, cache=None,
-             progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> TrainData:
+             progress: ProgressFn | None = None, cancel: CancelToken | None = None, soft: bool = False) -> TrainData:
     """The train/val/test sets of a run. ``source``: "raw", "recipe" (with ``recipe``) or "export" (with
     ``export_dir``). ``max_train``: a stratified random subset of the training images (smoke runs)."""
+    from fer_core import splits
+
     ds = datasets.load(name, cache)
-    cat = ds.catalog.sort_values("id").reset_index(drop=True)
+    cat = splits.apply(ds, ds.catalog.sort_values("id").reset_index(drop=True))   # a stored assignment, if any
     if not (cat["split"] == "test").any():
         raise DatasetError(f"'{name}' has no test split to evaluate on.",
-                           "Import a dataset with a test split (FER2013 has PrivateTest), or split it first.")
+                           "Import a dataset with a test split (FER2013 has PrivateTest), or split it first "
+                           f"(`python -m fer_core split {name} --by subject`).")
     ids_all, px = pixels(ds, size, progress, cancel)
     info: dict = {"kind": source, "catalog_hash": ds.meta.get("catalog_hash")}   # the import the pixels came from
     if source == "raw":
@@ -155,7 +201,7 @@ def assemble(name: str, source: str = "raw", recipe=None, use_overrides: bool = 
         train_ids, train_lab = tr["id"].to_numpy(), tr["label"].to_numpy()
         val_ids, val_lab = va["id"].to_numpy(), va["label"].to_numpy()
         ext = None
-    elif source == "recipe":
+    elif source in ("recipe", "control"):
         from fer_core import decisions, recipe as recipe_mod
 
         if recipe is None:
@@ -179,6 +225,10 @@ def assemble(name: str, source: str = "raw", recipe=None, use_overrides: bool = 
                     decisions=staleness.record(ds, s, dec, recipe),   # what the run was trained on (staleness)
                     overrides=0 if ov is None else int(len(ov)),
                     relabelled=int((lab[t] != s["label"].to_numpy()[t]).sum()))
+        if source == "control":
+            train_ids, train_lab, removed = random_control(s["id"].to_numpy(), s["label"].to_numpy(), sp == "train",
+                                                           t, seed)
+            info.update(control_removed=removed, relabelled=0)
         ext = None
     elif source == "export":
         ext = Path(export_dir)
@@ -197,8 +247,14 @@ def assemble(name: str, source: str = "raw", recipe=None, use_overrides: bool = 
         val_ids = np.array([f"export:{p.relative_to(ext).as_posix()}" for p in files["val"]], dtype=object)
         val_lab = np.array([p.parent.name for p in files["val"]], dtype=object)
     else:
-        raise InvalidInput(f"Unknown training source '{source}'.", "Use raw, recipe or export.")
+        raise InvalidInput(f"Unknown training source '{source}'.", "Use raw, recipe, control or export.")
     te = cat[cat["split"] == "test"]
+    from fer_core.train.yardstick import crowd_unsure_ids
+
+    unsure = crowd_unsure_ids(name, cache)      # FER+: a tie / unknown / not-a-face vote is no test label
+    if unsure:
+        info["test_set_aside"] = {"crowd_unsure": int(te["id"].isin(unsure).sum())}
+        te = te[~te["id"].isin(unsure)]
     if len(val_ids) == 0:
         raise DatasetError(f"'{name}' has no validation images for early stopping.",
                            "Use a dataset with a validation split (FER2013: PublicTest).")
@@ -225,5 +281,11 @@ def assemble(name: str, source: str = "raw", recipe=None, use_overrides: bool = 
         train = Split(train_ids, xt, np.array([idx[l] for l in train_lab]), train_lab)
         val = Split(val_ids, xv, np.array([idx[l] for l in val_lab]), val_lab)
     test = _split_from(ids_all, px, te["id"].to_numpy(), te["label"].to_numpy(), classes)
+    if soft:
+        train.soft, info["soft"] = soft_targets(name, train.ids, train.y, classes, cache)
     check_cancel(cancel)
-    return TrainData(name, classes, train, val, test, test_leakage(name, cache), info)
+    leaked = test_leakage(name, cache)
+    if leaked is not None and unsure:
+        all_te = np.sort(cat.loc[cat["split"] == "test", "id"].to_numpy())
+        leaked = leaked[~np.isin(all_te, list(unsure))]
+    return TrainData(name, classes, train, val, test, leaked, info)

@@ -38,7 +38,7 @@ def new_run_id(preset: str, seed: int) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}-s{seed}-{uuid.uuid4().hex[:4]}"
 
 
-def _compile(model, p: presets_mod.Preset, steps_per_epoch: int):
+def _compile(model, p: presets_mod.Preset, steps_per_epoch: int, soft: bool = False):
     import keras
 
     if p.optimizer == "sgd":
@@ -47,8 +47,11 @@ def _compile(model, p: presets_mod.Preset, steps_per_epoch: int):
         opt = keras.optimizers.SGD(sched, momentum=0.9, nesterov=True, weight_decay=5e-4)
     else:
         opt = keras.optimizers.Adam(p.lr)
-    loss = keras.losses.SparseCategoricalCrossentropy()
-    model.compile(optimizer=opt, loss=loss, metrics=["accuracy"], jit_compile=False)
+    if soft:   # targets are distributions (soft labels); accuracy compares argmaxes
+        loss, metric = keras.losses.CategoricalCrossentropy(), keras.metrics.CategoricalAccuracy(name="accuracy")
+    else:
+        loss, metric = keras.losses.SparseCategoricalCrossentropy(), "accuracy"
+    model.compile(optimizer=opt, loss=loss, metrics=[metric], jit_compile=False)
     return model
 
 
@@ -62,8 +65,10 @@ def predict(model, x: np.ndarray, tta: bool = True, batch_size: int = 512) -> np
 
 def fit(x: np.ndarray, y: np.ndarray, n_classes: int, p: presets_mod.Preset, seed: int,
         val: tuple[np.ndarray, np.ndarray] | None = None, progress: ProgressFn | None = None,
-        cancel: CancelToken | None = None, history_path: Path | None = None, stage: str = "train"):
-    """Build and train a model of preset ``p``; returns (model, history rows). Raises Cancelled."""
+        cancel: CancelToken | None = None, history_path: Path | None = None, stage: str = "train",
+        soft: np.ndarray | None = None):
+    """Build and train a model of preset ``p``; returns (model, history rows). Raises Cancelled. ``soft``:
+    per-image target distributions (soft labels) instead of ``y``."""
     import keras
 
     from fer_core.train import augment, model as model_mod
@@ -72,9 +77,10 @@ def fit(x: np.ndarray, y: np.ndarray, n_classes: int, p: presets_mod.Preset, see
     size = x.shape[1]
     kw = {"width": p.width} if p.model == "compact" else {}
     model = model_mod.build(p.model, size, n_classes, **kw)
-    feeder = augment.make_feeder(x, y, p.batch_size, seed, p.augment, "sampler" if p.balance == "sampler" else "none")
+    feeder = augment.make_feeder(x, y, p.batch_size, seed, p.augment, "sampler" if p.balance == "sampler" else "none",
+                                 targets=soft)
     steps = len(feeder)
-    _compile(model, p, steps)
+    _compile(model, p, steps, soft=soft is not None)
     rows: list[dict] = []
     total = steps * p.epochs
 
@@ -121,7 +127,8 @@ def fit(x: np.ndarray, y: np.ndarray, n_classes: int, p: presets_mod.Preset, see
     cbs = [_Cb()]
     vd = None
     if val is not None and len(val[1]):
-        vd = (val[0][..., None].astype(np.float32), val[1])
+        vd = (val[0][..., None].astype(np.float32),
+              val[1] if soft is None else np.eye(n_classes, dtype=np.float32)[val[1]])
         if p.patience is not None:
             cbs.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=p.patience,
                                                      restore_best_weights=True, verbose=0))
@@ -139,9 +146,16 @@ def fit(x: np.ndarray, y: np.ndarray, n_classes: int, p: presets_mod.Preset, see
 def train(name: str, source: str = "raw", recipe=None, export_dir=None, preset: str = "smoke", seed: int = 0,
           use_overrides: bool = True, run_id: str | None = None, group: str | None = None, arm: str | None = None,
           progress: ProgressFn | None = None, cancel: CancelToken | None = None, cache=None,
-          n_boot: int = 1000, **preset_changes) -> dict:
-    """Train and evaluate one run; returns its metrics dict (also in the run folder)."""
+          n_boot: int = 1000, eval_on: list | tuple = (), soft: bool = False, **preset_changes) -> dict:
+    """Train and evaluate one run; returns its metrics dict (also in the run folder). ``eval_on``: other
+    yardsticks (``DATASET[:SPLIT]``) to evaluate the trained model on as well (``metrics["yardsticks"]``)."""
     p = presets_mod.get(preset, **preset_changes)
+    if eval_on:    # checked before hours of training, not after
+        from fer_core.train import yardstick
+
+        eval_on = [yardstick.parse_target(t) if isinstance(t, str) else t for t in eval_on]
+        for t in eval_on:
+            datasets.load(t.dataset, cache)
     run_id = run_id or new_run_id(p.name, seed)
     rdir = runs_root(name, cache) / run_id
     rdir.mkdir(parents=True, exist_ok=False)
@@ -149,7 +163,7 @@ def train(name: str, source: str = "raw", recipe=None, export_dir=None, preset: 
     atomic_write_json(rdir / "status.json", status)
     try:
         td = data_mod.assemble(name, source, recipe, use_overrides, export_dir, max_train=p.max_train, seed=seed,
-                               cache=cache, progress=progress, cancel=cancel)
+                               cache=cache, progress=progress, cancel=cancel, soft=soft)
         config = {"run_id": run_id, "dataset": name, "source": td.source, "preset": p.to_dict(), "seed": seed,
                   "classes": td.classes, "group": group, "arm": arm,
                   "sizes": {"train": len(td.train), "val": len(td.val), "test": len(td.test)},
@@ -158,7 +172,7 @@ def train(name: str, source: str = "raw", recipe=None, export_dir=None, preset: 
         atomic_write_json(rdir / "config.json", config)
         t0 = time.time()
         model, hist = fit(td.train.x, td.train.y, len(td.classes), p, seed, (td.val.x, td.val.y), progress, cancel,
-                          rdir / "history.json")
+                          rdir / "history.json", soft=td.train.soft)
         train_s = time.time() - t0
         emit(progress, "evaluate", 0, 1, "runs")
         probs = predict(model, td.test.x, p.tta)
@@ -178,6 +192,15 @@ def train(name: str, source: str = "raw", recipe=None, export_dir=None, preset: 
         atomic_write_json(rdir / "metrics.json", metrics)
         with atomic_path(rdir / "model.keras") as tmp:
             model.save(tmp)
+        if eval_on:
+            from fer_core.train import yardstick
+
+            atomic_write_json(rdir / "status.json", {**status, "state": "done", "finished": time.time()})
+            metrics["yardsticks"] = {}
+            for t in eval_on:
+                ym = yardstick.evaluate_run(name, run_id, t, cache, n_boot, model=model, progress=progress,
+                                            cancel=cancel)
+                metrics["yardsticks"][ym["yardstick"]] = ym
         atomic_write_json(rdir / "status.json", {**status, "state": "done", "finished": time.time()})
         emit(progress, "evaluate", 1, 1, "runs")
         return metrics
@@ -208,7 +231,14 @@ def run_info(name: str, run_id: str, cache=None) -> dict:
         st["error"] = {"code": "died", "message": "The training process ended without finishing.", "hint": "Run it again."}
     return {"run_id": run_id, "dir": rdir, "status": st, "config": _read(rdir / "config.json", {}) or {},
             "history": _read(rdir / "history.json", []) or [], "metrics": _read(rdir / "metrics.json"),
+            "yardsticks": _yardsticks(rdir),
             "model": (rdir / "model.keras") if (rdir / "model.keras").exists() and st.get("state") == "done" else None}
+
+
+def _yardsticks(rdir: Path) -> dict:
+    from fer_core.train.yardstick import stored
+
+    return stored(rdir)
 
 
 def list_runs(name: str, cache=None) -> list[dict]:

@@ -1,0 +1,187 @@
+"""Splits where a dataset has none (issue 18), on the real CK+ copy: stratified by label, grouped by subject,
+deterministic for a seed, stored, applied where the split is read, never over an official split."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, _missing_data, import_and_scan
+from fer_core import cli, datasets, decisions, splits, store
+from fer_core.errors import InvalidInput
+
+CK_ZIP = (ROOT.parent / "shared" / "datasets" / "ckplus" / "archive.zip").resolve()
+NAME_RE = re.compile(r"S(\d+)_(\d+)_\d+\.png$")
+
+
+@pytest.fixture(scope="module")
+def ck_cache(tmp_path_factory):
+    """The real CK+ imported and scanned into a module cache (tests that write copy it)."""
+    if not CK_ZIP.exists():
+        _missing_data(f"real CK+ archive not found at {CK_ZIP}")
+    cache = tmp_path_factory.mktemp("ck-cache")
+    datasets.import_dataset(CK_ZIP, "ckplus", cache=cache)
+    store.scan("ckplus", workers=1, cache=cache)
+    return cache
+
+
+@pytest.fixture
+def ck(ck_cache, tmp_path):
+    """A private copy of the module's CK+ cache (a split is written into it)."""
+    mine = tmp_path / "ck"
+    shutil.copytree(ck_cache, mine, symlinks=True)
+    for lk in (mine / "datasets" / "ckplus").glob(".lock*"):
+        lk.unlink()
+    return mine
+
+
+def _subject(path: str) -> str:
+    return "S" + NAME_RE.search(path).group(1)
+
+
+def test_subject_split_keeps_every_subject_on_one_side(ck):
+    ds = datasets.load("ckplus", ck)
+    chash = ds.meta["catalog_hash"]
+    d = splits.make("ckplus", by="subject", seed=0, cache=ck)
+    cat = ds.catalog
+    assert set(cat["split"]) == {"train"}                                   # the import is unchanged
+    a = splits.assign(cat, "ckplus", "subject", 0)
+    subj = cat.set_index("id").loc[a["id"], "path"].map(_subject).to_numpy()
+    per = pd.DataFrame({"split": a["split"].to_numpy(), "subject": subj})
+    # 0 subjects in two splits, from the file names read here (not from the module's own parse)
+    assert (per.groupby("subject")["split"].nunique() == 1).all()
+    assert per["subject"].nunique() == 118
+    assert d["subjects_in_two_splits"] == 0 and sum(d["subjects"].values()) == 118
+    # stratified: every label in train, and in each split near its share of the label
+    labels = set(cat["label"])
+    assert set(d["counts"]["train"]) == labels and all(v > 0 for v in d["counts"]["train"].values())
+    assert set(d["counts"]) == {"train", "val", "test"}
+    sizes = {s: sum(v.values()) for s, v in d["counts"].items()}
+    assert sum(sizes.values()) == len(cat) == 981
+    assert abs(sizes["train"] / 981 - 0.8) < 0.05 and min(sizes["val"], sizes["test"]) > 0.05 * 981
+    for lab in labels:
+        n = int((cat["label"] == lab).sum())
+        assert abs(d["counts"]["train"][lab] / n - 0.8) < 0.15, lab
+    # applying it never changes the catalog (its hash, so every signal table, stays valid)
+    assert datasets.load("ckplus", ck).meta["catalog_hash"] == chash
+    assert store.family_status("ckplus", ck)["duplicates"]["complete"]
+
+
+def test_deterministic_for_a_seed_and_another_seed_differs(ck):
+    cat = datasets.load("ckplus", ck).catalog
+    a0 = splits.assign(cat, "ckplus", "subject", seed=0)
+    assert a0.equals(splits.assign(cat.sample(frac=1, random_state=3), "ckplus", "subject", seed=0))
+    a1 = splits.assign(cat, "ckplus", "subject", seed=1)
+    assert (a0["split"] != a1["split"]).sum() > 50
+    # stored and changeable: a second make replaces the first
+    splits.make("ckplus", seed=0, cache=ck)
+    first = splits.describe("ckplus", ck)
+    splits.make("ckplus", seed=1, ratios="0.7,0.15,0.15", cache=ck)
+    second = splits.describe("ckplus", ck)
+    assert (first["seed"], second["seed"]) == (0, 1) and second["ratios"] == [0.7, 0.15, 0.15]
+    assert first["counts"] != second["counts"]
+    # by none: stratified, not grouped, said plainly
+    splits.make("ckplus", by="none", cache=ck)
+    d = splits.describe("ckplus", ck)
+    assert d["subjects"] is None and d["subjects_in_two_splits"] is None
+    assert "may appear in two splits" in splits.format_description("ckplus", d)
+
+
+def test_decide_and_training_read_the_assignment(ck, tmp_path, capsys):
+    assert cli.main(["--cache", str(ck), "split", "ckplus", "--seed", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "subjects in two splits: 0" in out and "seed 2" in out
+    doc = splits.load(datasets.load("ckplus", ck))
+    assert cli.main(["--cache", str(ck), "decide", "ckplus", "--out", str(tmp_path / "d.csv")]) == 0
+    table = pd.read_csv(tmp_path / "d.csv")
+    assert set(table["split"]) == {"train", "val", "test"}
+    assert (table["split"] == table["id"].map(doc["split"])).all()          # the decisions file shows it
+    # leakage works across the new splits: no copy of a val/test image left in train (subjects never straddle)
+    inputs = decisions.load_inputs("ckplus", ck)
+    assert inputs.signals.attrs["split_assignment"]["seed"] == 2
+    dec = decisions.run(inputs, __import__("fer_core").recipe.default_recipe(inputs.signals))
+    assert not dec["eval_leaked"].any()
+    # the scope (train) now leaves val/test untouched
+    assert dec.loc[inputs.signals["split"].to_numpy() != "train", "keep"].all()
+    # training reads it too: the test set of a run is the assigned test split
+    from fer_core.train import data
+
+    td = data.assemble("ckplus", "raw", cache=ck)
+    assert sorted(td.test.ids) == sorted(k for k, v in doc["split"].items() if v == "test")
+    assert len(td.train) + len(td.val) + len(td.test) == 981
+    # removed: back to the import's split
+    assert cli.main(["--cache", str(ck), "split", "ckplus", "--clear"]) == 0
+    assert set(decisions.load_inputs("ckplus", ck).signals["split"]) == {"train"}
+
+
+def test_official_splits_are_never_overridden(tmp_path, fer_sample, capsys):
+    import_and_scan(tmp_path, dict(list(fer_sample.items())[::10]), "fersmall", scan=False)
+    with pytest.raises(InvalidInput, match="official split"):
+        splits.make("fersmall")
+    assert cli.main(["split", "fersmall"]) == 1
+    err = capsys.readouterr().err
+    assert "never overridden" in err and "Traceback" not in err
+    assert not datasets.load("fersmall").paths.split_assignment.exists()
+
+
+def test_a_file_name_that_breaks_the_pattern_is_listed(tmp_path, capsys):
+    if not CK_ZIP.exists():
+        _missing_data(f"real CK+ archive not found at {CK_ZIP}")
+    with zipfile.ZipFile(CK_ZIP) as zf:
+        names = sorted(n for n in zf.namelist() if n.startswith("CK+48/") and n.endswith(".png"))[:30]
+        files = {n: zf.read(n) for n in names}
+    files["CK+48/anger/frame_0001.png"] = files[names[0]][:-1] + b"\0"  # a different file (content) too
+    files["CK+48/happy/S999.png"] = files[names[1]]
+    import_and_scan(tmp_path, files, "ckbad", scan=False)
+    assert datasets.load("ckbad").meta["spec"] == "ckplus"
+    with pytest.raises(InvalidInput) as exc:
+        splits.make("ckbad")
+    assert "frame_0001.png" in exc.value.message and "S999.png" in exc.value.message
+    assert "2 file name(s)" in exc.value.message and "--by none" in exc.value.hint
+    assert cli.main(["split", "ckbad"]) == 1
+    err = capsys.readouterr().err
+    assert "frame_0001.png" in err and "Traceback" not in err
+    # without grouping it splits (and says people may straddle)
+    assert cli.main(["split", "ckbad", "--by", "none"]) == 0
+    assert "may appear in two splits" in capsys.readouterr().out
+
+
+def test_unavailable_grouping_and_bad_ratios_are_clear(ck, capsys):
+    assert cli.main(["--cache", str(ck), "split", "ckplus", "--by", "identity"]) == 1
+    assert "not available yet" in capsys.readouterr().err
+    for bad in ("0.8,0.1", "0.5,0.5,0.5", "0,0.5,0.5", "a,b,c"):
+        assert cli.main(["--cache", str(ck), "split", "ckplus", "--ratios", bad]) == 1
+        assert "sum to 1" in capsys.readouterr().err
+    assert not datasets.load("ckplus", ck).paths.split_assignment.exists()
+
+
+def test_greedy_assign_keeps_groups_whole():
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 40, 500)
+    labels = rng.choice(list("abcde"), 500)
+    s = splits.greedy_assign(groups, labels, (0.6, 0.2, 0.2), seed=5)
+    assert (pd.Series(s).groupby(groups).nunique() == 1).all()
+    assert set(s) == {0, 1, 2} and abs((s == 0).mean() - 0.6) < 0.1
+    assert (splits.greedy_assign(groups, labels, (1.0, 0.0, 0.0), seed=5) == 0).all()
+
+
+def test_datasets_page_shows_the_assignment(tmp_path, monkeypatch):
+    if not CK_ZIP.exists():
+        _missing_data(f"real CK+ archive not found at {CK_ZIP}")
+    from conftest import app_page
+
+    datasets.import_dataset(CK_ZIP, "ckplus")
+    at = app_page("pages/1_Datasets.py")
+    assert any(m.value.startswith("**Split assignment**") for m in at.markdown)
+    btn = next(b for b in at.button if b.label == "Split by subject")
+    btn.click()
+    at.run()
+    assert not at.exception, at.exception
+    assert splits.describe("ckplus")["subjects_in_two_splits"] == 0
+    assert any("Split by **subject**, seed 0" in c.value for c in at.caption)
+    assert any(c.value == "Subjects in two splits: 0" for c in at.caption)
