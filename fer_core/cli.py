@@ -91,9 +91,11 @@ def cmd_import(ctx: Ctx) -> int:
     from fer_core.config import ImportLimits
 
     limits = ImportLimits(max_members=ctx.args.max_members, max_uncompressed_bytes=int(ctx.args.max_gib * 2**30))
+    opts = {"crop_margin": ctx.args.crop_margin} if ctx.args.crop_margin is not None else None
     res = datasets.import_dataset(ctx.args.path, ctx.args.name, spec=ctx.args.spec, limits=limits,
                                   progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache,
-                                  allowed_roots=[Path(r) for r in ctx.args.within] if ctx.args.within else None)
+                                  allowed_roots=[Path(r) for r in ctx.args.within] if ctx.args.within else None,
+                                  reader_options=opts)
     ctx.bar.close()
     ctx.out(res.summary())
     _print_rejected(ctx, res.dataset)
@@ -437,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", default=None, help="layout (registry name); default: detected")
     s.add_argument("--max-members", type=int, default=2_000_000, help="zip or folder: most files allowed")
     s.add_argument("--max-gib", type=float, default=50.0, help="zip or folder: most (uncompressed) GiB allowed")
+    s.add_argument("--crop-margin", type=float, default=None, metavar="SHARE",
+                   help="ExpW: grow each face box by this share of its size on every side (default 0; recorded)")
     s.add_argument("--within", action="append", default=None, metavar="DIR",
                    help="read PATH only inside DIR (repeatable; the app passes its import folders)")
     s.set_defaults(fn=cmd_import)

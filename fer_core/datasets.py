@@ -254,7 +254,8 @@ def _source_kind(path: Path) -> str:
 def import_dataset(source: str | os.PathLike, name: str, spec: str | None = None,
                    limits: ImportLimits = DEFAULT_LIMITS, progress: ProgressFn | None = None,
                    cancel: CancelToken | None = None, source_info: dict | None = None,
-                   cache=None, allowed_roots: list[Path] | None = None) -> ImportResult:
+                   cache=None, allowed_roots: list[Path] | None = None,
+                   reader_options: dict | None = None) -> ImportResult:
     """Import a folder, zip or fer2013.csv as dataset ``name`` (idempotent; atomic).
 
     ``allowed_roots``: read only inside these folders (what the app passes for a path typed in the
@@ -300,7 +301,7 @@ def import_dataset(source: str | os.PathLike, name: str, spec: str | None = None
                 os.rename(raw, images)
             check_cancel(cancel)
             the_spec = registry.get_spec(spec) if spec else registry.detect_spec(images)
-            records = list(the_spec.read(images))
+            records = list(the_spec.read(images, progress, cancel, reader_options))
             emit(progress, "import", 0, len(records), "images", message=f"reader: {the_spec.reader}")
             inspected = inspector.results()  # keyed by path relative to raw/ == images/
             cat, rej = catalog_mod.build_catalog(images, records, name, limits, progress, cancel,
@@ -326,6 +327,8 @@ def import_dataset(source: str | os.PathLike, name: str, spec: str | None = None
                 "labels": {k: int(v) for k, v in cat["label"].value_counts().sort_index().items()},
                 "has_official_split": bool(set(cat["split"]) - {"train"}),
             }
+            if reader_options:
+                meta["reader_options"] = dict(reader_options)
             cat.to_parquet(staging / "catalog.parquet", index=False)
             rej.to_parquet(staging / "rejected.parquet", index=False)
             atomic_write_json(staging / "dataset.json", meta)
@@ -388,3 +391,46 @@ def describe_error(exc: BaseException) -> FerError:
         return exc
     return FerError(f"Unexpected error: {type(exc).__name__}: {exc}",
                     "This is a bug or an environment problem; the log has the details.")
+
+
+def about(ds: Dataset) -> list[tuple[str, str]]:
+    """What a person should know about an imported dataset before training on it, as (topic, text) rows:
+    licence, how well the layout is checked, splits (official, assigned or none), subjects, image size and colour,
+    labels and how they map onto the taxonomy, crowd votes."""
+    from fer_core import splits
+    from fer_core.sources.labels import CANONICAL
+
+    spec, cat, meta = ds.spec, ds.catalog, ds.meta
+    rows = [("licence", spec.licence or "see the dataset's own page"),
+            ("layout", "checked on the real archive" if spec.verified == "archive"
+             else "from public loaders, checked on fixtures only (not yet tried on a real copy)")]
+    assigned = splits.load(ds)
+    if meta.get("has_official_split"):
+        sp = "official: " + ", ".join(f"{k} {v:,}" for k, v in meta.get("splits", {}).items())
+    elif assigned:
+        sp = f"none of its own; an assignment is stored (by {assigned.get('by')}, seed {assigned.get('seed')})"
+    else:
+        by = "subject" if spec.name in splits.PATTERNS else "none"
+        sp = f"none: every image is 'train' — assign one before training (`split {ds.name} --by {by}`)"
+    rows.append(("splits", sp))
+    if spec.name in splits.PATTERNS:
+        try:
+            subj = splits.parse_subjects(spec.name, cat["path"])[0]
+            rows.append(("subjects", f"known from the file names: {len(set(subj) - {None, ''}):,} subjects"))
+        except Exception:  # noqa: BLE001  (a name that breaks the pattern: the split command lists it)
+            rows.append(("subjects", "the file names should carry them, but some break the pattern (see `split`)"))
+    else:
+        rows.append(("subjects", "not known (no subject ids in this layout); a split cannot keep people apart"))
+    sizes = (cat["width"].astype(str) + "×" + cat["height"].astype(str)).value_counts()
+    size = sizes.index[0] if len(sizes) == 1 else f"{len(sizes):,} sizes, most often {sizes.index[0]}"
+    colour = {1: "grey", 3: "colour", 4: "colour + alpha"}
+    ch = cat["channels"].value_counts()
+    rows.append(("images", f"{size}, " + ", ".join(f"{colour.get(int(c), c)} {n:,}" for c, n in ch.items())))
+    labs = sorted(set(cat["label"].dropna()), key=lambda x: CANONICAL.index(x) if x in CANONICAL else 99)
+    orig = cat.groupby("label")["label_orig"].agg(lambda s: ", ".join(sorted(set(map(str, s)))[:3]))
+    rows.append(("labels", "; ".join(f"{lab} ← {orig.get(lab, '?')}" for lab in labs)
+                 + ("" if "contempt" not in labs else " (contempt: not in FER2013's seven)")))
+    if (ds.paths.signals / "votes").exists():
+        rows.append(("crowd votes", "stored (votes signals): labels from the crowd majority" if spec.name == "ferplus"
+                     else "stored (votes signals, e.g. through a link to FER+)"))
+    return rows

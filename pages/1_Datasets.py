@@ -257,6 +257,8 @@ if selected:
         col.metric(split.capitalize(), f"{sp.get(split, 0):,}")
     st.caption(f"Layout: {meta.get('title')} · source: {src_txt} · imported {meta.get('imported_at')} · "
                f"catalog {meta.get('catalog_hash', '')[:12]}")
+    with st.expander("About this dataset: licence, splits, subjects, images, labels", expanded=False):
+        st.table(pd.DataFrame(datasets.about(ds), columns=["", "what to know"]).set_index(""))
     t1 = t2 = st.container()  # full width: in a half-width column the tables' last columns were clipped
     with t1:
         st.markdown("**Images per split × label**")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import decode_gray, write_tree
+from fer_core.errors import InvalidInput
 from fer_core.sources import registry
 from fer_core.sources.labels import CANONICAL, canonical_label
 
@@ -42,8 +43,11 @@ def test_registry_entries_complete():
     assert registry.get_spec("ckplus").kaggle_slug == "shawon10/ckplus"
     assert registry.get_spec("rafdb").kaggle_slug == "shuvoalok/raf-db-dataset"
     assert registry.by_slug("shawon10/ckplus").name == "ckplus"
-    # everything but FER2013 and Microsoft's FER+ layout is honest about being checked on fixtures only
-    assert all(s.verified == "fixtures" for n, s in registry.SPECS.items() if n not in ("fer2013", "ferplus"))
+    # what has been tried on a real copy says so (tests: test_crowd, test_ckplus, the ExpW sample below); the rest
+    # is honest about being checked on fixtures only
+    real = ("fer2013", "ferplus", "ckplus", "expw")
+    assert all(s.verified == "fixtures" for n, s in registry.SPECS.items() if n not in real)
+    assert all(registry.get_spec(n).verified == "archive" for n in real)
     assert registry.get_spec("ferplus").verified == "archive"            # tests/test_crowd.py, the real copy
     assert registry.by_slug("subhaditya/fer2013plus").name == "ferplus-folders"   # the Kaggle folders layout stays
 
@@ -131,6 +135,37 @@ def test_expw_crops_faces(tmp_path, fer_sample):
     assert np.abs(crop.astype(int) - faces[0 if ok[0].label == "happy" else 4]).mean() < 3
     reasons = " | ".join(r.problem for r in bad)
     assert "duplicate" in reasons and "not found" in reasons and "unknown label 9" in reasons
+    # a box mostly outside the image is listed; a margin grows the crop (clipped at the image's edge); progress
+    with open(tmp_path / "label.lst", "a") as fh:
+        fh.write("scene_1.jpg 3 100 100 400 400 90 3\n")
+    events = []
+    recs = list(spec.read(tmp_path, progress=events.append, options={"crop_margin": 0.25}))
+    assert any("lies outside the 144×144 image" in r.problem for r in recs if r.problem)
+    ok = sorted((r for r in recs if not r.problem), key=lambda r: r.label)
+    assert [cv2.imread(str(tmp_path / r.path), cv2.IMREAD_GRAYSCALE).shape for r in ok] == [(60, 60), (72, 72)]
+    crops = [e for e in events if e.stage == "crop"]
+    assert crops and crops[-1].done == crops[-1].total == 3
+    with pytest.raises(InvalidInput, match="out of range"):
+        list(spec.read(tmp_path, options={"crop_margin": 2}))
+    with pytest.raises(InvalidInput, match="takes no reader options"):
+        registry.get_spec("fer2013").read(tmp_path, options={"crop_margin": 0.1})
+
+
+def test_real_expw_sample_imports_with_a_recorded_margin(tmp_path):
+    from conftest import ROOT, _missing_data
+    from fer_core import datasets
+
+    z = (ROOT.parent / "shared" / "datasets" / "expw" / "archive.zip").resolve()
+    if not z.exists():
+        _missing_data(f"the real ExpW sample is not at {z}")
+    res = datasets.import_dataset(z, "expw", cache=tmp_path / "c", reader_options={"crop_margin": 0.1})
+    assert res.n_images == 1_403 and res.n_rejected == 0                    # ../shared/datasets/README.md
+    assert res.dataset.meta["reader_options"] == {"crop_margin": 0.1}
+    assert set(res.dataset.catalog["label"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    about = dict(datasets.about(res.dataset))       # what the Datasets page tells a person about it
+    assert about["layout"] == "checked on the real archive" and about["licence"] == "Non-commercial research."
+    assert "split expw --by none" in about["splits"] and about["subjects"].startswith("not known")
+    assert "colour" in about["images"] and about["labels"].startswith("angry ← 0")
 
 
 def test_generic_folders_with_synonyms_and_splits(tmp_path, fer_sample):

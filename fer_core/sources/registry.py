@@ -45,8 +45,17 @@ class DatasetSpec:
     sources: tuple[str, ...] = field(default=())
     after_import: str | None = None   # "module:function" run on the imported dataset (under its lock)
 
-    def read(self, root: Path) -> Iterator[Record]:
-        return READERS[self.reader](root, numeric_map=self.numeric_map)
+    def read(self, root: Path, progress=None, cancel=None, options: dict | None = None) -> Iterator[Record]:
+        """The layout's records. ``options``: reader choices (ExpW: ``crop_margin``); readers that take progress
+        report it."""
+        fn = READERS[self.reader]
+        kw = dict(options or {})
+        if self.reader == "expw":
+            kw.update(progress=progress, cancel=cancel)
+        elif kw:
+            raise InvalidInput(f"The {self.name} layout takes no reader options ({', '.join(kw)}).",
+                               "Leave them out (they apply to ExpW's face crops).")
+        return fn(root, numeric_map=self.numeric_map, **kw)
 
 
 # ---- readers that need more than the generic folder walk -------------------------------------
@@ -71,16 +80,57 @@ def _find_expw_label_file(root: Path) -> Path | None:
     return None
 
 
-def _read_expw(root: Path, numeric_map=None) -> Iterator[Record]:
+def _expw_crop(task) -> list[Record]:
+    """Crop every face of one scene image (read once); ``task`` = (scene path, [(line, face_id, box, lab_id,
+    label, out_rel, out_path)], margin). cv2 releases the GIL: scenes run in parallel threads."""
+    src, faces, margin = task
+    img = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
+    out = []
+    for lineno, where, (top, left, right, bottom), lab_id, label, out_rel, out_path in faces:
+        if img is None:
+            out.append(Record(where, "train", "", str(lab_id), label, f"line {lineno}: image unreadable"))
+            continue
+        h, w = img.shape[:2]
+        if not (0 <= left < right <= w and 0 <= top < bottom <= h):
+            inside = max(0, min(right, w) - max(left, 0)) * max(0, min(bottom, h) - max(top, 0))
+            if inside < 0.5 * max(1, (right - left) * (bottom - top)):   # a box mostly outside the image
+                out.append(Record(where, "train", "", str(lab_id), label,
+                                  f"line {lineno}: face box ({left},{top})–({right},{bottom}) lies outside the "
+                                  f"{w}×{h} image"))
+                continue
+        mh, mw = int(round(margin * (bottom - top))), int(round(margin * (right - left)))
+        t, b = max(0, top - mh), min(h, bottom + mh)
+        le, r = max(0, left - mw), min(w, right + mw)
+        if b - t < 2 or r - le < 2:
+            out.append(Record(where, "train", "", str(lab_id), label, f"line {lineno}: empty face box"))
+            continue
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(out_path), np.ascontiguousarray(img[t:b, le:r]))
+        out.append(Record(str(out_rel), "train", "", str(lab_id), label))
+    return out
+
+
+def _read_expw(root: Path, numeric_map=None, progress=None, cancel=None, crop_margin: float = 0.0,
+               workers: int | None = None) -> Iterator[Record]:
     """ExpW: whole scene images plus ``label.lst`` (one face per line); faces are cropped into ``faces/``.
 
     Line format: ``image face_id top left right bottom confidence label`` with label 0–6 in the
-    FER2013 order.
+    FER2013 order. Each scene image is read once for all its faces, scenes in parallel threads, with progress
+    ("crop", faces). ``crop_margin``: the box grows by this share of its height/width on each side (0 = the box
+    as given; recorded in the dataset's meta). A box mostly outside its image, a missing or unreadable image
+    and a malformed line are listed as rejected.
     """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fer_core.progress import check_cancel, emit
+
     lst = _find_expw_label_file(root)
     if lst is None:
         raise InvalidInput("ExpW layout expected a label.lst file, and none was found.",
                            "Import the folder that holds label.lst and the extracted origin/ images.")
+    if not 0 <= crop_margin <= 1:
+        raise InvalidInput(f"Crop margin {crop_margin} is out of range.", "Give a share between 0 and 1 (e.g. 0.1).")
     images = {}
     for rel in walk_files(root):
         if readers.classify_file(rel) == "image" and not rel.parts[0] == "faces":
@@ -89,6 +139,7 @@ def _read_expw(root: Path, numeric_map=None) -> Iterator[Record]:
         raise InvalidInput("ExpW's images are inside 7-Zip volumes (origin.7z.001 ...), which this app does not unpack.",
                            "Extract them with `7z x origin.7z.001`, then import the folder holding label.lst and origin/.")
     seen = set()
+    scenes: dict[Path, list] = {}
     for lineno, line in enumerate(lst.read_text(errors="replace").splitlines(), 1):
         parts = line.split()
         if not parts:
@@ -120,20 +171,21 @@ def _read_expw(root: Path, numeric_map=None) -> Iterator[Record]:
         if src is None:
             yield Record(where, "train", "", str(lab_id), label, f"line {lineno}: image {shown} not found")
             continue
-        img = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            yield Record(where, "train", "", str(lab_id), label, f"line {lineno}: image {shown} unreadable")
-            continue
-        h, w = img.shape[:2]
-        t, b = max(0, top), min(h, bottom)
-        le, r = max(0, left), min(w, right)
-        if b - t < 2 or r - le < 2:
+        if bottom <= top or right <= left:
             yield Record(where, "train", "", str(lab_id), label, f"line {lineno}: empty face box")
             continue
-        out = root / Path(*out_rel.parts)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(out), np.ascontiguousarray(img[t:b, le:r]))
-        yield Record(str(out_rel), "train", "", str(lab_id), label)
+        scenes.setdefault(src, []).append((lineno, where, (top, left, right, bottom), lab_id, label, out_rel,
+                                           root / Path(*out_rel.parts)))
+    total = sum(len(f) for f in scenes.values())
+    emit(progress, "crop", 0, total, "faces", message=f"{len(scenes):,} scene images")
+    done = 0
+    tasks = [(src, faces, crop_margin) for src, faces in scenes.items()]
+    with ThreadPoolExecutor(max_workers=max(1, workers or os.cpu_count() or 1)) as pool:
+        for recs in pool.map(_expw_crop, tasks):        # in order: the records come out as the lines went in
+            check_cancel(cancel)
+            done += len(recs)
+            emit(progress, "crop", done, total, "faces")
+            yield from recs
 
 
 READERS: dict[str, Callable[..., Iterator[Record]]] = {
@@ -169,7 +221,8 @@ SPECS: dict[str, DatasetSpec] = {s.name: s for s in [
         "(the archive also repeats it under ck/CK+48/, read once); no neutral, no splits",
         "ckplus", labels=("angry", "contempt", "disgust", "fear", "happy", "sad", "surprise"),
         notes="981 grayscale 48×48 PNGs, several frames per sequence (near duplicates by design). "
-              "No official split: everything is 'train'.",
+              "No official split: everything is 'train' until `split NAME --by subject` assigns one.",
+        verified="archive", sources=("Kaggle shawon10/ckplus; checked against ../shared/datasets/ckplus/archive.zip",),
         licence="CK+ licence: non-commercial research; the Kaggle mirror is unofficial."),
     DatasetSpec(
         "rafdb", "RAF-DB basic (aligned 100×100)", "shuvoalok/raf-db-dataset",
@@ -191,7 +244,9 @@ SPECS: dict[str, DatasetSpec] = {s.name: s for s in [
         "origin/*.jpg scene images + label.lst lines 'image face_id top left right bottom confidence label' "
         "(label 0–6 in FER2013 order); faces are cropped at import. The Kaggle archive ships the images as "
         "7-Zip volumes origin.7z.001..: extract them first and import the folder.",
-        "expw", numeric_map=FER2013_IDS, notes="≈91.8k face rows; no splits.",
+        "expw", numeric_map=FER2013_IDS, notes="≈91.8k face rows; no splits, no subject ids.", verified="archive",
+        sources=("the official ExpW format; checked against a quarter of a public sample, "
+                 "../shared/datasets/expw/archive.zip",),
         licence="Non-commercial research."),
     DatasetSpec(
         "affectnet", "AffectNet (Kaggle 96×96 mirror)", "noamsegal/affectnet-training-data",
