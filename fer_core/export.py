@@ -277,6 +277,7 @@ def _write(ds, sig, dec, rec, tmp: Path, clahe, csv, overrides, progress, cancel
         "counts": {"before": _counts(full, "label"), "after": _counts(sel, "label_final"),
                    "before_total": int(len(full)), "after_total": int(len(sel))},
         "reasons": summary["by_reason"],
+        "crowd": summary.get("crowd"),     # crowd votes (FER+ or a link): images relabelled to the crowd, set aside
         "leakage": {"eval_images_with_train_copy": summary["eval_leaked"],
                     "train_copies_flagged": summary["train_leak_copies"]},
         "clahe": asdict(clahe) if clahe else None,

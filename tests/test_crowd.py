@@ -232,6 +232,14 @@ def test_the_recipe_relabels_to_the_crowd_and_sets_unsure_votes_aside(mini):
     # the test split is never touched by the recipe
     te = [p for p in kind.index if "/PrivateTest_" in p]
     assert d.loc[te, "keep"].all() and (d.loc[te, "label_final"] == s.loc[te, "label"]).all()
+    # the export writes relabelled images under the crowd's label and counts them in its manifest
+    res = ws.export(rec, "crowd-export")
+    assert res.manifest["crowd"] == summ["crowd"]
+    for p in dis:                                  # kept, relabelled: under the crowd's label, not the given one
+        if d.loc[p, "keep"]:
+            name = p.rsplit("/", 1)[1]
+            assert (res.path / "train" / d.loc[p, "label_final"] / name).is_file()
+            assert not (res.path / "train" / s.loc[p, "label"] / name).exists()
 
 
 def test_ferplus_own_default_recipe_keeps_unsure_votes_out_of_training(mini):
