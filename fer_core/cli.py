@@ -109,10 +109,17 @@ def _ws(ctx: Ctx):
     return Workspace(ctx.args.name, ctx.cache)
 
 
+def _engine_args(s, what: str) -> None:
+    s.add_argument("--engine", choices=["local", "ray"], default=None,
+                   help=f"where the work runs: this machine (default, $FER_ENGINE) or a Ray cluster ({what})")
+    s.add_argument("--address", default=None, help="the Ray cluster: ray://HOST:10001, HOST:PORT or auto "
+                   "($RAY_ADDRESS; none: a local Ray started for this command)")
+
+
 def cmd_scan(ctx: Ctx) -> int:
     fams = [f.strip() for f in ctx.args.signals.split(",") if f.strip()]
     res = _ws(ctx).scan(fams, workers=ctx.args.workers, batch_size=ctx.args.batch_size, progress=ctx.progress,
-                        cancel=ctx.cancel)
+                        cancel=ctx.cancel, engine=ctx.args.engine, address=ctx.args.address)
     ctx.bar.close()
     ctx.out(res.summary())
     ctx.result = {"dataset": ctx.args.name, "summary": res.summary()}
@@ -242,7 +249,8 @@ def cmd_labels(ctx: Ctx) -> int:
     a = ctx.args
     cfg = labels.LabelsConfig(folds=a.folds, epochs=a.epochs, seed=a.seed,
                               sources=tuple(s.strip() for s in a.sources.split(",") if s.strip()))
-    res = labels.compute(a.name, cfg, progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache)
+    res = labels.compute(a.name, cfg, progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache, engine=a.engine,
+                         address=a.address)
     ctx.bar.close()
     by = ", ".join(f"{k} {v:.1%}" for k, v in res["oof_accuracy_by_source"].items())
     ctx.out(f"label signals of {a.name}: {res['train_images']:,} training images, {cfg.folds} folds, sources "
@@ -451,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated families: quality, duplicates, faces, embeddings")
     s.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     s.add_argument("--batch-size", type=int, default=1024, help="images per batch (the unit of resume)")
+    _engine_args(s, "with ray, --workers is the actors per model pool")
     s.set_defaults(fn=cmd_scan)
 
     s = sub.add_parser("decide", help="apply a recipe: keep/reject per image, summary")
@@ -512,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, default=7, help="CNN epochs per fold")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--sources", default="cnn,embeddings", help="cnn and/or embeddings (used when computed)")
+    _engine_args(s, "with ray, the folds train as parallel Ray tasks")
     s.set_defaults(fn=cmd_labels)
 
     s = sub.add_parser("train", help="train and evaluate on the untouched test split")

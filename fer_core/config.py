@@ -74,3 +74,19 @@ def is_loopback(address: str | None) -> bool:
 def path_import_allowed(address: str | None) -> bool:
     """Whether the app offers import from a server path: on loopback, or when the operator opted in."""
     return is_loopback(address) or os.environ.get(ALLOW_PATH_IMPORT_ENV, "").strip() == "1"
+
+
+# ---- where a scan's image work runs (issue 19) -------------------------------------------------
+# "local" (the embedded default: a process pool on this machine) or "ray" (Ray Data on a cluster; see
+# fer_core/ray_engine.py). RAY_ADDRESS is Ray's own variable: ray://HOST:10001, HOST:PORT or auto; unset
+# with the ray engine = a local Ray started for the job.
+ENGINE_ENV = "FER_ENGINE"
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
+
+
+def engine() -> str:
+    return os.environ.get(ENGINE_ENV, "").strip().lower() or "local"
+
+
+def ray_address() -> str | None:
+    return os.environ.get(RAY_ADDRESS_ENV, "").strip() or None

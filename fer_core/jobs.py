@@ -262,8 +262,11 @@ def import_job(source: str | os.PathLike, name: str, spec: str | None = None,
     return JobSpec("import", tuple(argv), name, f"dataset-{name}")
 
 
-def scan_job(name: str, signals: tuple[str, ...] | None = None, kind: str = "scan") -> JobSpec:
+def scan_job(name: str, signals: tuple[str, ...] | None = None, kind: str = "scan", engine: str | None = None,
+             address: str | None = None) -> JobSpec:
+    """``engine``/``address``: where the scan runs (default: $FER_ENGINE / $RAY_ADDRESS, which the job inherits)."""
     argv = ["scan", name] + (["--signals", ",".join(signals)] if signals else [])
+    argv += [*_opt("--engine", engine), *_opt("--address", address)]
     return JobSpec(kind, tuple(argv), name, f"dataset-{name}")
 
 
@@ -302,9 +305,11 @@ def train_job(name: str, run_id: str, preset: str, seed: int, balance: str = "no
     return JobSpec("train", tuple(argv), name, f"train-{name}", label=label)
 
 
-def labels_job(name: str, folds: int, epochs: int, seed: int) -> JobSpec:
+def labels_job(name: str, folds: int, epochs: int, seed: int, engine: str | None = None,
+               address: str | None = None) -> JobSpec:
     return JobSpec("labels", ("labels", name, "--folds", str(int(folds)), "--epochs", str(int(epochs)),
-                              "--seed", str(int(seed))), name, f"train-{name}")
+                              "--seed", str(int(seed)), *_opt("--engine", engine), *_opt("--address", address)),
+                   name, f"train-{name}")
 
 
 def ab_job(name: str, recipe_file: str | os.PathLike | None = None, preset: str | None = None,

@@ -22,6 +22,7 @@ import multiprocessing as mp
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +103,19 @@ def _work(args) -> tuple[int, dict[str, dict[str, np.ndarray]]]:
         cols = {"id": np.array(batch.ids, dtype=object), **cols}
         out[f] = cols
     return batch_no, out, batch.ok
+
+
+@contextmanager
+def _local_batches(args: list, workers: int | None):
+    """The local engine: ``_work`` over the batches in a fork process pool (in-process for one worker)."""
+    workers = max(1, min(workers or os.cpu_count() or 1, len(args)))
+    pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
+    try:
+        yield pool.imap_unordered(_work, args) if pool else map(_work, args)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
 
 
 # ---- scan -------------------------------------------------------------------------------------
@@ -202,10 +216,14 @@ def _phases(fams: list[str]) -> list[list[str]]:
 @locks.writes_dataset("scan")
 def scan(name: str, signals: list[str] | tuple[str, ...] = DEFAULT_FAMILIES, workers: int | None = None,
          batch_size: int = BATCH, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
-         cache=None) -> ScanResult:
+         cache=None, engine: str | None = None, address: str | None = None) -> ScanResult:
     """Compute every missing signal of ``signals`` (and what they depend on) for dataset ``name``;
-    resumable and incremental."""
+    resumable and incremental. ``engine``: "local" (default, ``$FER_ENGINE``) or "ray" (``address``: the
+    cluster, see :mod:`fer_core.ray_engine`; ``workers`` is then the actors per model pool)."""
+    from fer_core.ray_engine import engine_of
+
     t0 = time.time()
+    engine = engine_of(engine)
     ds = datasets.load(name, cache)
     for f in signals:
         if not get_family(f).per_image:
@@ -217,12 +235,16 @@ def scan(name: str, signals: list[str] | tuple[str, ...] = DEFAULT_FAMILIES, wor
             from fer_core.models import ModelMissing
             raise ModelMissing(f"Cannot compute the {f} signals: {why}", "Install what it names, then scan again.")
     total = ScanResult(name, {}, {}, 0.0, 0)
+    from contextlib import nullcontext
+
+    from fer_core import ray_engine
     try:
-        for phase in _phases(list(signals)):
-            r = _scan_phase(ds, phase, workers, batch_size, progress, cancel)
-            total.computed.update(r.computed)
-            total.reused.update(r.reused)
-            total.errors = max(total.errors, r.errors)
+        with ray_engine.connected(address) if engine == "ray" else nullcontext():  # one Ray session for all phases
+            for phase in _phases(list(signals)):
+                r = _scan_phase(ds, phase, workers, batch_size, progress, cancel, engine, address)
+                total.computed.update(r.computed)
+                total.reused.update(r.reused)
+                total.errors = max(total.errors, r.errors)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise DiskFull("The disk filled up during the scan. The batches finished so far are kept.",
@@ -247,7 +269,8 @@ def _unreadable(table: pd.DataFrame | None, fam: SignalFamily) -> pd.Series:
     return table[fam.error_column].fillna("") != ""
 
 
-def _scan_phase(ds, fams: list[str], workers, batch_size, progress, cancel) -> ScanResult:
+def _scan_phase(ds, fams: list[str], workers, batch_size, progress, cancel, engine="local", address=None
+                ) -> ScanResult:
     t0 = time.time()
     cat = ds.catalog.sort_values("id").reset_index(drop=True)
     all_ids = pd.Index(cat["id"])
@@ -292,12 +315,14 @@ def _scan_phase(ds, fams: list[str], workers, batch_size, progress, cancel) -> S
     emit(progress, stage, 0, len(todo), "images", message=", ".join(fams))
     done = 0
     if jobs:
-        workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
         sels = {b: sel for b, _, _, sel, _ in jobs}
         args = [(b, items, fam_b, extra) for b, items, fam_b, _, extra in jobs]
-        pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
-        try:
-            results = pool.imap_unordered(_work, args) if pool else map(_work, args)
+        if engine == "ray":   # the same batches, run by Ray Data actor pools (fer_core/ray_engine.py)
+            from fer_core import ray_engine
+            runner = ray_engine.run_batches(args, fams, str(ds.images), actors=workers, address=address)
+        else:
+            runner = _local_batches(args, workers)
+        with runner as results:
             for b, out, ok in results:
                 check_cancel(cancel)
                 sel = sels[b]
@@ -313,10 +338,6 @@ def _scan_phase(ds, fams: list[str], workers, batch_size, progress, cancel) -> S
                     computed[f] += int(keep.sum())
                 done += len(sel)
                 emit(progress, stage, done, len(todo), "images", message=", ".join(fams))
-        finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
     errors = 0
     from concurrent.futures import ThreadPoolExecutor
 

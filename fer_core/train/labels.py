@@ -64,32 +64,55 @@ def folds_of(y: np.ndarray, k: int, seed: int) -> np.ndarray:
     return fold
 
 
-def cnn_oof(x: np.ndarray, y: np.ndarray, n_classes: int, fold: np.ndarray, cfg: LabelsConfig,
-            cache_dir=None, key: str = "", progress: ProgressFn | None = None,
-            cancel: CancelToken | None = None) -> np.ndarray:
+def fit_fold(x: np.ndarray, y: np.ndarray, n_classes: int, fold: np.ndarray, f: int, cfg: LabelsConfig,
+             progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> np.ndarray:
+    """Train on every fold but ``f``; the flip-TTA probabilities of fold ``f``'s images (one fold, any engine)."""
+    import keras
+
     from fer_core.train.runner import fit, predict
 
     k = int(fold.max()) + 1
+    held = fold == f
+    model, _ = fit(x[~held], y[~held], n_classes, cfg.preset(), cfg.seed + f, None, progress, cancel,
+                   stage=f"labels:fold {f + 1}/{k}")
+    p = predict(model, x[held], tta=True)
+    del model
+    keras.backend.clear_session()
+    return p
+
+
+def cnn_oof(x: np.ndarray, y: np.ndarray, n_classes: int, fold: np.ndarray, cfg: LabelsConfig,
+            cache_dir=None, key: str = "", progress: ProgressFn | None = None,
+            cancel: CancelToken | None = None, engine: str = "local", address: str | None = None) -> np.ndarray:
+    k = int(fold.max()) + 1
     probs = np.zeros((len(y), n_classes), np.float32)
+    todo = []
     for f in range(k):
         path = None if cache_dir is None else cache_dir / f"fold-{f}-{key}.npy"
-        held = fold == f
         if path is not None and path.exists():
-            probs[held] = np.load(path)
+            probs[fold == f] = np.load(path)
             emit(progress, "labels:folds", f + 1, k, "folds", message=f"fold {f + 1}/{k} (cached)")
-            continue
-        emit(progress, "labels:folds", f, k, "folds", message=f"fold {f + 1}/{k}")
-        model, _ = fit(x[~held], y[~held], n_classes, cfg.preset(), cfg.seed + f, None, progress, cancel,
-                       stage=f"labels:fold {f + 1}/{k}")
-        p = predict(model, x[held], tta=True)
-        probs[held] = p
+        else:
+            todo.append(f)
+    finished = [k - len(todo)]
+
+    def done(f: int, p: np.ndarray) -> None:   # saved as soon as it is finished: a killed run resumes at the next
+        probs[fold == f] = p
+        path = None if cache_dir is None else cache_dir / f"fold-{f}-{key}.npy"
         if path is not None:
             with atomic_path(path) as tmp:
                 np.save(tmp, p)
-        emit(progress, "labels:folds", f + 1, k, "folds", message=f"fold {f + 1}/{k} done")
-        del model
-        import keras
-        keras.backend.clear_session()
+        finished[0] += 1
+        emit(progress, "labels:folds", finished[0], k, "folds", message=f"fold {f + 1}/{k} done")
+
+    if engine == "ray" and todo:   # the folds as parallel Ray tasks (fer_core/ray_engine.py); cleanlab stays here
+        from fer_core import ray_engine
+        ray_engine.run_folds(x, y, n_classes, fold, todo, cfg, done, address=address, progress=progress,
+                             cancel=cancel)
+        return probs
+    for f in todo:
+        emit(progress, "labels:folds", finished[0], k, "folds", message=f"fold {f + 1}/{k}")
+        done(f, fit_fold(x, y, n_classes, fold, f, cfg, progress, cancel))
     return probs
 
 
@@ -164,9 +187,14 @@ def _key(*parts) -> str:
 
 @locks.writes_dataset("label check")
 def compute(name: str, cfg: LabelsConfig | None = None, progress: ProgressFn | None = None,
-            cancel: CancelToken | None = None, cache=None) -> dict:
-    """Compute and store the label signals of dataset ``name``; returns a summary dict."""
+            cancel: CancelToken | None = None, cache=None, engine: str | None = None, address: str | None = None
+            ) -> dict:
+    """Compute and store the label signals of dataset ``name``; returns a summary dict. ``engine``: "local"
+    (default, ``$FER_ENGINE``) or "ray" (the CNN folds as parallel tasks on the cluster at ``address``)."""
+    from fer_core.ray_engine import engine_of
+
     cfg = cfg or LabelsConfig()
+    engine = engine_of(engine)
     bad = set(cfg.sources) - set(SOURCES)
     if bad or not cfg.sources:
         raise InvalidInput(f"Unknown label-error source(s): {sorted(bad)}.", "Use cnn and/or embeddings.")
@@ -189,7 +217,7 @@ def compute(name: str, cfg: LabelsConfig | None = None, progress: ProgressFn | N
         ids_all, px = data_mod.pixels(ds, 48, progress, cancel)
         x = px[np.searchsorted(ids_all, tr["id"].to_numpy())]
         key = _key(ds.meta["catalog_hash"], asdict(cfg.preset()), cfg.seed, cfg.folds, get_family("labels").version)
-        parts.append(cnn_oof(x, y, len(classes), fold, cfg, fdir / "folds", key, progress, cancel))
+        parts.append(cnn_oof(x, y, len(classes), fold, cfg, fdir / "folds", key, progress, cancel, engine, address))
         used.append("cnn")
     emb_note = ""
     if "embeddings" in cfg.sources:
