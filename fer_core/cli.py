@@ -289,6 +289,9 @@ def cmd_train(ctx: Ctx) -> int:
 
 
 def _print_yardstick(ctx: Ctx, ym: dict) -> None:
+    if ym.get("error"):
+        ctx.out(f"{ym['yardstick']}: not evaluated — {ym['error'].get('message')} {ym['error'].get('hint', '')}")
+        return
     aside = ym.get("set_aside", {})
     unseen = ", ".join(f"{k} {v:,}" for k, v in aside.get("unseen_class", {}).items())
     ctx.out(f"{ym['yardstick']} ({ym['images']:,} images; set aside: {aside.get('crowd_unsure', 0):,} crowd "
@@ -364,6 +367,57 @@ def cmd_runs(ctx: Ctx) -> int:
         acc = f"{m['test']['accuracy']:.4f}" if m else "-"
         ctx.out(f"{r['run_id']:45s} {r['status'].get('state', '?'):9s} {r['config'].get('source', {}).get('kind', '?'):7s} test acc {acc}")
     return 0
+
+
+def cmd_collection(ctx: Ctx) -> int:
+    """collection create|build|list|show: several imported datasets, each with its recipe, merged into one dataset."""
+    from fer_core import collections
+
+    a = ctx.args
+    if a.action == "list":
+        names = collections.list_collections(ctx.cache)
+        if a.json:
+            ctx.out(json.dumps([{"name": n, **_collection_brief(n, ctx.cache)} for n in names], indent=1))
+            return 0
+        if not names:
+            ctx.out("No collections yet: `python -m fer_core collection create NAME --members a,b`.")
+        for n in names:
+            b = _collection_brief(n, ctx.cache)
+            state = "; ".join(b["stale"]) if b["stale"] else "up to date"
+            ctx.out(f"{n:24s} {', '.join(b['members']):40s} {b['images'] if b['images'] is not None else '-':>8} images  "
+                    f"{state}")
+        return 0
+    if a.action == "show":
+        st = collections.status(a.name, ctx.cache)
+        ctx.out(json.dumps(st, indent=1, default=str) if a.json else collections.format_status(st))
+        ctx.result = {"dataset": a.name, "stale": st["stale"]}
+        return 0
+    if a.action == "create":
+        col, res = collections.create(a.name, a.members, collections.parse_recipe_args(a.recipe), a.contempt, a.size,
+                                      cache=ctx.cache, progress=ctx.progress, cancel=ctx.cancel,
+                                      build_now=not a.no_build)
+        ctx.bar.close()
+        ctx.out(f"collection '{a.name}' written to {collections.definition_path(a.name, ctx.cache)}")
+    else:
+        res = collections.build(a.name, cache=ctx.cache, progress=ctx.progress, cancel=ctx.cancel)
+        ctx.bar.close()
+    if res is not None:
+        ctx.out(res.summary())
+        ctx.out(collections.format_status(collections.status(a.name, ctx.cache)))
+        ctx.result = {"dataset": a.name, "summary": res.summary()}
+    return 0
+
+
+def _collection_brief(name: str, cache) -> dict:
+    from fer_core import collections
+    from fer_core.errors import FerError
+
+    try:
+        st = collections.status(name, cache)
+    except FerError as exc:
+        return {"members": [], "images": None, "stale": [exc.message]}
+    return {"members": [m["dataset"] for m in st["definition"]["members"]],
+            "images": st["record"]["images"] if st["record"] else None, "stale": st["stale"]}
 
 
 def _print_rejected(ctx: Ctx, ds) -> None:
@@ -570,6 +624,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", default=None, metavar="AB_ID",
                    help="finish an interrupted A/B (keeps its finished runs; --seeds N adds seeds)")
     s.set_defaults(fn=cmd_ab)
+
+    s = sub.add_parser("collection", help="merged training sets: several imported datasets, each with its own recipe, "
+                       "on one taxonomy, built into a dataset that scan, decide, export, train and ab accept")
+    cs = s.add_subparsers(dest="action", required=True)
+    c = cs.add_parser("create", help="write a collection's definition (cache/collections/NAME.yaml) and build it")
+    c.add_argument("name")
+    c.add_argument("--members", required=True, help="imported datasets, comma-separated, in order of preference")
+    c.add_argument("--recipe", action="append", default=None, metavar="MEMBER=RECIPE",
+                   help="a member's recipe: a file (R.yaml), a saved recipe's name, default (data-derived) or raw "
+                        "(every image); repeatable; default: each member's data-derived default")
+    c.add_argument("--contempt", default="keep", help="keep (its own class), drop, or a label to map it to")
+    c.add_argument("--size", type=int, default=48, help="images brought to SIZE×SIZE gray (default 48)")
+    c.add_argument("--no-build", action="store_true", help="write the definition only")
+    c.set_defaults(fn=cmd_collection)
+    c = cs.add_parser("build", help="(re)build a collection into the dataset of its name")
+    c.add_argument("name")
+    c.set_defaults(fn=cmd_collection)
+    c = cs.add_parser("list", help="collections, their members and whether they are up to date")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(fn=cmd_collection)
+    c = cs.add_parser("show", help="members, recipe per member, counts per source × split × label, stale or not")
+    c.add_argument("name")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(fn=cmd_collection)
 
     s = sub.add_parser("runs", help="list training runs")
     s.add_argument("name")

@@ -67,6 +67,18 @@ def run(inputs: Inputs, rec: recipe_mod.Recipe, overrides: pd.DataFrame | None =
     return recipe_mod.decide(inputs.signals, rec, overrides, inputs.pairs)
 
 
+def check_crowd(inputs: Inputs, rec: recipe_mod.Recipe, cache=None) -> None:
+    """A recipe that relabels to the crowd or sets unsure votes aside needs current crowd votes: without them it
+    would silently do neither, so what is trained or exported would not be what the recipe says. Refused."""
+    if (rec.labels.crowd != "off" or rec.labels.crowd_unsure == "drop") and "crowd_label" not in inputs.signals:
+        st = store.family_status(inputs.name, cache).get("votes", {}) if inputs.name else {}
+        why = st.get("stale") or "none are stored"
+        raise InvalidInput(f"The recipe uses crowd votes (labels.crowd: {rec.labels.crowd}, crowd_unsure: "
+                           f"{rec.labels.crowd_unsure}), but '{inputs.name}' has no current votes ({why}).",
+                           f"Link it to FER+ again (`python -m fer_core link {inputs.name} ferplus`), or set the "
+                           "recipe's crowd choices off.")
+
+
 SIGNAL_EXCLUDE = {"id", "path", "split", "usage", "label", "label_orig"}
 
 

@@ -170,6 +170,7 @@ def export(name: str, rec: recipe_mod.Recipe, export_name: str, clahe: Clahe | N
         ds = datasets.load(name, cache)
         inputs = dec_mod.load_inputs(name, cache)
         overrides = review.store_for(ds).overrides() if use_overrides else None
+        dec_mod.check_crowd(inputs, rec, cache)
         dec = dec_mod.run(inputs, rec, overrides)
         manifest = _export_to(root, ds, inputs.signals, dec, rec, clahe, csv, overrides, progress, cancel, now, cache)
     return ExportResult(export_name, root, manifest, time.time() - t0)
@@ -287,6 +288,9 @@ def _write(ds, sig, dec, rec, tmp: Path, clahe, csv, overrides, progress, cancel
         "app_version": fer_core.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now if now is not None else time.time())),
     }
+    from fer_core import collections
+    if (block := collections.manifest_block(ds)) is not None:   # a collection: its members, their recipes, counts
+        manifest["collection"] = block
     atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
 

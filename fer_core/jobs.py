@@ -323,3 +323,14 @@ def ab_job(name: str, recipe_file: str | os.PathLike | None = None, preset: str 
         argv += _opt("--arms", ",".join(arms) if arms else None)
     argv += [a for t in eval_on for a in ("--eval-on", t)]
     return JobSpec("ab", tuple(argv), name, f"train-{name}")
+
+
+def collection_job(name: str, members: tuple[str, ...] | None = None, recipes: dict[str, str] | None = None,
+                   contempt: str | None = None) -> JobSpec:
+    """Create (with ``members``: writes the definition) and build a collection, or rebuild it (no ``members``)."""
+    if members:
+        argv = ["collection", "create", name, "--members", ",".join(members), *_opt("--contempt", contempt)]
+        argv += [a for m, r in (recipes or {}).items() for a in ("--recipe", f"{m}={r}")]
+    else:
+        argv = ["collection", "build", name]
+    return JobSpec("collection", tuple(argv), name, f"dataset-{name}")

@@ -91,9 +91,12 @@ def match(px_a: np.ndarray, px_b: np.ndarray, max_mean: float = MAX_MEAN, k: int
     rows_a, rows_b, med, mean = [], [], [], []
     fa = px_a.reshape(len(px_a), -1)
     fb = px_b.reshape(len(px_b), -1)
-    for start in range(0, len(ta), 8192):
+    chunk = max(256, 8192 * CANDIDATES // k)     # ~75 MB of pixel differences per chunk, whatever k
+    kth = np.full(len(ta), np.inf, np.float32)   # each image's k-th thumbnail distance
+    for start in range(0, len(ta), chunk):
         check_cancel(cancel)
-        _, nn = index.search(ta[start:start + 8192], k)
+        dist, nn = index.search(ta[start:start + chunk], k)
+        kth[start:start + len(nn)] = dist[:, -1]
         ia = np.repeat(np.arange(start, start + len(nn)), k)
         ib = nn.ravel()
         ok = ib >= 0
@@ -110,8 +113,11 @@ def match(px_a: np.ndarray, px_b: np.ndarray, max_mean: float = MAX_MEAN, k: int
     found = np.zeros(len(ta), bool)
     for r in rows_a:
         found[r] = True
-    if k < 64 and not found.all() and len(tb) > k:
-        rest = np.flatnonzero(~found)
+    # only images whose k-th candidate is itself near (the same picture stored many times); an image of an
+    # unrelated dataset has far candidates and is not searched again (64 candidates × every image: gigabytes)
+    crowded = ~found & (kth <= THUMB * THUMB * max_mean ** 2)
+    if k < 64 and crowded.any() and len(tb) > k:
+        rest = np.flatnonzero(crowded)
         more = match(px_a[rest], px_b, max_mean, min(64, len(tb)), cancel)
         more["a"] = rest[more["a"].to_numpy()]
         rows_a.append(more["a"].to_numpy())
@@ -163,7 +169,7 @@ def status(a: str, b: str, cache=None) -> dict:
     """The link's meta plus ``state``: "missing", "stale" (with ``why``) or "ok"."""
     pq, js = _files(a, b, cache)
     if not (pq.exists() and js.exists()):
-        return {"state": "missing"}
+        return {"state": "missing", "why": "there is none"}
     meta = json.loads(js.read_text())
     for side in ("a", "b"):
         try:
@@ -218,13 +224,15 @@ def votes_through(a: str, b: str, cache=None) -> str | None:
     if own[a] == own[b]:
         return None
     src, dst = (a, b) if own[a] else (b, a)
-    pairs = load(src, dst, cache).sort_values(["mean_diff", "median_diff", f"{src}_id"], kind="stable")
-    pairs = pairs.drop_duplicates(f"{dst}_id", keep="first")
-    dsrc, ddst = datasets.load(src, cache), datasets.load(dst, cache)
-    votes = store.load_family(dsrc, "votes")
-    v = pairs.merge(votes[["id"] + crowd.VOTE_COLS], left_on=f"{src}_id", right_on="id", how="inner")
-    v = v.drop(columns=["id"]).rename(columns={f"{dst}_id": "id"})[["id"] + crowd.VOTE_COLS]
     with locks.dataset_lock(dst, "crowd votes through a link", cache):
+        # everything read under the lock: an import of dst that relinked meanwhile is not overwritten with
+        # votes from the pairs of before it (load() refuses a link that no longer matches either side)
+        pairs = load(src, dst, cache).sort_values(["mean_diff", "median_diff", f"{src}_id"], kind="stable")
+        pairs = pairs.drop_duplicates(f"{dst}_id", keep="first")
+        dsrc, ddst = datasets.load(src, cache), datasets.load(dst, cache)
+        votes = store.load_family(dsrc, "votes")
+        v = pairs.merge(votes[["id"] + crowd.VOTE_COLS], left_on=f"{src}_id", right_on="id", how="inner")
+        v = v.drop(columns=["id"]).rename(columns={f"{dst}_id": "id"})[["id"] + crowd.VOTE_COLS]
         cat = ddst.catalog
         table = crowd.table_for(cat["id"].to_numpy(), cat["label"].to_numpy(), v, src)
         store.write_family_table(ddst, "votes", table, {"source": src,
@@ -253,10 +261,12 @@ def refresh_after_import(ds: datasets.Dataset) -> list[str]:
 def leaked_through(test_name: str, test_ids: np.ndarray, train_name: str, cache=None) -> np.ndarray:
     """Per test image of ``test_name``: it shows the same picture as an image of ``train_name`` that is in that
     dataset's training split, or as a test image there that has a training copy (its leakage flag)."""
+    from fer_core import splits
     from fer_core.train.data import test_leakage
 
     pairs = load(test_name, train_name, cache)
-    other = datasets.load(train_name, cache).catalog[["id", "split"]].sort_values("id")
+    dtr = datasets.load(train_name, cache)
+    other = splits.apply(dtr, dtr.catalog)[["id", "split"]].sort_values("id")   # the split a person assigned
     bad = set(other.loc[other["split"] == "train", "id"])
     leak = test_leakage(train_name, cache)
     if leak is not None:

@@ -48,6 +48,13 @@ def jobs_root(cache: str | Path | None = None) -> Path:
     return p
 
 
+def collections_root(cache: str | Path | None = None) -> Path:
+    """Collection definitions (``<name>.yaml``) and their build records (``<name>.build.json``; fer_core.collections)."""
+    p = cache_root(cache) / "collections"
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
 def links_root(cache: str | Path | None = None) -> Path:
     """Links between datasets holding the same faces (``<a>__<b>.parquet`` + ``.json``; fer_core.links)."""
     p = cache_root(cache) / "links"

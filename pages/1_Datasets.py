@@ -29,7 +29,7 @@ try:
 except Exception:  # noqa: BLE001 - NoCredentials
     effective = None
 
-tab_dl, tab_local = st.tabs(["⬇️ Download from Kaggle", "📂 Import from disk"])
+tab_dl, tab_local, tab_col = st.tabs(["⬇️ Download from Kaggle", "📂 Import from disk", "🧩 Collections"])
 
 with tab_dl:
     c1, c2 = st.columns([1, 1])
@@ -179,6 +179,69 @@ with tab_local:
     # while an import runs, the outcome of an earlier one (an old error) is not shown above it
     live(lambda: render_jobs(kind=("import",), key="imp", show_finished=0 if any_active(("import",)) else 1),
          ("import",))
+
+with tab_col:   # merged training sets (fer_core.collections): several datasets, each with its recipe, as one dataset
+    from fer_core import collections
+    from fer_core.sources.labels import CANONICAL
+    from fer_core.workspace import Workspace
+
+    st.subheader("Merge datasets into one training set")
+    st.caption("Each member brings what its own recipe keeps (its splits and your overrides included), brought to "
+               "48×48 gray on one taxonomy. A picture found in two members is kept once (the test copy, else the "
+               "first member's), so no training image is a copy of any member's test image. The collection is then "
+               "a dataset like any other: scan, curate, export, train and A/B-test it. Same as `python -m fer_core "
+               "collection create NAME --members a,b`.")
+    plain = [n for n in datasets.list_datasets() if datasets.load(n).meta.get("spec") != collections.SPEC]
+    cc1, cc2 = st.columns([2, 1])
+    col_members = cc1.multiselect("Members (in order of preference)", plain, key="col_members")
+    col_name = cc2.text_input("Collection name", key="col_name", placeholder="fer-ck")
+    col_contempt = cc2.selectbox("Contempt", ["keep", "drop"] + [lab for lab in CANONICAL if lab != "contempt"],
+                                 key="col_contempt", help="keep it as its own class, drop it (listed as left out), "
+                                 "or map it to another label")
+    col_recipes = {}
+    for m in col_members:
+        choice = cc1.selectbox(f"Recipe of {m}", ["default", "raw"] + Workspace(m).recipes(), key=f"col_rec_{m}",
+                               help="default: its data-derived default; raw: every image; or one of its saved recipes")
+        if choice != "default":
+            col_recipes[m] = choice
+    if st.button("Create and build", type="primary", disabled=not (col_members and col_name), key="col_create"):
+        try:
+            collections.check_target(col_name)
+            collections.define(col_name, col_members, col_recipes, col_contempt)   # refused here, not in the job
+            job_manager().submit(jobs.collection_job(col_name, tuple(col_members), col_recipes, col_contempt))
+            st.rerun()
+        except FerError as exc:
+            show_error(exc)
+    live_jobs(kind=("collection",), key="col")
+    names = collections.list_collections()
+    if names:
+        st.markdown("**Collections**")
+        rows = []
+        for n in names:
+            try:
+                cst = collections.status(n)
+            except FerError as exc:
+                rows.append({"collection": n, "members": "", "images": None, "state": exc.message})
+                continue
+            rows.append({"collection": n, "members": ", ".join(f"{m['dataset']} ({m.get('recipe', 'default')})"
+                                                              for m in cst["definition"]["members"]),
+                         "images": cst["record"]["images"] if cst["record"] else None,
+                         "state": ("stale: " + "; ".join(cst["stale"]) + " — rebuild") if cst["stale"] else "up to date"})
+        st.dataframe(pd.DataFrame(rows), width="stretch", hide_index=True)
+        show = st.selectbox("Show", names, key="col_show")
+        try:
+            cst = collections.status(show)
+            if cst["record"]:
+                st.markdown("**Images per source × split × label**")
+                st.dataframe(collections.counts_frame(cst["record"]), width="stretch", hide_index=True)
+                cp = cst["record"]["copies"]
+                st.caption(f"Cross-member copies left out: {cp['dropped']:,} ({cp['through_link']:,} through a link, "
+                           f"{cp['by_pixels']:,} by pixels). " + " ".join(f"Note: {x}." for x in cst["record"]["notes"]))
+            if cst["stale"] and st.button(f"Rebuild {show}", key="col_rebuild"):
+                job_manager().submit(jobs.collection_job(show))
+                st.rerun()
+        except FerError as exc:
+            show_error(exc)
 
 # ---- summary of the selected dataset ---------------------------------------------------------
 st.divider()

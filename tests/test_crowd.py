@@ -93,6 +93,16 @@ def mini(fer_sample, tmp_path_factory):
     return {"cache": cache, "truth": truth, "fp": fp, "f13": f13}
 
 
+def _own_copy(mini, tmp_path):
+    """A private copy of the module's caches: a test that links, scans or exports never changes what the next
+    test starts from."""
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(mini["cache"], cache, symlinks=True)
+    return cache
+
+
 def test_the_ferplus_layout_is_read_with_its_votes(mini):
     ds = datasets.load("ferplus-mini", mini["cache"])
     assert ds.meta["spec"] == "ferplus"                         # detected from FER2013Train/label.csv
@@ -140,8 +150,8 @@ def test_bad_label_files_are_listed_not_raised(tmp_path, fer_sample):
     assert store.family_status("bad-ferplus", tmp_path / "c")["votes"]["complete"]
 
 
-def test_a_link_pairs_every_picture_and_brings_the_votes_over(mini):
-    cache = mini["cache"]
+def test_a_link_pairs_every_picture_and_brings_the_votes_over(mini, tmp_path):
+    cache = _own_copy(mini, tmp_path)
     res = links.link("fer2013-mini", "ferplus-mini", cache=cache)
     n_fp = len(datasets.load("ferplus-mini", cache).catalog)
     assert res.a == "fer2013-mini" and res.b_linked == n_fp                       # every FER+ picture found
@@ -201,10 +211,10 @@ def test_a_reimport_rebuilds_the_link_and_a_stale_one_is_refused(mini, monkeypat
     assert store.family_status("fer2013-mini", cache)["votes"]["complete"]
 
 
-def test_the_recipe_relabels_to_the_crowd_and_sets_unsure_votes_aside(mini):
+def test_the_recipe_relabels_to_the_crowd_and_sets_unsure_votes_aside(mini, tmp_path):
     from fer_core.workspace import Workspace
 
-    cache = mini["cache"]
+    cache = _own_copy(mini, tmp_path)
     links.link("fer2013-mini", "ferplus-mini", cache=cache)
     ws = Workspace("fer2013-mini", cache)
     base = ws.default_recipe()
@@ -242,11 +252,12 @@ def test_the_recipe_relabels_to_the_crowd_and_sets_unsure_votes_aside(mini):
             assert not (res.path / "train" / s.loc[p, "label"] / name).exists()
 
 
-def test_ferplus_own_default_recipe_keeps_unsure_votes_out_of_training(mini):
+def test_ferplus_own_default_recipe_keeps_unsure_votes_out_of_training(mini, tmp_path):
     from fer_core.workspace import Workspace
 
-    store.scan("ferplus-mini", cache=mini["cache"])
-    ws = Workspace("ferplus-mini", mini["cache"])
+    cache = _own_copy(mini, tmp_path)
+    store.scan("ferplus-mini", cache=cache)
+    ws = Workspace("ferplus-mini", cache)
     rec = ws.default_recipe()
     assert rec.labels.crowd_unsure == "drop"
     d = ws.decide(rec)
@@ -276,6 +287,12 @@ def test_random_control_removes_as_many_per_class_at_random():
     i2, _, _ = random_control(ids, labels, train, kept, seed=0)
     i3, _, _ = random_control(ids, labels, train, kept, seed=1)
     assert list(i1) == list(i2) and set(i1) != set(i3)                          # seeded
+    # training copies of test images (the recipe's leak rejects) go in both arms, never by chance
+    forced = train & ~kept & (np.arange(600) % 7 == 0)
+    for s_ in range(5):
+        i4, l4, _ = random_control(ids, labels, train, kept, seed=s_, forced=forced)
+        assert not set(i4) & set(ids[forced])
+        assert all((l4 == c).sum() == (kept & (labels == c)).sum() for c in "abc")
 
 
 def test_a_run_is_evaluated_on_another_datasets_test_split(mini, tmp_path):
@@ -290,6 +307,25 @@ def test_a_run_is_evaluated_on_another_datasets_test_split(mini, tmp_path):
     shutil.copytree(mini["cache"], cache, symlinks=True)
     with pytest.raises(InvalidInput):
         yardstick.parse_target("ferplus-mini:nonsense")
+    # a yardstick that cannot judge this model is refused before training, not after it
+    with pytest.raises(InvalidInput, match="unknown split"):
+        runner.train("fer2013-mini", preset="smoke", seed=0, cache=cache, epochs=1, eval_on=["ferplus-mini:train"])
+    only_train = tmp_path / "only-train"
+    shutil.copytree(mini["f13"] / "train", only_train / "train")
+    datasets.import_dataset(only_train, "no-test", cache=cache)
+    with pytest.raises(DatasetError, match="has no test split"):
+        runner.train("fer2013-mini", preset="smoke", seed=0, cache=cache, epochs=1, eval_on=["no-test"],
+                     run_id="refused")
+    assert not (runner.runs_root("fer2013-mini", cache) / "refused" / "history.json").exists()   # before training
+    # a crowd recipe without current votes is refused (not linked yet): it would silently do nothing
+    from fer_core import decisions
+    from fer_core.workspace import Workspace
+
+    crowd_rec = Workspace("fer2013-mini", cache).default_recipe().with_labels(crowd="relabel")
+    with pytest.raises(InvalidInput, match="no current votes"):
+        decisions.check_crowd(decisions.load_inputs("fer2013-mini", cache), crowd_rec, cache)
+    with pytest.raises(InvalidInput, match="no current votes"):
+        runner.train("fer2013-mini", "recipe", crowd_rec, preset="smoke", seed=0, cache=cache, epochs=1)
     m = runner.train("fer2013-mini", preset="smoke", seed=0, cache=cache, epochs=1, max_train=None,
                      eval_on=["ferplus-mini:test"])
     # not linked yet: the leakage-aware figure says it cannot be computed, never pretends
@@ -301,11 +337,14 @@ def test_a_run_is_evaluated_on_another_datasets_test_split(mini, tmp_path):
     assert y0["set_aside"]["unseen_class"] == {"contempt": 3}
     assert y0["test"]["n"] == n_test - 7
     links.link("fer2013-mini", "ferplus-mini", cache=cache)
+    rdir = runner.run_info("fer2013-mini", m["run_id"], cache)["dir"]
+    assert not yardstick.current(rdir, "ferplus-mini:test", "fer2013-mini", cache)   # linked since: stale
     out = subprocess.run([sys.executable, "-m", "fer_core", "--cache", str(cache), "--quiet", "evaluate",
                           m["run_id"], "--on", "ferplus-mini"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "ferplus-mini:test" in out.stdout and "classes the model never saw: contempt 3" in out.stdout
     y1 = runner.run_info("fer2013-mini", m["run_id"], cache)["yardsticks"]["ferplus-mini:test"]
+    assert yardstick.current(rdir, "ferplus-mini:test", "fer2013-mini", cache)
     arr = yardstick.load(runner.run_info("fer2013-mini", m["run_id"], cache)["dir"], "ferplus-mini:test")[1]
     flagged = set(arr["ids"][arr["leaked"]])
     fp = datasets.load("ferplus-mini", cache).catalog
@@ -320,6 +359,10 @@ def test_a_run_is_evaluated_on_another_datasets_test_split(mini, tmp_path):
     # the Train page: the runs table and the run's page show every yardstick side by side
     from conftest import app_page
 
+    for r in runner.list_runs("fer2013-mini", cache):   # the refused attempts above left failed runs: the page
+        if r["run_id"] != m["run_id"]:                    # shows the newest run first
+            assert r["status"]["state"] == "failed" and r["model"] is None
+            runner.delete_run("fer2013-mini", r["run_id"], cache)
     at = app_page("pages/7_Train.py", timeout=180)
     frames = [d.value for d in at.dataframe]
     runs = next(f for f in frames if "run" in f.columns and "test acc" in f.columns)

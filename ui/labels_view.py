@@ -33,6 +33,8 @@ def _neighbours(name: str, image_ids: list[str], k: int) -> dict[str, pd.DataFra
 
 def crowd_check(sig: pd.DataFrame) -> None:
     """Where crowd votes exist (FER+, or a link to it): how well this ranking finds the crowd's disagreements."""
+    if sig.attrs.get("labels_are_votes"):   # FER+ itself: its labels are the majority, nothing to check against
+        return
     p = crowd.label_issue_precision(sig)
     if p is None:
         return

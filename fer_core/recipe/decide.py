@@ -251,7 +251,7 @@ def decide(signals: pd.DataFrame, recipe: Recipe, overrides: pd.DataFrame | None
                          "review": review, "group": dm.group, "representative": dm.representative,
                          "eval_leaked": dm.eval_leaked, "override": override, "label_final": label_final,
                          "in_scope": in_scope, "auto_relabel": auto_relabel, "label_capped": label_capped,
-                         "class_capped": class_capped})
+                         "class_capped": class_capped, "crowd_relabel": crowd_relabel & auto_relabel})
 
 
 def cap_per_class(signals: pd.DataFrame, class_cap: float | None, filters: dict, flags: np.ndarray,

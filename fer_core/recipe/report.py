@@ -78,9 +78,10 @@ def summarize(signals: pd.DataFrame, decisions: pd.DataFrame) -> dict:
         out["to_review"] = {nm: int(((rv >> i) & 1).sum()) for i, nm in enumerate(names) if ((rv >> i) & 1).any()}
     if "crowd_label" in signals:
         cl = signals["crowd_label"].fillna("").to_numpy(dtype=object)
-        scope, auto = decisions["in_scope"].to_numpy(), decisions.get("auto_relabel")
-        to_crowd = (auto.to_numpy() if auto is not None else np.zeros(len(cl), bool)) & keep & (
-            decisions["label_final"].to_numpy(dtype=object) == cl) & (signals["label"].to_numpy(dtype=object) != cl)
+        scope = decisions["in_scope"].to_numpy()
+        # relabelled by the crowd policy (not a model suggestion that happens to equal the crowd's label)
+        to_crowd = (decisions["crowd_relabel"].to_numpy() if "crowd_relabel" in decisions
+                    else np.zeros(len(cl), bool)) & keep
         out["crowd"] = {"voted": int(((cl != "") & scope).sum()),
                         "relabelled_to_crowd": int(to_crowd.sum()),
                         "set_aside": int(has_reason(decisions["reasons"], "crowd").sum())}

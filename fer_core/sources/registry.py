@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from fer_core.errors import InvalidInput
-from fer_core.sources import ferplus, readers
+from fer_core.sources import collection, ferplus, readers
 from fer_core.sources.labels import FER2013_IDS
 from fer_core.sources.readers import Record, read_folders, walk_files
 
@@ -193,6 +193,7 @@ READERS: dict[str, Callable[..., Iterator[Record]]] = {
     "ckplus": _read_ckplus,
     "expw": _read_expw,
     "ferplus_msft": ferplus.read_msft,
+    "collection": collection.read_collection,
 }
 
 _FER_LAYOUT = ("train/<label>/Training_<id>.jpg; test/<label>/PublicTest_<id>.jpg and "
@@ -278,6 +279,14 @@ SPECS: dict[str, DatasetSpec] = {s.name: s for s in [
         notes="48×48 grayscale; majority labels of Microsoft's fer2013new.csv, without the votes. Same faces as "
               "FER2013.",
         licence="FER+ labels: MIT (microsoft/FERPlus); images as FER2013."),
+    DatasetSpec(
+        "collection", "Collection (several imported datasets merged; built by `collection build`)", None,
+        "<member>/<split>/<label>/<member id>.png + index.csv (member, split, label, the member's label, why left "
+        "out), written by fer_core.collections",
+        "collection", labels=("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt"),
+        notes="Each member's kept images (its own recipe, splits and overrides) as size×size gray PNGs on one "
+              "taxonomy; usage = the member. A copy found in two members is kept once (the test copy, else the first "
+              "member's). Not imported by hand: `python -m fer_core collection create NAME --members a,b`."),
     DatasetSpec(
         "folders", "Image folder (generic)", None,
         "[train|val|test/]<label>/*.jpg|png… at any depth; label names and synonyms "

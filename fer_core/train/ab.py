@@ -90,7 +90,7 @@ def _pairs_of(correct: dict[str, dict[int, np.ndarray]], y: np.ndarray, leaked: 
         a = np.stack([correct[base][s] == y for s in seeds])
         b = np.stack([correct[arm][s] == y for s in seeds])
         d = {"seeds": seeds, "against": base, "full": paired_difference(a, b)}
-        if leaked is not None:
+        if leaked is not None and (~leaked).any():      # an empty leakage-aware set is no result
             d["without_leaked"] = paired_difference(a[:, ~leaked], b[:, ~leaked])
         out[arm if base == "raw" else f"{arm}-{base}"] = d
     return out
@@ -113,8 +113,12 @@ def summarize_yardstick(name: str, runs: dict[str, list[str]], key: str, cache=N
             m, arr = got
             if ref is None:
                 ref = arr
-            elif list(arr["ids"]) != list(ref["ids"]):
-                raise InvalidInput(f"The arms were evaluated on different {key} images.", "Evaluate them again.")
+            elif (list(arr["ids"]) != list(ref["ids"]) or not np.array_equal(arr["y"], ref["y"])
+                  or not np.array_equal(arr["leaked"] if arr["leaked"] is not None else [],
+                                        ref["leaked"] if ref["leaked"] is not None else [])):
+                raise InvalidInput(f"The arms were evaluated on different {key} images, labels or leakage flags "
+                                   "(the target was re-imported or linked in between).",
+                                   "Resume the A/B: it evaluates the stale runs again on the target as it is now.")
             rows.append({"run_id": rid, "seed": m.get("seed", info["config"].get("seed")),
                          "accuracy": m["test"]["accuracy"], "macro_f1": m["test"]["macro_f1"],
                          "accuracy_without_leaked": (m.get("test_without_leaked") or {}).get("accuracy"),
@@ -163,8 +167,10 @@ def summarize(name: str, runs: dict[str, list[str]], cache=None, eval_on: list[s
     if ids_ref is not None:
         from fer_core.train import data as data_mod
 
+        from fer_core import splits
+
         ds = datasets.load(name, cache)
-        cat = ds.catalog.set_index("id")
+        cat = splits.apply(ds, ds.catalog).set_index("id")
         first = next(r for a in runs.values() for r in a if runner.run_info(name, r, cache)["metrics"])
         classes = runner.run_info(name, first, cache)["metrics"]["classes"]
         y = np.array([classes.index(l) for l in cat.loc[ids_ref, "label"]])
@@ -273,11 +279,13 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
     runs: dict[str, list[str]] = {a: [] for a, _, _ in arms}
     done: dict[tuple[str, int], str] = {}
     if old is not None:
+        chash = datasets.load(name, cache).meta.get("catalog_hash")
         for arm, rids in old.get("runs", {}).items():
             for rid in rids:
                 info = runner.run_info(name, rid, cache)
-                if info["status"].get("state") == "done" and info["metrics"] and arm in runs:
-                    done[(arm, int(info["metrics"]["seed"]))] = rid
+                same = (info["config"].get("source") or {}).get("catalog_hash") in (None, chash)
+                if info["status"].get("state") == "done" and info["metrics"] and arm in runs and same:
+                    done[(arm, int(info["metrics"]["seed"]))] = rid   # (a run of an earlier import is retrained)
         seeds = sorted(set(old["seeds"]) | set(seeds))
     if baseline:
         for seed, rid in baseline_raw_runs(name, baseline, preset, changes, cache).items():
@@ -293,9 +301,9 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
         for arm, _, _ in arms:
             if (arm, seed) in done:
                 runs[arm].append(done[(arm, seed)])
-                have = runner.run_info(name, done[(arm, seed)], cache)["yardsticks"]
-                for t in eval_on:            # a yardstick added since: evaluate the saved model, no retraining
-                    if t not in have:
+                rdir = runner.run_info(name, done[(arm, seed)], cache)["dir"]
+                for t in eval_on:   # a yardstick added since, or one whose target changed: the saved model again
+                    if not yardstick.current(rdir, t, name, cache):
                         yardstick.evaluate_run(name, done[(arm, seed)], t, cache, progress=progress, cancel=cancel)
     if any(runs.values()):
         doc["result"] = summarize(name, runs, cache, eval_on)

@@ -163,18 +163,21 @@ def soft_targets(name: str, ids: np.ndarray, y: np.ndarray, classes: list[str], 
 
 
 def random_control(ids: np.ndarray, labels: np.ndarray, train: np.ndarray, kept: np.ndarray,
-                   seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+                   seed: int, forced: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """The random-removal control of a recipe: from each class (given label) of the training split, remove as
     many images as the recipe removes from it, chosen at random (seeded) — same size and class mix as the
     curated set, so curated − control measures *which* images the recipe drops, not *how many*. The labels
-    stay as given (the recipe's relabels are part of what it chose). Returns (ids, labels, removed per class)."""
+    stay as given (the recipe's relabels are part of what it chose). ``forced``: images removed in both arms
+    whatever is chosen (training copies of val/test images: keeping them would reward the control for memorising
+    test images, so curated − control would measure leak removal too). Returns (ids, labels, removed per class)."""
     rng = np.random.default_rng([seed, 20261130])
+    forced = np.zeros(len(ids), bool) if forced is None else forced
     keep_pos, removed = [], {}
     for c in sorted(set(labels[train])):
-        pool = np.flatnonzero(train & (labels == c))
+        pool = np.flatnonzero(train & (labels == c) & ~forced)
         n_keep = int((kept & (labels == c)).sum())
-        removed[str(c)] = int(len(pool) - n_keep)
-        keep_pos.append(np.sort(rng.choice(pool, size=n_keep, replace=False)))
+        removed[str(c)] = int((train & (labels == c)).sum() - n_keep)
+        keep_pos.append(np.sort(rng.choice(pool, size=min(n_keep, len(pool)), replace=False)))
     pos = np.sort(np.concatenate(keep_pos)) if keep_pos else np.zeros(0, np.int64)
     return ids[pos], labels[pos], removed
 
@@ -210,6 +213,7 @@ def assemble(name: str, source: str = "raw", recipe=None, use_overrides: bool = 
             recipe = recipe_mod.Recipe.load(recipe)
         inputs = decisions.load_inputs(name, cache)
         ov = decisions.overrides_for(name, cache) if use_overrides else None
+        decisions.check_crowd(inputs, recipe, cache)
         dec = decisions.run(inputs, recipe, ov)
         s = inputs.signals
         keep = dec["keep"].to_numpy()
@@ -226,8 +230,9 @@ def assemble(name: str, source: str = "raw", recipe=None, use_overrides: bool = 
                     overrides=0 if ov is None else int(len(ov)),
                     relabelled=int((lab[t] != s["label"].to_numpy()[t]).sum()))
         if source == "control":
+            leak = recipe_mod.has_reason(dec["reasons"].to_numpy(), "leak")
             train_ids, train_lab, removed = random_control(s["id"].to_numpy(), s["label"].to_numpy(), sp == "train",
-                                                           t, seed)
+                                                           t, seed, forced=leak)
             info.update(control_removed=removed, relabelled=0)
         ext = None
     elif source == "export":

@@ -170,6 +170,11 @@ def train(name: str, source: str = "raw", recipe=None, export_dir=None, preset: 
                   "train_label_counts": {c: int((td.train.y == i).sum()) for i, c in enumerate(td.classes)},
                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         atomic_write_json(rdir / "config.json", config)
+        if eval_on:   # every yardstick can judge these classes (no test split, no shared class: refused now)
+            from fer_core.train import yardstick
+
+            for t in eval_on:
+                yardstick.test_set(t, td.classes, name, cache)
         t0 = time.time()
         model, hist = fit(td.train.x, td.train.y, len(td.classes), p, seed, (td.val.x, td.val.y), progress, cancel,
                           rdir / "history.json", soft=td.train.soft)
@@ -197,9 +202,13 @@ def train(name: str, source: str = "raw", recipe=None, export_dir=None, preset: 
 
             atomic_write_json(rdir / "status.json", {**status, "state": "done", "finished": time.time()})
             metrics["yardsticks"] = {}
-            for t in eval_on:
-                ym = yardstick.evaluate_run(name, run_id, t, cache, n_boot, model=model, progress=progress,
-                                            cancel=cancel)
+            for t in eval_on:   # a yardstick that fails now is reported; the trained model stays done and saved
+                try:
+                    ym = yardstick.evaluate_run(name, run_id, t, cache, n_boot, model=model, progress=progress,
+                                                cancel=cancel)
+                except FerError as exc:
+                    metrics["yardsticks"][t.key] = {"yardstick": t.key, "error": exc.to_dict()}
+                    continue
                 metrics["yardsticks"][ym["yardstick"]] = ym
         atomic_write_json(rdir / "status.json", {**status, "state": "done", "finished": time.time()})
         emit(progress, "evaluate", 1, 1, "runs")

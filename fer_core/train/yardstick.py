@@ -30,7 +30,7 @@ from fer_core.fsutil import atomic_path, atomic_write_json
 from fer_core.progress import CancelToken, ProgressFn, emit
 from fer_core.signals.votes import NOT_AN_EXPRESSION
 
-SPLITS = ("test", "val", "train")
+SPLITS = ("test", "val")      # a training split is no yardstick
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,13 @@ def own_votes(name: str, cache=None) -> pd.DataFrame | None:
 
 
 def crowd_unsure_ids(name: str, cache=None) -> set:
-    """Ids whose labels are crowd votes that give no single expression (empty for other datasets)."""
+    """Ids whose labels are crowd votes that give no single expression (empty for other datasets). A FER+ import
+    whose votes are not current is refused: its ties would be scored under their fallback label."""
     v = own_votes(name, cache)
     if v is None:
+        if datasets.load(name, cache).spec.name == "ferplus":
+            raise DatasetError(f"The crowd votes of '{name}' are not stored as current (its labels are those votes).",
+                               f"Import it again (`python -m fer_core import … --name {name}`): the import writes them.")
         return set()
     return set(v.loc[v["crowd_label"].isin(NOT_AN_EXPRESSION), "id"])
 
@@ -86,8 +90,7 @@ def _leakage(target: Target, ids: np.ndarray, run_dataset: str, cache=None) -> t
         leak = test_leakage(run_dataset, cache)
         if leak is None:
             return None, f"{run_dataset}'s duplicates are not scanned"
-        cat = datasets.load(run_dataset, cache).catalog
-        te = np.sort(cat.loc[cat["split"] == "test", "id"].to_numpy())
+        te = np.sort(_split_ids(run_dataset, "test", cache))
         return np.isin(ids, te[leak]), "copies within the dataset (the default recipe's duplicate settings)"
     from fer_core import links
 
@@ -99,10 +102,37 @@ def _leakage(target: Target, ids: np.ndarray, run_dataset: str, cache=None) -> t
     return links.leaked_through(target.dataset, ids, run_dataset, cache), f"through the link to {run_dataset}"
 
 
+def _catalog(name: str, cache=None) -> pd.DataFrame:
+    """The catalog with the split a person assigned (fer_core.splits), where the dataset has no split of its own."""
+    from fer_core import splits
+
+    ds = datasets.load(name, cache)
+    return splits.apply(ds, ds.catalog)
+
+
+def _split_ids(name: str, split: str, cache=None) -> np.ndarray:
+    cat = _catalog(name, cache)
+    return cat.loc[cat["split"] == split, "id"].to_numpy()
+
+
+def stamp(target: Target, run_dataset: str, cache=None) -> dict:
+    """What a stored evaluation depends on besides the model: the target's import (and split assignment) and,
+    for another dataset, the link's build. A stored evaluation with another stamp is stale (re-evaluated)."""
+    from fer_core import links, splits
+
+    ds = datasets.load(target.dataset, cache)
+    assigned = splits.load(ds)
+    out = {"catalog_hash": ds.meta.get("catalog_hash"),
+           "split_assignment": (assigned or {}).get("created") if assigned else None}
+    if target.dataset != run_dataset:
+        st = links.status(target.dataset, run_dataset, cache)
+        out["link"] = st.get("created") if st["state"] == "ok" else st["state"]
+    return out
+
+
 def test_set(target: Target, classes: list[str], run_dataset: str, cache=None) -> dict:
     """ids, y (class index), leaked flags and what was set aside, for ``target`` judged against ``classes``."""
-    ds = datasets.load(target.dataset, cache)
-    cat = ds.catalog
+    cat = _catalog(target.dataset, cache)
     sel = cat[cat["split"] == target.split].sort_values("id")
     if sel.empty:
         raise DatasetError(f"'{target.dataset}' has no {target.split} split.",
@@ -155,7 +185,7 @@ def evaluate_run(name: str, run_id: str, target: Target | str, cache=None, n_boo
     probs = runner.predict(model, x, cfg.get("preset", {}).get("tta", True))
     m = evaluate(ts["y"], probs, classes, ts["leaked"], n_boot=n_boot, seed=int(cfg.get("seed", 0)))
     m.update({"yardstick": target.key, "run_id": run_id, "dataset": name, "images": ts["images"],
-              "set_aside": ts["set_aside"], "leakage": ts["leakage"],
+              "set_aside": ts["set_aside"], "leakage": ts["leakage"], "stamp": stamp(target, name, cache),
               "evaluated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     d = yardstick_dir(info["dir"])
     with atomic_path(d / f"{target.file_stem}.npz") as tmp:
@@ -165,6 +195,16 @@ def evaluate_run(name: str, run_id: str, target: Target | str, cache=None, n_boo
     atomic_write_json(d / f"{target.file_stem}.json", m)
     emit(progress, "evaluate", 1, 1, "yardsticks", message=target.key)
     return m
+
+
+def current(run_dir: Path, target: Target | str, run_dataset: str, cache=None) -> bool:
+    """A stored evaluation exists and was made on the target as it is now (same import, split, link)."""
+    target = parse_target(target) if isinstance(target, str) else target
+    js = Path(run_dir) / "yardsticks" / f"{target.file_stem}.json"
+    try:
+        return json.loads(js.read_text()).get("stamp") == stamp(target, run_dataset, cache)
+    except (OSError, ValueError, DatasetError):
+        return False
 
 
 def load(run_dir: Path, target: Target | str) -> tuple[dict, dict] | None:
