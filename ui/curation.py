@@ -61,6 +61,31 @@ def curation_page(title: str, icon: str, heading: str | None = None) -> tuple[st
     return name, inputs
 
 
+def engine_choice(key: str) -> dict:
+    """Where a scan's image work runs: this machine (the default) or a Ray cluster (issue 19). Defaults from
+    ``FER_ENGINE`` / ``RAY_ADDRESS``; the choice is kept for the browser session. Returns scan_job's keywords."""
+    from fer_core import config
+
+    if "engine_choice" not in st.session_state:
+        st.session_state["engine_choice"] = config.engine()
+    if "engine_address" not in st.session_state:
+        st.session_state["engine_address"] = config.ray_address() or ""
+    with st.expander("Where it runs: " + ("a Ray cluster" if st.session_state["engine_choice"] == "ray"
+                                          else "this machine"), expanded=False):
+        eng = st.radio("Engine", ["local", "ray"], key=f"{key}_engine", horizontal=True,
+                       index=["local", "ray"].index(st.session_state["engine_choice"]),
+                       format_func={"local": "this machine (process pool)", "ray": "Ray cluster (Ray Data)"}.get,
+                       help="Ray: every per-image family runs on the cluster's actors; the cluster must see this "
+                            "cache at the same path (README, Ray). Without an address a local Ray is started.")
+        addr = st.text_input("Ray address", value=st.session_state["engine_address"], key=f"{key}_address",
+                             placeholder="ray://HEAD:10001, HOST:6379 or auto (empty: a local Ray)",
+                             disabled=eng != "ray")
+        st.session_state["engine_choice"], st.session_state["engine_address"] = eng, addr
+    if st.session_state["engine_choice"] != "ray":
+        return {}
+    return {"engine": "ray", "address": st.session_state["engine_address"].strip() or None}
+
+
 def inputs_or_scan(name: str) -> dec_mod.Inputs | None:
     """The dataset's signal inputs, or a scan panel (button + progress) when they are missing."""
     stamp = scan_stamp(name)
@@ -69,8 +94,9 @@ def inputs_or_scan(name: str) -> dec_mod.Inputs | None:
     st.warning(f"The signals of **{name}** are not computed yet (or are out of date). A scan computes them once "
                "(a few seconds for FER2013) and caches them; it resumes if interrupted.")
     running = job_manager().active("scan", name)
+    where = engine_choice("scan")
     if st.button("Scan signals", type="primary", disabled=bool(running), key="scan_btn"):
-        job_manager().submit(jobs.scan_job(name))
+        job_manager().submit(jobs.scan_job(name, **where))
         st.rerun()
 
     live_jobs(kind=("scan",), dataset=name, key=f"scan-{name}")
@@ -102,8 +128,9 @@ def face_signals_panel(name: str, need: str = "faces") -> bool:
 
     estimate_caption(estimates.for_faces(int(datasets.load(name).meta.get("n_images", 0))))
     running = job_manager().active("faces", name)
+    where = engine_choice(f"faces_{need}")
     if st.button("Compute face signals", type="primary", key=f"faces_btn_{need}", disabled=bool(running)):
-        job_manager().submit(jobs.scan_job(name, ("faces", "embeddings"), kind="faces"))
+        job_manager().submit(jobs.scan_job(name, ("faces", "embeddings"), kind="faces", **where))
         st.rerun()
 
     live_jobs(kind=("faces",), dataset=name, key=f"faces-{name}")
