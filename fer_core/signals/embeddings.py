@@ -85,7 +85,13 @@ def _session():
     return _SESSION["s"]
 
 
-def embed_bgr112(images: list[np.ndarray], chunk: int = 64) -> np.ndarray:
+# One image per onnxruntime call: 40.2 embeddings/s against 35.9 with 64 per call and 37.9 with 8 (one thread,
+# median of 4 alternating runs, quiet machine, 2026-11-30; equal output: min cosine 0.9999998). Batching buys no
+# GEMM efficiency for this small graph and costs cache misses (bench/bench_ray.py, bench/RESULTS.md, issue 19).
+EMBED_CHUNK = 1
+
+
+def embed_bgr112(images: list[np.ndarray], chunk: int = EMBED_CHUNK) -> np.ndarray:
     """L2-normalised SFace embeddings of 112×112 BGR images (float32, (n, 128))."""
     if not images:
         return np.zeros((0, DIM), np.float32)
