@@ -192,8 +192,11 @@ def cmd_recipe(ctx: Ctx) -> int:
 def cmd_export(ctx: Ctx) -> int:
     from fer_core import export, recipe as recipe_mod
 
+    from fer_core import collections
+
     a = ctx.args
     ws = _ws(ctx)
+    collections.originals(ws.dataset, ctx.cache)   # a stale collection: said first (before its signals are asked)
     rec = ws.recipe(Path(a.recipe)) if a.recipe else recipe_mod.default_recipe(ws.signals())
     clahe = export.Clahe(a.clahe_clip, a.clahe_tile) if a.clahe else None
     out = Path(a.out) if a.out else None

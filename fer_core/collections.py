@@ -721,3 +721,26 @@ def create(name: str, members, recipes: dict[str, str] | None = None, contempt: 
     col = define(name, members, recipes, contempt, size, cache)
     save_definition(col, cache)
     return col, (build(name, cache, progress, cancel) if build_now else None)
+
+
+def originals(ds, cache=None) -> dict[str, Path] | None:
+    """For an export of a collection: each collection image's original file in its member (the export keeps the
+    originals; the collection itself holds the model's 48×48 input). None for an ordinary dataset. A stale
+    collection is refused: a re-imported member's files may no longer be the images that were decided on."""
+    if ds.meta.get("spec") != SPEC:
+        return None
+    st = status(ds.name, cache)
+    if st["stale"]:
+        raise DatasetError(f"Collection '{ds.name}' is stale ({'; '.join(st['stale'])}): its members' original "
+                           "images cannot be exported as decided.",
+                           f"Rebuild it first: `python -m fer_core collection build {ds.name}`.")
+    idx = pd.read_csv(ds.images / INDEX, dtype=str, keep_default_na=False)
+    idx = idx[idx["problem"] == ""]
+    out: dict[str, Path] = {}
+    for member, rows in idx.groupby("member"):
+        mds = datasets.load(member, cache)
+        paths = mds.catalog.set_index("id")["path"]
+        for cpath, mid in zip(rows["path"], rows["member_id"]):
+            if mid in paths.index:
+                out[cpath] = mds.image_path(paths.at[mid])
+    return out

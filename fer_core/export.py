@@ -32,7 +32,7 @@ import uuid
 import zipfile
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
@@ -168,6 +168,9 @@ def export(name: str, rec: recipe_mod.Recipe, export_name: str, clahe: Clahe | N
     with _target_lock(root), dataset_lock(name, "export", cache=cache, progress=progress, cancel=cancel):
         check_target(root, cache)  # again, under the locks
         ds = datasets.load(name, cache)
+        from fer_core import collections
+
+        collections.originals(ds, cache)   # a stale collection is refused before anything else is asked
         inputs = dec_mod.load_inputs(name, cache)
         overrides = review.store_for(ds).overrides() if use_overrides else None
         dec_mod.check_crowd(inputs, rec, cache)
@@ -223,6 +226,13 @@ def _write(ds, sig, dec, rec, tmp: Path, clahe, csv, overrides, progress, cancel
     full["keep"] = dec["keep"].to_numpy()
     sel = full[full["keep"]].sort_values(["split", "label_final", "path"]).reset_index(drop=True)
     rel = _target_names(sel, clahe)
+    from fer_core import collections
+
+    # a collection holds the model's 48×48 input; its export keeps the members' original files (their format)
+    orig = collections.originals(ds, ds.home.parent.parent)
+    if orig:
+        rel = [str(PurePosixPath(r).with_suffix(orig[p].suffix.lower())) if p in orig and clahe is None else r
+               for r, p in zip(rel, sel["path"])]
     total = len(sel)
     emit(progress, "export", 0, total, "images")
     rows_csv = []
@@ -236,7 +246,7 @@ def _write(ds, sig, dec, rec, tmp: Path, clahe, csv, overrides, progress, cancel
         if dst.parent not in made:
             dst.parent.mkdir(parents=True, exist_ok=True)
             made.add(dst.parent)
-        src = ds.image_path(src_rel)
+        src = orig.get(src_rel, ds.image_path(src_rel)) if orig else ds.image_path(src_rel)
         img = None
         if clahe is not None:
             img = cv2.imdecode(np.fromfile(src, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -288,8 +298,8 @@ def _write(ds, sig, dec, rec, tmp: Path, clahe, csv, overrides, progress, cancel
         "app_version": fer_core.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now if now is not None else time.time())),
     }
-    from fer_core import collections
     if (block := collections.manifest_block(ds)) is not None:   # a collection: its members, their recipes, counts
+        block["images"] = ("the members' original files" if orig else "the collection's 48×48 images")
         manifest["collection"] = block
     atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest

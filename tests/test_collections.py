@@ -176,6 +176,9 @@ def test_a_reimported_member_a_changed_recipe_or_a_deleted_member_is_said_and_no
     assert "member 'extra' was re-imported" in st
     assert cli.main(["--cache", str(cache), "--quiet", "collection", "show", "st"]) == 0
     assert "STALE: " in capsys.readouterr().out
+    # a stale collection's export is refused: the members' originals may no longer be what was decided on
+    assert cli.main(["--cache", str(cache), "--quiet", "export", "st", "--out", str(tmp_path / "stale-exp")]) == 1
+    assert "is stale" in capsys.readouterr().err and not (tmp_path / "stale-exp").exists()
     assert cli.main(["--cache", str(cache), "--quiet", "collection", "build", "st"]) == 0
     assert collections.status("st", cache)["stale"] == []
     # a deleted member: a clear error naming it; the built collection stays as it was
@@ -240,6 +243,19 @@ def test_the_cli_creates_lists_shows_and_decide_export_train_accept_a_collection
     assert [x["dataset"] for x in m["collection"]["members"]] == ["fer", "ckplus"]
     assert m["collection"]["members"][0]["recipe"] == "raw" and m["collection"]["members"][1]["recipe_dict"]
     assert m["collection"]["counts"] == st["record"]["counts"]
+    # the export keeps the members' originals: FER's JPGs byte for byte, CK+'s PNGs (the collection holds 48×48)
+    assert m["collection"]["images"] == "the members' original files"
+    files = [p for p in (tmp_path / "exp").rglob("*") if p.is_file() and p.name != "manifest.json"]
+    assert {p.suffix for p in files} == {".jpg", ".png"}
+    fer_ds = datasets.load("fer", cache)
+    fer_path = fer_ds.catalog.set_index("id")["path"]
+    ck_ds = datasets.load("ckplus", cache)
+    ck_path = ck_ds.catalog.set_index("id")["path"]
+    jpgs = [p for p in files if p.suffix == ".jpg"]           # named by the member's image id
+    pngs = [p for p in files if p.suffix == ".png"]
+    assert len(jpgs) + len(pngs) == m["counts"]["after_total"] and jpgs and pngs
+    assert all(p.read_bytes() == fer_ds.image_path(fer_path[p.stem]).read_bytes() for p in jpgs)
+    assert all(p.read_bytes() == ck_ds.image_path(ck_path[p.stem]).read_bytes() for p in pngs)
     capsys.readouterr()
     # train on the collection (smoke), evaluated on its own test split and on a member's
     from fer_core.train import runner
