@@ -314,7 +314,7 @@ def _split_created(ds) -> str | None:
     return None if doc is None or doc["stale"] else doc.get("created")
 
 
-def _member_recipe(ws, m: Member, inputs):
+def _member_recipe(ds, m: Member, inputs, cache=None):
     from fer_core import recipe as recipe_mod
 
     r = m.recipe
@@ -326,9 +326,11 @@ def _member_recipe(ws, m: Member, inputs):
                                f"Put it back, or give another: `python -m fer_core collection create ... --recipe "
                                f"{m.dataset}=R.yaml` (or `{m.dataset}=default`).")
         return recipe_mod.Recipe.load(r)
-    p = ws.paths.recipes / f"{check_name(r, 'recipe')}.yaml"
+    p = ds.paths.recipes / f"{check_name(r, 'recipe')}.yaml"
     if not p.exists():
-        saved = ws.recipes()
+        from fer_core import drafts
+
+        saved = drafts.list_recipes(m.dataset, cache)
         raise DatasetError(f"Member '{m.dataset}' has no saved recipe '{r}'.",
                            (f"Its saved recipes: {', '.join(saved)}. " if saved else "It has no saved recipe. ")
                            + "Use one of them, a recipe file (R.yaml), default or raw.")
@@ -340,11 +342,9 @@ def member_share(m: Member, cache=None, progress: ProgressFn | None = None,
     """What member ``m`` brings: one row per image (id, path, split, label = its final label, keep) sorted by id, and
     what it was decided with (catalog hash, recipe and its fingerprint, signal tables, overrides, split). The
     member's quality and duplicate signals are computed first when its recipe needs them and they are missing."""
-    from fer_core import splits, staleness, store
-    from fer_core.workspace import Workspace
+    from fer_core import decisions, review, splits, staleness, store
 
-    ws = Workspace(m.dataset, cache)
-    ds = ws.dataset
+    ds = datasets.load(m.dataset, cache)
     info = {"dataset": m.dataset, "recipe": m.recipe_text, "catalog_hash": ds.meta.get("catalog_hash"),
             "split_assignment": _split_created(ds), "scanned_now": False}
     if m.recipe == RECIPE_RAW:
@@ -359,9 +359,9 @@ def member_share(m: Member, cache=None, progress: ProgressFn | None = None,
         emit(progress, "collection", 0, None, "", message=f"scanning {m.dataset} (quality + duplicates)")
         store.scan(m.dataset, cache=cache, progress=progress, cancel=cancel)
         info["scanned_now"] = True
-    inputs = ws.inputs()
-    rec = _member_recipe(ws, m, inputs)
-    dec = ws.decide(rec, inputs=inputs)
+    inputs = decisions.load_inputs(m.dataset, cache)
+    rec = _member_recipe(ds, m, inputs, cache)
+    dec = decisions.run(inputs, rec, review.store_for(ds).overrides())   # what Workspace.decide does
     s = inputs.signals
     frame = pd.DataFrame({"id": s["id"].to_numpy(), "path": s["path"].to_numpy(), "split": s["split"].to_numpy(),
                           "label": dec["label_final"].to_numpy(), "keep": dec["keep"].to_numpy(bool)})

@@ -6,10 +6,13 @@ suspected label errors finds the crowd's disagreements (precision at k)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
 from fer_core import datasets, store
+from fer_core.errors import DatasetError
 from fer_core.signals.votes import NOT_AN_EXPRESSION
 from fer_core.sources import ferplus
 
@@ -138,3 +141,27 @@ def votes_text(row) -> str:
     given = int(row.get("crowd_given", -1))
     return (f"crowd ({row.get('crowd_source', '?')}, {n} votes): " + " · ".join(f"{lab} {v}" for v, lab in parts)
             + f" — {head}" + (f"; the given label got {given} of {n}" if given >= 0 else ""))
+
+
+def own_votes(name: str, cache=None) -> pd.DataFrame | None:
+    """The votes table when the dataset's labels are its own crowd votes (FER+), else None."""
+    ds = datasets.load(name, cache)
+    st = store.family_status(name, cache).get("votes", {})
+    if not st.get("complete"):
+        return None
+    meta = json.loads((store.family_dir(ds, "votes") / "meta.json").read_text())
+    if meta.get("source") != name or not meta.get("labels_are_votes"):
+        return None
+    return store.load_family(ds, "votes")
+
+
+def crowd_unsure_ids(name: str, cache=None) -> set:
+    """Ids whose labels are crowd votes that give no single expression (empty for other datasets). A FER+ import
+    whose votes are not current is refused: its ties would be scored under their fallback label."""
+    v = own_votes(name, cache)
+    if v is None:
+        if datasets.load(name, cache).spec.name == "ferplus":
+            raise DatasetError(f"The crowd votes of '{name}' are not stored as current (its labels are those votes).",
+                               f"Import it again (`python -m fer_core import … --name {name}`): the import writes them.")
+        return set()
+    return set(v.loc[v["crowd_label"].isin(NOT_AN_EXPRESSION), "id"])

@@ -189,7 +189,7 @@ class _StageWorker:
             fam.compute(warm)
 
     def __call__(self, batch: dict) -> dict:
-        from fer_core.store import decode_batch
+        from fer_core.signals.decode import decode_batch
 
         if self.first and not os.path.isdir(self.images):
             raise DatasetError(f"This Ray node ({os.uname().nodename}) cannot see the images at {self.images}.",
@@ -326,7 +326,7 @@ def _unwrapped(gen):
 
 # ---- the label folds ---------------------------------------------------------------------------------------
 
-def _fold_task(x, y, n_classes: int, fold, f: int, cfg: dict, env: dict, tf_threads: int):
+def _fold_task(fit_fold, x, y, n_classes: int, fold, f: int, cfg, env: dict, tf_threads: int):
     """One CNN fold on a Ray worker: the same code, seed, data and TensorFlow intra-op thread count as the local
     engine's fold on the driver's machine (TF's CPU results depend on that count; measured: 1 thread instead of 2
     moved probabilities by ~1e-5, the same count gives identical ones)."""
@@ -334,21 +334,18 @@ def _fold_task(x, y, n_classes: int, fold, f: int, cfg: dict, env: dict, tf_thre
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(int(tf_threads))
-    from fer_core.train.labels import LabelsConfig, fit_fold
-
-    cfg = dict(cfg, sources=tuple(cfg["sources"]))
-    return fit_fold(x, y, n_classes, fold, f, LabelsConfig(**cfg))
+    return fit_fold(x, y, n_classes, fold, f, cfg)
 
 
-def run_folds(x: np.ndarray, y: np.ndarray, n_classes: int, fold: np.ndarray, todo: list[int], cfg, on_done,
-              address: str | None = None, progress=None, cancel=None, threads: int | None = None) -> None:
+def run_folds(fit_fold, x: np.ndarray, y: np.ndarray, n_classes: int, fold: np.ndarray, todo: list[int], cfg,
+              on_done, address: str | None = None, progress=None, cancel=None, threads: int | None = None) -> None:
     """Train the CNN folds ``todo`` as parallel Ray tasks (one GPU each where the cluster has GPUs, else an equal
     share of its CPUs); ``on_done(f, probs)`` runs on the driver as each one finishes (it saves the fold, so a
     killed driver resumes at the folds still missing). Cancel stops the tasks. ``threads``: TensorFlow's intra-op
     threads per fold; by default as many as the local engine would use on this (the driver's) machine, so the
-    probabilities are the local engine's (on CPU; a GPU trains in mixed precision and differs slightly)."""
-    from dataclasses import asdict
-
+    probabilities are the local engine's (on CPU; a GPU trains in mixed precision and differs slightly).
+    ``fit_fold(x, y, n_classes, fold, f, cfg)``: the fold's training (train.labels.fit_fold, handed in so this
+    module stays below the training code)."""
     from fer_core.progress import check_cancel, emit
 
     with connected(address) as ray:
@@ -360,7 +357,7 @@ def run_folds(x: np.ndarray, y: np.ndarray, n_classes: int, fold: np.ndarray, to
         env = {k: v for k, v in os.environ.items() if k.startswith("FER_")}
         xr, yr, fr = ray.put(x), ray.put(y), ray.put(fold)
         task = ray.remote(_fold_task).options(**opts)
-        refs = {task.remote(xr, yr, n_classes, fr, f, asdict(cfg), env, tf_threads): f for f in todo}
+        refs = {task.remote(fit_fold, xr, yr, n_classes, fr, f, cfg, env, tf_threads): f for f in todo}
         k = int(fold.max()) + 1
         emit(progress, "labels:folds", k - len(todo), k, "folds",
              message=f"{len(todo)} folds on Ray ({opts['num_gpus'] and 'a GPU' or f'{per_cpu} CPU'} each)")

@@ -11,6 +11,7 @@ import plotly.express as px
 import streamlit as st
 
 from fer_core import catalog, datasets, jobs
+from fer_core.about import about
 from fer_core.config import cache_root, import_roots, path_import_allowed
 from fer_core.errors import FerError
 from fer_core.montage import montage_rows
@@ -321,7 +322,7 @@ if selected:
     st.caption(f"Layout: {meta.get('title')} · source: {src_txt} · imported {meta.get('imported_at')} · "
                f"catalog {meta.get('catalog_hash', '')[:12]}")
     with st.expander("About this dataset: licence, splits, subjects, images, labels", expanded=False):
-        st.table(pd.DataFrame(datasets.about(ds), columns=["", "what to know"]).set_index(""))
+        st.table(pd.DataFrame(about(ds), columns=["", "what to know"]).set_index(""))
     t1 = t2 = st.container()  # full width: in a half-width column the tables' last columns were clipped
     with t1:
         st.markdown("**Images per split × label**")

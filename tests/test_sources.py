@@ -162,7 +162,9 @@ def test_real_expw_sample_imports_with_a_recorded_margin(tmp_path):
     assert res.n_images == 1_403 and res.n_rejected == 0                    # ../shared/datasets/README.md
     assert res.dataset.meta["reader_options"] == {"crop_margin": 0.1}
     assert set(res.dataset.catalog["label"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
-    about = dict(datasets.about(res.dataset))       # what the Datasets page tells a person about it
+    from fer_core.about import about as about_of
+
+    about = dict(about_of(res.dataset))       # what the Datasets page tells a person about it
     assert about["layout"] == "checked on the real archive" and about["licence"] == "Non-commercial research."
     assert "split expw --by none" in about["splits"] and about["subjects"].startswith("not known")
     assert "colour" in about["images"] and about["labels"].startswith("angry ← 0")

@@ -254,7 +254,7 @@ def assemble(name: str, source: str = "raw", recipe=None, use_overrides: bool = 
     else:
         raise InvalidInput(f"Unknown training source '{source}'.", "Use raw, recipe, control or export.")
     te = cat[cat["split"] == "test"]
-    from fer_core.train.yardstick import crowd_unsure_ids
+    from fer_core.crowd import crowd_unsure_ids
 
     unsure = crowd_unsure_ids(name, cache)      # FER+: a tie / unknown / not-a-face vote is no test label
     if unsure:

@@ -107,7 +107,7 @@ def cnn_oof(x: np.ndarray, y: np.ndarray, n_classes: int, fold: np.ndarray, cfg:
 
     if engine == "ray" and todo:   # the folds as parallel Ray tasks (fer_core/ray_engine.py); cleanlab stays here
         from fer_core import ray_engine
-        ray_engine.run_folds(x, y, n_classes, fold, todo, cfg, done, address=address, progress=progress,
+        ray_engine.run_folds(fit_fold, x, y, n_classes, fold, todo, cfg, done, address=address, progress=progress,
                              cancel=cancel)
         return probs
     for f in todo:

@@ -12,30 +12,20 @@ Run folder ``cache/datasets/<name>/runs/<run_id>/``::
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from fer_core import datasets
 from fer_core.errors import Cancelled, FerError
-from fer_core.fsutil import atomic_path, pid_alive
+from fer_core.fsutil import atomic_path
 from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, check_cancel, emit
 from fer_core.train import data as data_mod
 from fer_core.train import presets as presets_mod
-
-
-def runs_root(name: str, cache=None) -> Path:
-    paths = datasets.load(name, cache).paths
-    return paths.made(paths.runs)
-
-
-def new_run_id(preset: str, seed: int) -> str:
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}-s{seed}-{uuid.uuid4().hex[:4]}"
+from fer_core.train.runs import (delete_run, list_runs, new_run_id, predict, run_info,  # noqa: F401  (this module's
+                                 runs_root)                                              # face for its callers)
 
 
 def _compile(model, p: presets_mod.Preset, steps_per_epoch: int, soft: bool = False):
@@ -53,14 +43,6 @@ def _compile(model, p: presets_mod.Preset, steps_per_epoch: int, soft: bool = Fa
         loss, metric = keras.losses.SparseCategoricalCrossentropy(), "accuracy"
     model.compile(optimizer=opt, loss=loss, metrics=[metric], jit_compile=False)
     return model
-
-
-def predict(model, x: np.ndarray, tta: bool = True, batch_size: int = 512) -> np.ndarray:
-    xf = x[..., None].astype(np.float32)
-    p = model.predict(xf, batch_size=batch_size, verbose=0)
-    if tta:
-        p = (p + model.predict(xf[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
-    return p.astype(np.float32)
 
 
 def fit(x: np.ndarray, y: np.ndarray, n_classes: int, p: presets_mod.Preset, seed: int,
@@ -225,35 +207,3 @@ def train(name: str, source: str = "raw", recipe=None, export_dir=None, preset: 
         raise
 
 
-def _read(p: Path, default=None):
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return default
-
-
-def run_info(name: str, run_id: str, cache=None) -> dict:
-    rdir = runs_root(name, cache) / run_id
-    st = _read(rdir / "status.json", {}) or {}
-    if st.get("state") == "running" and not pid_alive(st.get("pid")):
-        st["state"] = "failed"
-        st["error"] = {"code": "died", "message": "The training process ended without finishing.", "hint": "Run it again."}
-    return {"run_id": run_id, "dir": rdir, "status": st, "config": _read(rdir / "config.json", {}) or {},
-            "history": _read(rdir / "history.json", []) or [], "metrics": _read(rdir / "metrics.json"),
-            "yardsticks": _yardsticks(rdir),
-            "model": (rdir / "model.keras") if (rdir / "model.keras").exists() and st.get("state") == "done" else None}
-
-
-def _yardsticks(rdir: Path) -> dict:
-    from fer_core.train.yardstick import stored
-
-    return stored(rdir)
-
-
-def list_runs(name: str, cache=None) -> list[dict]:
-    root = runs_root(name, cache)
-    return [run_info(name, d.name, cache) for d in sorted(root.iterdir(), reverse=True) if d.is_dir()]
-
-
-def delete_run(name: str, run_id: str, cache=None) -> None:
-    shutil.rmtree(runs_root(name, cache) / run_id, ignore_errors=True)

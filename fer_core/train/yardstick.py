@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fer_core import datasets, store
+from fer_core import datasets
 from fer_core.errors import DatasetError, InvalidInput
 from fer_core.fsutil import atomic_path, atomic_write_json
 from fer_core.progress import CancelToken, ProgressFn, emit
-from fer_core.signals.votes import NOT_AN_EXPRESSION
+from fer_core.crowd import crowd_unsure_ids
 
 SPLITS = ("test", "val")      # a training split is no yardstick
 
@@ -55,30 +55,6 @@ def parse_target(text: str) -> Target:
         raise InvalidInput(f"'{text}': unknown split '{split}'.", "Use DATASET, DATASET:test or DATASET:val.")
     datasets.check_name(name)
     return Target(name, split)
-
-
-def own_votes(name: str, cache=None) -> pd.DataFrame | None:
-    """The votes table when the dataset's labels are its own crowd votes (FER+), else None."""
-    ds = datasets.load(name, cache)
-    st = store.family_status(name, cache).get("votes", {})
-    if not st.get("complete"):
-        return None
-    meta = json.loads((store.family_dir(ds, "votes") / "meta.json").read_text())
-    if meta.get("source") != name or not meta.get("labels_are_votes"):
-        return None
-    return store.load_family(ds, "votes")
-
-
-def crowd_unsure_ids(name: str, cache=None) -> set:
-    """Ids whose labels are crowd votes that give no single expression (empty for other datasets). A FER+ import
-    whose votes are not current is refused: its ties would be scored under their fallback label."""
-    v = own_votes(name, cache)
-    if v is None:
-        if datasets.load(name, cache).spec.name == "ferplus":
-            raise DatasetError(f"The crowd votes of '{name}' are not stored as current (its labels are those votes).",
-                               f"Import it again (`python -m fer_core import … --name {name}`): the import writes them.")
-        return set()
-    return set(v.loc[v["crowd_label"].isin(NOT_AN_EXPRESSION), "id"])
 
 
 def _leakage(target: Target, ids: np.ndarray, run_dataset: str, cache=None) -> tuple[np.ndarray | None, str]:
@@ -163,7 +139,7 @@ def yardstick_dir(run_dir: Path) -> Path:
 def evaluate_run(name: str, run_id: str, target: Target | str, cache=None, n_boot: int = 1000,
                  model=None, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict:
     """Evaluate finished run ``run_id`` of dataset ``name`` on ``target``; stores and returns the figures."""
-    from fer_core.train import runner
+    from fer_core.train import runs as runner
     from fer_core.train.data import pixels
     from fer_core.train.evaluate import evaluate
 
@@ -221,22 +197,9 @@ def load(run_dir: Path, target: Target | str) -> tuple[dict, dict] | None:
     return json.loads(js.read_text()), arrays
 
 
-def stored(run_dir: Path) -> dict[str, dict]:
-    """{yardstick key: figures} of every stored evaluation of a run."""
-    d = Path(run_dir) / "yardsticks"
-    out = {}
-    for js in sorted(d.glob("*.json")) if d.exists() else []:
-        try:
-            m = json.loads(js.read_text())
-        except (OSError, ValueError):
-            continue
-        out[m.get("yardstick", js.stem)] = m
-    return out
-
-
 def find_run(run_id: str, cache=None) -> str:
     """The dataset a run id belongs to."""
-    from fer_core.train import runner
+    from fer_core.train import runs as runner
 
     for name in datasets.list_datasets(cache):
         if (runner.runs_root(name, cache) / run_id).is_dir():
