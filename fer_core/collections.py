@@ -549,6 +549,7 @@ def build(name: str, cache=None, progress: ProgressFn | None = None, cancel: Can
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         cat = res.dataset.catalog
+        _link_members(name, cat, cache)
         notes = _notes(col, shares, infos)
         members = []
         for m, frame, inf in zip(col.members, shares, infos):
@@ -569,6 +570,21 @@ def build(name: str, cache=None, progress: ProgressFn | None = None, cancel: Can
         atomic_write_json(record_path(name, cache), record)
         emit(progress, "collection", n_steps, n_steps, "steps", message="done")
         return BuildResult(name, record, res.changed, time.time() - t0, notes)
+
+
+def _link_members(name: str, cat: pd.DataFrame, cache=None) -> None:
+    """Each member linked to the collection image by image (from the index: the build knows which member image
+    each collection image is), so a model trained on the collection is evaluated on a member's test split with
+    the leakage-aware figure (fer_core.train.yardstick, through links)."""
+    from fer_core import links
+
+    ds = datasets.load(name, cache)
+    idx = pd.read_csv(ds.images / INDEX, dtype=str, keep_default_na=False)
+    idx = idx[idx["problem"] == ""].merge(cat[["id", "path"]], on="path", how="inner")
+    for member, rows in idx.groupby("member"):
+        links.write_pairs(name, member, pd.DataFrame({f"{name}_id": rows["id"].to_numpy(),
+                                                      f"{member}_id": rows["member_id"].to_numpy()}),
+                          how="collection index", cache=cache)
 
 
 def _notes(col: Collection, shares: list[pd.DataFrame], infos: list[dict]) -> list[str]:

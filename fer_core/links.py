@@ -165,6 +165,26 @@ def link(a: str, b: str, max_mean: float = MAX_MEAN, cache=None, progress: Progr
                       time.time() - t0, written)
 
 
+def write_pairs(a: str, b: str, pairs: pd.DataFrame, how: str, cache=None) -> dict:
+    """Store a link whose pairs are known by construction (``pairs``: columns ``<a>_id``, ``<b>_id``), e.g. a
+    collection and each of its members (the collection's build knows which member image each of its images
+    is). ``how`` is recorded; such a link is rebuilt by its maker, never re-matched on pixels."""
+    x, y = _key(a, b)
+    dx, dy = datasets.load(x, cache), datasets.load(y, cache)
+    table = pd.DataFrame({"a_id": pairs[f"{x}_id"].to_numpy(), "b_id": pairs[f"{y}_id"].to_numpy(),
+                          "median_diff": np.float32(np.nan), "mean_diff": np.float32(np.nan)})
+    meta = {"a": x, "b": y, "a_catalog_hash": dx.meta["catalog_hash"], "b_catalog_hash": dy.meta["catalog_hash"],
+            "pairs": int(len(table)), "a_linked": int(table["a_id"].nunique()), "a_images": int(len(dx.catalog)),
+            "b_linked": int(table["b_id"].nunique()), "b_images": int(len(dy.catalog)), "how": how,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    pq, js = _files(x, y, cache)
+    with locks.file_lock(js.with_suffix(".lock")):
+        with atomic_path(pq) as tmp:
+            table.to_parquet(tmp, index=False)
+        atomic_write_json(js, meta)
+    return meta
+
+
 def status(a: str, b: str, cache=None) -> dict:
     """The link's meta plus ``state``: "missing", "stale" (with ``why``) or "ok"."""
     pq, js = _files(a, b, cache)
@@ -246,7 +266,7 @@ def refresh_after_import(ds: datasets.Dataset) -> list[str]:
     left stale); returns the names relinked."""
     done = []
     for info in linked(ds.name, ds.home.parent.parent):
-        if info["state"] == "ok":
+        if info["state"] == "ok" or info.get("how"):   # a link made by construction: its maker rebuilds it
             continue
         other = info["other"]
         try:

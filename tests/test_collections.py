@@ -274,6 +274,13 @@ def test_the_cli_creates_lists_shows_and_decide_export_train_accept_a_collection
     yck = met["yardsticks"]["ckplus:test"]
     assert yck["images"] == ck_test > 0
     assert yck["set_aside"]["unseen_class"].get("contempt", 0) > 0        # dropped from the collection: unseen
+    # the build linked each member to the collection image by image: the leakage-aware figure exists, and a
+    # member test image is never in the collection's training split (the member's split is kept)
+    assert "through the link to duo" in yck["leakage"] and yck["test_without_leaked"] is not None
+    assert yck["test_leaked_images"] == 0
+    from fer_core import links as links_mod
+
+    assert links_mod.status("duo", "ckplus", cache)["how"] == "collection index"
     # the job starter the Datasets page uses parses with the CLI's own parser
     spec = jobs.collection_job("duo", ("fer", "ckplus"), {"fer": "raw"}, "drop")
     ns = cli.build_parser().parse_args(list(spec.argv))
