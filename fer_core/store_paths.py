@@ -36,36 +36,32 @@ def data_dir(name: str, cache: str | Path | None = None) -> Path:
     return dataset_dir(name, cache) / "data"
 
 
-def downloads_root(cache: str | Path | None = None) -> Path:
-    p = cache_root(cache) / "downloads"
+def _root(cache: str | Path | None, sub: str) -> Path:
+    p = cache_root(cache) / sub
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def downloads_root(cache: str | Path | None = None) -> Path:
+    return _root(cache, "downloads")
 
 
 def jobs_root(cache: str | Path | None = None) -> Path:
-    p = cache_root(cache) / "jobs"
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    return _root(cache, "jobs")
 
 
 def collections_root(cache: str | Path | None = None) -> Path:
     """Collection definitions (``<name>.yaml``) and their build records (``<name>.build.json``; fer_core.collections)."""
-    p = cache_root(cache) / "collections"
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    return _root(cache, "collections")
 
 
 def links_root(cache: str | Path | None = None) -> Path:
     """Links between datasets holding the same faces (``<a>__<b>.parquet`` + ``.json``; fer_core.links)."""
-    p = cache_root(cache) / "links"
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    return _root(cache, "links")
 
 
 def exports_root(cache: str | Path | None = None) -> Path:
-    p = cache_root(cache) / "exports"
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    return _root(cache, "exports")
 
 
 @dataclass(frozen=True)

@@ -385,3 +385,20 @@ def live_pid():
     yield p
     p.stdin.close()
     p.wait(10)
+
+
+CK_ZIP = (ROOT.parent / "shared" / "datasets" / "ckplus" / "archive.zip").resolve()
+
+
+@pytest.fixture(scope="session")
+def ckplus_scanned(tmp_path_factory) -> Path:
+    """The real CK+ imported and scanned (quality + duplicates) into a session cache, shared read-only (tests that
+    write copy it)."""
+    if not CK_ZIP.exists():
+        _missing_data(f"real CK+ archive not found at {CK_ZIP}")
+    from fer_core import datasets, store
+
+    cache = tmp_path_factory.mktemp("ckplus-session")
+    datasets.import_dataset(CK_ZIP, "ckplus", cache=cache)
+    store.scan("ckplus", workers=1, cache=cache)
+    return cache

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, _missing_data
+from conftest import ROOT
 from fer_core import datasets, decisions, recipe, store
 from fer_core.recipe import METHOD_CODE, Pairs
 
@@ -22,12 +22,8 @@ CK_ZIP = (ROOT.parent / "shared" / "datasets" / "ckplus" / "archive.zip").resolv
 
 
 @pytest.fixture(scope="module")
-def ck(tmp_path_factory):
-    if not CK_ZIP.exists():
-        _missing_data(f"real CK+ archive not found at {CK_ZIP}")
-    cache = tmp_path_factory.mktemp("ck-dups")
-    datasets.import_dataset(CK_ZIP, "ckplus", cache=cache)
-    store.scan("ckplus", workers=1, cache=cache)
+def ck(ckplus_scanned):
+    cache = ckplus_scanned
     inputs = decisions.load_inputs("ckplus", cache)
     m = inputs.signals["path"].str.extract(r"S(\d+)_(\d+)_(\d+)\.png$")
     assert m.notna().all().all()

@@ -20,14 +20,9 @@ NAME_RE = re.compile(r"S(\d+)_(\d+)_\d+\.png$")
 
 
 @pytest.fixture(scope="module")
-def ck_cache(tmp_path_factory):
-    """The real CK+ imported and scanned into a module cache (tests that write copy it)."""
-    if not CK_ZIP.exists():
-        _missing_data(f"real CK+ archive not found at {CK_ZIP}")
-    cache = tmp_path_factory.mktemp("ck-cache")
-    datasets.import_dataset(CK_ZIP, "ckplus", cache=cache)
-    store.scan("ckplus", workers=1, cache=cache)
-    return cache
+def ck_cache(ckplus_scanned):
+    """The real CK+ imported and scanned (conftest's session cache; tests that write copy it)."""
+    return ckplus_scanned
 
 
 @pytest.fixture
