@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -167,7 +168,8 @@ def cmd_split(ctx: Ctx) -> int:
     if a.show:
         d = ws.split_assignment()
     else:
-        d = ws.split(by=a.by, seed=a.seed, ratios=splits.parse_ratios(a.ratios), clear=a.clear)
+        d = ws.split(by=a.by, seed=a.seed, ratios=splits.parse_ratios(a.ratios), clear=a.clear,
+                     threshold=a.threshold)
     if a.clear:
         ctx.out(f"{a.name}: split assignment removed (the import's own splits are used).")
     else:
@@ -532,10 +534,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "by subject (CK+, JAFFE), deterministic for a seed; stored and used by decide and train")
     s.add_argument("name")
     s.add_argument("--by", choices=["subject", "identity", "none"], default="subject",
-                   help="keep each subject on one side (read from the file names), identity clusters (not yet), "
-                   "or no grouping")
+                   help="keep each subject on one side (read from the file names), each identity cluster (from "
+                   "the face embeddings: scan --signals faces,embeddings first), or no grouping")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--ratios", default="0.8,0.1,0.1", help="train,val,test shares (sum 1)")
+    s.add_argument("--threshold", type=float, default=None, metavar="COSINE",
+                   help="--by identity: two clusters are one person while their average cosine similarity is at "
+                   "least this (default 0.363, SFace's same-person threshold)")
     s.add_argument("--show", action="store_true", help="show the stored assignment, change nothing")
     s.add_argument("--clear", action="store_true", help="remove the stored assignment")
     s.set_defaults(fn=cmd_split)
@@ -658,17 +663,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def cancel_on_sigterm(cancel) -> object:
+    """SIGTERM (a job's cancel button) cancels the command at its next check; returns the previous handler.
+
+    Forked pool workers (the scan's, image decoding's) inherit the handler. There SIGTERM must keep its meaning:
+    ``Pool.terminate()`` sends it and then waits for the worker to end — a worker that only set a flag went back to
+    waiting for work and the command hung after its last batch (seen on ExpW's face scan). So in any process other
+    than the one that installed it, the handler restores the default and ends the process by the same signal."""
+    owner = os.getpid()
+
+    def _term(signum, frame):
+        if os.getpid() != owner:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        cancel.cancel()
+
+    return signal.signal(signal.SIGTERM, _term)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     ctx = Ctx(args)
-
-    def _term(signum, frame):  # a job's cancel button sends SIGTERM
-        ctx.cancel.cancel()
-
-    # restored on return: main() called in-process (a notebook, a test) must not leave a SIGTERM handler that
-    # forked pool workers inherit (Pool.terminate() would then wait for workers that ignore SIGTERM)
-    previous = signal.signal(signal.SIGTERM, _term)
+    # restored on return: main() called in-process (a notebook, a test) must not leave its SIGTERM handler behind
+    previous = cancel_on_sigterm(ctx.cancel)
     try:
         return _run(ctx, args)
     finally:

@@ -62,16 +62,18 @@ class Workspace:
         return decisions.load_inputs(self.name, self.cache)
 
     # -- splits (datasets without one)
-    def split(self, by: str = "subject", seed: int = 0, ratios=(0.8, 0.1, 0.1), clear: bool = False) -> dict | None:
+    def split(self, by: str = "subject", seed: int = 0, ratios=(0.8, 0.1, 0.1), clear: bool = False,
+              threshold: float | None = None) -> dict | None:
         """Assign train/val/test to a dataset without splits, stratified by label and grouped by ``by``
         (subject, identity or none), deterministic for ``seed``; stored, and used by decide and training from
-        then on (``clear``: remove it). Returns :func:`fer_core.splits.describe` of what is stored."""
+        then on (``clear``: remove it; ``threshold``: the same-person cosine of ``by="identity"``). Returns
+        :func:`fer_core.splits.describe` of what is stored."""
         from fer_core import splits
 
         if clear:
             splits.clear(self.name, cache=self.cache)
             return None
-        return splits.make(self.name, by=by, seed=seed, ratios=ratios, cache=self.cache)
+        return splits.make(self.name, by=by, seed=seed, ratios=ratios, cache=self.cache, threshold=threshold)
 
     def split_assignment(self) -> dict | None:
         """The stored split assignment (counts per split × label, subjects per split, seed), or None."""

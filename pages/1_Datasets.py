@@ -278,28 +278,51 @@ def _split_panel(name: str, ds) -> None:
                    + (" **Stale: made for another import, not applied — make it again.**" if d["stale"] else ""))
         table = pd.DataFrame(d["counts"]).T.fillna(0).astype(int)
         table["total"] = table.sum(axis=1)
+        idn = d.get("identity")
         if d["subjects"]:
-            table["subjects"] = pd.Series(d["subjects"])
+            table["identity clusters" if idn else "subjects"] = pd.Series(d["subjects"])
         st.dataframe(table, width="stretch")
-        st.caption(f"Subjects in two splits: {d['subjects_in_two_splits']}" if d["subjects_in_two_splits"] is not None
-                   else "Not grouped: the same person may appear in two splits.")
+        if idn:
+            st.caption(f"{idn['clusters']:,} identity clusters at cosine ≥ {idn['threshold']:g} (average linkage of the "
+                       f"SFace face embeddings; SFace's same-person threshold is {splits.IDENTITY_THRESHOLD}); largest "
+                       f"{idn['largest']:,} images, {idn['single']:,} alone"
+                       + (f", {idn['without_embedding']:,} without an embedding (each on its own)"
+                          if idn["without_embedding"] else "")
+                       + f". Clusters in two splits: {d['subjects_in_two_splits']} — the clusters estimate who is who, "
+                       "so one person split into two clusters can still straddle.")
+        else:
+            st.caption(f"Subjects in two splits: {d['subjects_in_two_splits']}" if d["subjects_in_two_splits"] is not None
+                       else "Not grouped: the same person may appear in two splits.")
     else:
         st.caption("Every image is in train, so nothing can be tested on it. A split keeps each subject on one side.")
     known = ds.meta.get("spec") in splits.PATTERNS
-    c = st.columns([1, 1, 2])
+    options = (["subject"] if known else []) + ["identity", "none"]
+    names = {"subject": "subject (from the file names)", "identity": "identity clusters (face embeddings)",
+             "none": "no grouping"}
+    c = st.columns([1, 2, 1, 1])
     seed = c[0].number_input("Seed", min_value=0, value=int(d["seed"]) if d else 0, step=1, key=f"split_seed_{name}")
-    by = "subject" if known else "none"
-    if c[1].button("Change split" if d else f"Split by {by}", key=f"split_btn_{name}"):
+    by = c[1].radio("Keep together", options, index=options.index(d["by"]) if d and d["by"] in options else 0,
+                    format_func=names.get, key=f"split_by_{name}", horizontal=True)
+    thr = None
+    if by == "identity":
+        thr = c[2].number_input("Same person at cosine ≥", min_value=0.05, max_value=0.95, step=0.01,
+                                value=float((d.get("identity") or {}).get("threshold", splits.IDENTITY_THRESHOLD))
+                                if d else splits.IDENTITY_THRESHOLD, key=f"split_thr_{name}",
+                                help="Higher: people are split more finely (more risk that one straddles two splits); "
+                                "lower: more people joined into one cluster.")
+    if c[3].button("Change split" if d else "Split", key=f"split_btn_{name}"):
         try:
-            splits.make(name, by=by, seed=int(seed))
+            splits.make(name, by=by, seed=int(seed), threshold=thr)
             from ui.curation import _load_inputs
 
             _load_inputs.clear()   # the pages' cached inputs carry the split
             st.rerun()
         except FerError as exc:
             show_error(exc)
-    c[2].caption(f"Or: `python -m fer_core split {name} --by {by} --seed {int(seed)} --ratios 0.8,0.1,0.1`"
-                 + ("" if known else " (subjects are not known for this dataset: no grouping)"))
+    st.caption(f"Or: `python -m fer_core split {name} --by {by} --seed {int(seed)} --ratios 0.8,0.1,0.1"
+               + (f" --threshold {thr:g}" if thr is not None else "") + "`"
+               + ("" if known else " (subjects are not named by this dataset's files: group by identity clusters, "
+                  "which need the face embeddings, or not at all)"))
 
 
 if selected:

@@ -280,7 +280,8 @@ def _page():
                     st.info("Needs the face embeddings (compute face signals on the Embedding map page).")
                 else:
                     from fer_core import datasets as _ds
-                    idp = store.load_derived(_ds.load(name), "embeddings", "identity")
+                    from fer_core.signals.embeddings import cross_split_pairs
+                    idp = cross_split_pairs(store.load_derived(_ds.load(name), "embeddings", "identity"), ids, split)
                     in_dup = set(ids[group >= 0])
                     idp = idp[~(idp["a"].isin(in_dup) & idp["b"].isin(in_dup))].sort_values("similarity", ascending=False)
                     st.caption(f"{len(idp):,} train ↔ val/test pairs whose aligned face embeddings are similar (cosine ≥ 0.45; "

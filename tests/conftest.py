@@ -402,3 +402,17 @@ def ckplus_scanned(tmp_path_factory) -> Path:
     datasets.import_dataset(CK_ZIP, "ckplus", cache=cache)
     store.scan("ckplus", workers=1, cache=cache)
     return cache
+
+
+@pytest.fixture(scope="session")
+def ckplus_embedded(ckplus_scanned, tmp_path_factory) -> Path:
+    """The session's real CK+ with its face signals and SFace embeddings too (~1 min on 2 cores), in its own cache
+    (shared read-only; tests that write copy it)."""
+    import shutil
+
+    from fer_core import store
+
+    cache = tmp_path_factory.mktemp("ckplus-embedded") / "cache"
+    shutil.copytree(ckplus_scanned, cache, symlinks=True)
+    store.scan("ckplus", signals=("faces", "embeddings"), workers=1, cache=cache)
+    return cache

@@ -147,8 +147,12 @@ def test_a_file_name_that_breaks_the_pattern_is_listed(tmp_path, capsys):
 
 
 def test_unavailable_grouping_and_bad_ratios_are_clear(ck, capsys):
+    # identity clusters need the face embeddings, which this cache has not computed
     assert cli.main(["--cache", str(ck), "split", "ckplus", "--by", "identity"]) == 1
-    assert "not available yet" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "needs its face embeddings" in err and "--signals faces,embeddings" in err
+    assert cli.main(["--cache", str(ck), "split", "ckplus", "--by", "subject", "--threshold", "0.5"]) == 1
+    assert "only applies to --by identity" in capsys.readouterr().err
     for bad in ("0.8,0.1", "0.5,0.5,0.5", "0,0.5,0.5", "a,b,c"):
         assert cli.main(["--cache", str(ck), "split", "ckplus", "--ratios", bad]) == 1
         assert "sum to 1" in capsys.readouterr().err
@@ -173,10 +177,70 @@ def test_datasets_page_shows_the_assignment(tmp_path, monkeypatch):
     datasets.import_dataset(CK_ZIP, "ckplus")
     at = app_page("pages/1_Datasets.py")
     assert any(m.value.startswith("**Split assignment**") for m in at.markdown)
-    btn = next(b for b in at.button if b.label == "Split by subject")
+    assert at.radio(key="split_by_ckplus").value == "subject"     # CK+ names its subjects: the default grouping
+    btn = next(b for b in at.button if b.label == "Split")
     btn.click()
     at.run()
     assert not at.exception, at.exception
     assert splits.describe("ckplus")["subjects_in_two_splits"] == 0
     assert any("Split by **subject**, seed 0" in c.value for c in at.caption)
     assert any(c.value == "Subjects in two splits: 0" for c in at.caption)
+
+
+def test_cluster_identities_joins_each_person_and_keeps_unembedded_alone():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 128))
+    v = np.concatenate([c + rng.normal(scale=0.08, size=(20, 128)) for c in centres])   # 3 people, 20 faces each
+    v = np.concatenate([v, np.full((2, 128), np.nan), np.zeros((1, 128))])             # no embedding: alone
+    v[:60] /= np.linalg.norm(v[:60], axis=1, keepdims=True)
+    cl = splits.cluster_identities(v)
+    truth = np.repeat([0, 1, 2], 20)
+    assert (pd.Series(cl[:60]).groupby(truth).nunique() == 1).all()          # each person in one cluster
+    assert len(set(cl[:60])) == 3                                            # and three different clusters
+    assert len(set(cl[60:])) == 3 and not set(cl[60:]) & set(cl[:60])        # the three without a vector: alone
+    # a threshold above any real similarity splits every face apart; below any, joins them
+    assert len(set(splits.cluster_identities(v[:60], 0.999))) == 60
+    assert len(set(splits.cluster_identities(v[:60], 0.01))) <= 3
+    for bad in (0, 1, 1.5, -0.2, "x", float("nan")):
+        with pytest.raises(InvalidInput, match="not a cosine similarity"):
+            splits.cluster_identities(v[:60], bad)
+
+
+def test_identity_split_keeps_real_ckplus_subjects_apart(ckplus_embedded, tmp_path, capsys):
+    """CK+ names its subjects, so the identity clusters (from the face embeddings alone) can be checked against
+    them: a split by identity clusters should straddle (almost) no real subject, where no grouping straddles most."""
+    ck = tmp_path / "ck"
+    shutil.copytree(ckplus_embedded, ck, symlinks=True)
+    for lk in (ck / "datasets" / "ckplus").glob(".lock*"):
+        lk.unlink()
+    assert cli.main(["--cache", str(ck), "split", "ckplus", "--by", "identity", "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "identity clusters:" in out and "cosine ≥ 0.363" in out and "identity clusters in two splits: 0" in out
+    ds = datasets.load("ckplus", ck)
+    d = splits.describe("ckplus", ck)
+    assert d["by"] == "identity" and d["identity"]["threshold"] == splits.IDENTITY_THRESHOLD
+    assert d["identity"]["without_embedding"] == 0 and d["subjects_in_two_splits"] == 0
+    assert 60 <= d["identity"]["clusters"] <= 160          # 118 real subjects (measured: 92 at 0.363)
+    doc = splits.load(ds)
+    cat = ds.catalog
+    real = pd.DataFrame({"subject": cat["path"].map(_subject), "split": cat["id"].map(doc["split"])})
+    straddle = int((real.groupby("subject")["split"].nunique() > 1).sum())
+    assert straddle <= 3, straddle                         # measured 0 of 118
+    sizes = real["split"].value_counts()
+    assert abs(sizes["train"] / len(cat) - 0.8) < 0.07 and sizes.get("test", 0) > 0.05 * len(cat)
+    # the same seed without grouping puts most real subjects on two sides
+    none = splits.assign(cat, "ckplus", "none", 0)
+    real_none = pd.DataFrame({"subject": cat.set_index("id").loc[none["id"], "path"].map(_subject).to_numpy(),
+                              "split": none["split"].to_numpy()})
+    assert (real_none.groupby("subject")["split"].nunique() > 1).sum() > 60
+    # the same-person pairs shown on the Duplicates page follow the assigned split: under the identity split
+    # far fewer of them cross train ↔ val/test than under no grouping
+    from fer_core.signals.embeddings import cross_split_pairs
+    idp = store.load_derived(ds, "embeddings", "identity")
+    ids = np.sort(cat["id"].to_numpy())
+    by_identity = cross_split_pairs(idp, ids, pd.Series(ids).map(doc["split"]).to_numpy())
+    by_none = cross_split_pairs(idp, ids, none.set_index("id").loc[ids, "split"].to_numpy())
+    assert len(idp) > 500 and len(by_none) > 5 * max(len(by_identity), 1), (len(idp), len(by_none), len(by_identity))
+    # a higher threshold makes more, smaller clusters; the figure is stored with the assignment
+    tighter = splits.make("ckplus", by="identity", seed=0, threshold=0.5, cache=ck)
+    assert tighter["identity"]["threshold"] == 0.5 and tighter["identity"]["clusters"] > d["identity"]["clusters"]

@@ -12,8 +12,8 @@ Two 128-d embeddings per image, L2-normalised, stored as float16:
 The derived tables (computed once over the whole dataset, faiss inner-product search, never a Python
 O(n²) loop): ``pairs`` (image pairs whose crop embeddings have cosine ≥ PAIR_MIN, for the recipe's
 near-copy threshold), ``scores`` (per image: class-outlier distance, share of the k nearest neighbours with
-another label, best similarity to another image), ``identity`` (cross-split pairs above SFace's same-person
-threshold, to confirm by eye).
+another label, best similarity to another image), ``identity`` (nearest-neighbour pairs above IDENTITY_MIN, possibly the
+same person; :func:`cross_split_pairs` keeps those across the split in use, to confirm by eye).
 """
 
 from __future__ import annotations
@@ -238,16 +238,31 @@ def finalize(table: pd.DataFrame, signals: pd.DataFrame | None = None) -> dict[s
         disagree[ri] = other.sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
         scores["class_outlier"] = outlier
         scores["knn_disagree"] = disagree
-        # possible same person across splits (train ↔ val/test), below the near-copy level
+        # possible same person (nearest neighbours above IDENTITY_MIN), whatever the split: the split is the import's
+        # here, and a split assigned later (fer_core.splits) changes which pairs cross — readers filter with
+        # cross_split_pairs against the split they use
         qa = np.repeat(ri, rs.shape[1])
         qb = ri[np.clip(rn.ravel(), 0, None)]
         qs = rs.ravel()
-        m = valid.ravel() & (qs >= IDENTITY_MIN) & (split[qa] != split[qb]) & ((split[qa] == "train") | (split[qb] == "train"))
+        m = valid.ravel() & (qs >= IDENTITY_MIN) & (qa != qb)
         lo, hi = np.minimum(qa[m], qb[m]), np.maximum(qa[m], qb[m])
         idp = pd.DataFrame({"ia": lo, "ib": hi, "similarity": qs[m]}).drop_duplicates(["ia", "ib"])
         identity = pd.DataFrame({"a": ids[idp["ia"].to_numpy()], "b": ids[idp["ib"].to_numpy()],
                                  "similarity": idp["similarity"].to_numpy(np.float32)})
     return {"pairs": pairs_out, "scores": scores, "identity": identity}
+
+
+def cross_split_pairs(identity: pd.DataFrame, ids: np.ndarray, split: np.ndarray) -> pd.DataFrame:
+    """The rows of the ``identity`` table whose two images are in different splits, one of them train (``ids``
+    sorted, ``split`` per id: the split in use, with an assigned split applied)."""
+    if identity is None or not len(identity):
+        return identity
+    a, b = identity["a"].to_numpy(), identity["b"].to_numpy()
+    pa = np.clip(np.searchsorted(ids, a), 0, len(ids) - 1)
+    pb = np.clip(np.searchsorted(ids, b), 0, len(ids) - 1)
+    ok = (ids[pa] == a) & (ids[pb] == b)          # both still in the catalog
+    sa, sb = split[pa], split[pb]
+    return identity[ok & (sa != sb) & ((sa == "train") | (sb == "train"))]
 
 
 class Embeddings(SignalFamily):
