@@ -300,8 +300,11 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
         ab.run_ab("fer2013", rec, seeds=[0], preset="standard", ab_id=doc["ab_id"], resume=True, epochs=1, max_train=1200)
     with pytest.raises(InvalidInput, match="no A/B"):
         ab.run_ab("fer2013", rec, seeds=[0], preset="smoke", ab_id="nope", resume=True)
-    again = ab.run_ab("fer2013", None, seeds=[], preset="smoke", ab_id=doc["ab_id"], resume=True, epochs=1, max_train=1200)
-    assert again["complete"] and again["seeds"] == [0]
+    # a seed added, but only seed 0's missing run trained now (other work can be queued between seeds)
+    again = ab.run_ab("fer2013", None, seeds=[1], preset="smoke", ab_id=doc["ab_id"], resume=True, epochs=1,
+                      max_train=1200, train_seeds=[0])
+    assert not again["complete"] and again["seeds"] == [0, 1] and "finished" not in again
+    assert ab.load_ab("fer2013", doc["ab_id"])["seeds"] == [0, 1]
     assert again["runs"]["raw"] == [raw_id]                              # kept, not retrained
     assert again["runs"]["curated"] != [cur_id] and len(again["runs"]["curated"]) == 1
     assert again["result"]["arms"]["curated"]["runs"][0]["accuracy"] == pytest.approx(cur["accuracy"])  # same seed

@@ -231,14 +231,17 @@ def baseline_raw_runs(name: str, baseline_id: str, preset: str, changes: dict, c
 def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabel_arm: bool | None = None,
            progress: ProgressFn | None = None, cancel: CancelToken | None = None, cache=None,
            ab_id: str | None = None, resume: bool = False, baseline: str | None = None,
-           arms: list[str] | None = None, eval_on: list[str] | tuple = (), **preset_changes) -> dict:
+           arms: list[str] | None = None, eval_on: list[str] | tuple = (), train_seeds: list[int] | None = None,
+           **preset_changes) -> dict:
     """Train every (seed, arm) pair, seed-major. With ``resume`` and an existing ``ab_id``, runs of that A/B
     that finished are kept and only the missing pairs are trained (a killed or cancelled A/B loses nothing;
     more seeds can be added later). Resuming with a different dataset, preset, recipe or budget is refused.
     ``baseline``: the id of an earlier A/B whose finished raw runs are reused for the seeds they cover (see
     ``baseline_raw_runs``); seeds it lacks are trained as usual. ``arms``: which arms (see :data:`ARMS`);
     ``eval_on``: extra yardsticks (``DATASET[:SPLIT]``) every run is evaluated on — a resumed A/B evaluates its
-    finished runs on a newly added yardstick without retraining them."""
+    finished runs on a newly added yardstick without retraining them. ``train_seeds``: train only the missing
+    runs of these seeds this time (the A/B keeps its whole seed list and stays incomplete until a later resume
+    trains the rest) — so other work can be queued between seeds."""
     from fer_core.train import yardstick
     from fer_core import recipe as recipe_mod
 
@@ -311,7 +314,7 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
     k = 0
     for seed in seeds:               # seed-major: a stopped A/B still has paired arms
         for arm, source, rec in arms:
-            if (arm, seed) in done:
+            if (arm, seed) in done or (train_seeds is not None and seed not in train_seeds):
                 k += 1
                 continue
             emit(progress, "ab", k, total, "runs", message=f"{arm}, seed {seed}")
@@ -325,8 +328,9 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
             doc["result"] = summarize(name, runs, cache, eval_on)
             atomic_write_json(path, doc)
     emit(progress, "ab", total, total, "runs")
-    doc["complete"] = True
-    doc["finished"] = time.time()
+    doc["complete"] = all(len(runs[a]) == len(seeds) for a, _, _ in arms)
+    if doc["complete"]:
+        doc["finished"] = time.time()
     atomic_write_json(path, doc)
     return doc
 
