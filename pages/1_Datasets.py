@@ -312,10 +312,7 @@ def _split_panel(name: str, ds) -> None:
                                 "lower: more people joined into one cluster.")
     if c[3].button("Change split" if d else "Split", key=f"split_btn_{name}"):
         try:
-            splits.make(name, by=by, seed=int(seed), threshold=thr)
-            from ui.curation import _load_inputs
-
-            _load_inputs.clear()   # the pages' cached inputs carry the split
+            splits.make(name, by=by, seed=int(seed), threshold=thr)   # the pages' inputs are keyed by it too
             st.rerun()
         except FerError as exc:
             show_error(exc)

@@ -244,3 +244,43 @@ def test_identity_split_keeps_real_ckplus_subjects_apart(ckplus_embedded, tmp_pa
     # a higher threshold makes more, smaller clusters; the figure is stored with the assignment
     tighter = splits.make("ckplus", by="identity", seed=0, threshold=0.5, cache=ck)
     assert tighter["identity"]["threshold"] == 0.5 and tighter["identity"]["clusters"] > d["identity"]["clusters"]
+
+
+def test_pages_see_a_split_made_outside_them(ck, monkeypatch):
+    """The curation pages cache their inputs by a stamp; a split made from the CLI (or another session) changes
+    the stamp, so the pages read the new split instead of the one they cached."""
+    monkeypatch.setenv("FER_CACHE_DIR", str(ck))
+    from ui.curation import _load_inputs, scan_stamp
+
+    before = scan_stamp("ckplus")
+    assert set(_load_inputs("ckplus", before).signals["split"]) == {"train"}
+    assert cli.main(["--cache", str(ck), "split", "ckplus", "--by", "subject"]) == 0
+    after = scan_stamp("ckplus")
+    assert after != before
+    assert set(_load_inputs("ckplus", after).signals["split"]) == {"train", "val", "test"}
+    assert cli.main(["--cache", str(ck), "split", "ckplus", "--clear"]) == 0
+    assert scan_stamp("ckplus") == before          # back to the import's split: the first cached inputs again
+
+
+def test_datasets_page_splits_by_identity_with_the_threshold_shown(ckplus_embedded, tmp_path, monkeypatch):
+    from conftest import app_page
+
+    ck = tmp_path / "ck"
+    shutil.copytree(ckplus_embedded, ck, symlinks=True)
+    for lk in (ck / "datasets" / "ckplus").glob(".lock*"):
+        lk.unlink()
+    monkeypatch.setenv("FER_CACHE_DIR", str(ck))
+    at = app_page("pages/1_Datasets.py")
+    assert [o.split(" (")[0] for o in at.radio(key="split_by_ckplus").options] == ["subject", "identity clusters",
+                                                                                    "no grouping"]
+    at.radio(key="split_by_ckplus").set_value("identity").run()
+    thr = at.number_input(key="split_thr_ckplus")
+    assert thr.value == pytest.approx(splits.IDENTITY_THRESHOLD)
+    thr.set_value(0.45).run()
+    assert any("--by identity" in c.value and "--threshold 0.45" in c.value for c in at.caption)
+    next(b for b in at.button if b.label == "Split").click().run()
+    assert not at.exception, at.exception
+    d = splits.describe("ckplus", ck)
+    assert d["by"] == "identity" and d["identity"]["threshold"] == 0.45
+    assert any("identity clusters at cosine ≥ 0.45" in c.value and "Clusters in two splits: 0" in c.value
+               for c in at.caption)

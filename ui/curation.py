@@ -39,8 +39,12 @@ def scan_stamp(name: str) -> tuple | None:
     st_ = ws.status()
     if not (st_["quality"]["complete"] and st_["duplicates"]["complete"]):
         return None
-    return (ws.dataset.meta["catalog_hash"],) + tuple((f, v["version"], v["finished"]) for f, v in st_.items()
-                                                       if v["complete"])
+    try:    # a split assigned or changed outside this page (the CLI, another session) is part of the inputs
+        split = ws.dataset.paths.split_assignment.stat().st_mtime_ns
+    except FileNotFoundError:
+        split = None
+    return (ws.dataset.meta["catalog_hash"], ("split", split)) + tuple(
+        (f, v["version"], v["finished"]) for f, v in st_.items() if v["complete"])
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading signals…")
