@@ -85,6 +85,7 @@ def main() -> None:
     ap.add_argument("--uncapped", action="store_true", help="no per-class cap on the label cut")
     ap.add_argument("--arms", default=None, help="comma-separated arms (default raw,curated,relabel)")
     ap.add_argument("--eval-on", action="append", default=[], help="extra yardstick DATASET[:SPLIT] (repeatable)")
+    ap.add_argument("--train-arms", default=None, help="train only these arms' missing runs now, e.g. prior")
     ap.add_argument("--train-seeds", default=None,
                     help="train only these seeds' missing runs now, e.g. 0 or 0,1 (the A/B keeps all its seeds)")
     args = ap.parse_args()
@@ -107,7 +108,8 @@ def main() -> None:
                         relabel_arm=False if args.no_relabel_arm else None, cache=args.cache, ab_id=args.ab_id,
                         resume=doc is not None, baseline=args.baseline,
                         arms=args.arms.split(",") if args.arms else None, eval_on=args.eval_on,
-                        train_seeds=[int(x) for x in args.train_seeds.split(",")] if args.train_seeds else None)
+                        train_seeds=[int(x) for x in args.train_seeds.split(",")] if args.train_seeds else None,
+                        train_arms=args.train_arms.split(",") if args.train_arms else None)
     if doc is None:
         raise SystemExit(f"No A/B '{args.ab_id}' yet.")
     report(doc)

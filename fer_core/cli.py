@@ -279,7 +279,7 @@ def cmd_train(ctx: Ctx) -> int:
     m = runner.train(a.name, source, a.recipe, a.export, preset=a.preset, seed=a.seed, run_id=a.run_id,
                      use_overrides=not a.no_overrides, progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache,
                      epochs=a.epochs, max_train=a.max_train, balance=a.balance, augment=a.augment,
-                     eval_on=a.eval_on or (), soft=a.soft)
+                     eval_on=a.eval_on or (), soft=a.soft, prior=a.prior)
     ctx.bar.close()
     ctx.out(f"run {m['run_id']}: {m['train_images']:,} training images, {m['epochs_run']} epochs, "
             f"{m['train_seconds']:.0f} s; val accuracy {m['val_accuracy']:.4f}")
@@ -600,6 +600,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-overrides", action="store_true")
     s.add_argument("--eval-on", action="append", default=None, metavar="DATASET[:SPLIT]",
                    help="also evaluate on another imported dataset's test split (repeatable), e.g. ferplus:test")
+    s.add_argument("--prior", choices=["kept", "source"], default="kept",
+                   help="class shares the model learns: as the kept images have them (default), or the dataset's "
+                   "whole training split's (loss weights undo how much of each class the recipe removed)")
     s.add_argument("--soft", action="store_true",
                    help="train on the crowd's vote distribution (soft labels; needs the votes signals: FER+ or a link)")
     s.set_defaults(fn=cmd_train)
@@ -622,7 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--arms", default=None, metavar="A,B,...",
                    help="arms to train: raw, curated, control (random removal of as many images per class), relabel "
                         "(model suggestion), crowd (crowd-majority relabel; needs votes), soft (crowd vote "
-                        "distributions as targets). Default raw,curated[,relabel]")
+                        "distributions as targets), prior (the recipe with the source's class shares restored by "
+                        "loss weights). Default raw,curated[,relabel]")
     s.add_argument("--eval-on", action="append", default=None, metavar="DATASET[:SPLIT]",
                    help="also evaluate every run on this yardstick (repeatable), e.g. ferplus:test")
     s.add_argument("--baseline", default=None, metavar="AB_ID",

@@ -297,10 +297,11 @@ def map_job(name: str, method: str = "umap") -> JobSpec:
 
 def train_job(name: str, run_id: str, preset: str, seed: int, balance: str = "none",
               recipe_file: str | os.PathLike | None = None, export_dir: str | os.PathLike | None = None,
-              augment: str | None = None, label: str = "", eval_on: tuple[str, ...] = ()) -> JobSpec:
+              augment: str | None = None, label: str = "", eval_on: tuple[str, ...] = (),
+              prior: str = "kept") -> JobSpec:
     argv = ["train", name, "--preset", preset, "--seed", str(int(seed)), "--balance", balance,
             *_opt("--recipe", recipe_file), *_opt("--export", export_dir), *_opt("--augment", augment),
-            "--run-id", run_id]
+            "--run-id", run_id, "--prior", prior]
     argv += [a for t in eval_on for a in ("--eval-on", t)]
     return JobSpec("train", tuple(argv), name, f"train-{name}", label=label)
 

@@ -13,7 +13,7 @@ for recognising people. An assignment here keeps each *subject* on one side:
   (default :data:`IDENTITY_THRESHOLD` = 0.363, SFace's published same-person threshold; shown to the person and
   changeable). Measured on the real CK+ where the subjects are known (118 subjects, 981 images): at 0.363, 92
   clusters, 98.5% of same-subject pairs in one cluster, 65% of the pairs a cluster joins are one subject, and a
-  split by these clusters puts **2 of 118 subjects in two splits** (ungrouped: 94). Single linkage (connected
+  split by these clusters puts **0–2 of 118 subjects in two splits** (mean 1.4 over seeds 0–9; ungrouped: 94). Single linkage (connected
   components of the pairs above the threshold) chains all 981 images into one cluster at 0.363, and scikit-learn's
   kNN-connectivity-constrained average linkage (k = 10 or 30) into clusters of 312–912 images, so neither is used.
   Average linkage holds every pairwise distance (n²/2 doubles), so it runs on up to :data:`IDENTITY_MAX` images;

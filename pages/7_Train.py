@@ -133,7 +133,13 @@ with tab_train:
                             help="smoke: about a minute (3-5k images); standard: tens of minutes on CPU; "
                                  "full: a GPU schedule (residual network)")
     seed = c[2].number_input("Seed", 0, 10_000, 0, key="tr_seed")
-    balance = c[3].selectbox("Class balance", ["none", "class_weight", "sampler"], key="tr_bal", persist_state="session")
+    balance = c[3].selectbox("Class balance", ["none", "source", "class_weight", "sampler"], key="tr_bal",
+                             persist_state="session",
+                             format_func={"none": "as kept", "source": "source's class shares",
+                                          "class_weight": "equal (class weights)", "sampler": "equal (sampler)"}.get,
+                             help="as kept: each class as often as the kept images have it. source's class shares: "
+                                  "loss weights that give each class its share of the whole training split before "
+                                  "the recipe. equal: every class weighs the same.")
     source = {}   # what the run trains on: --recipe or --export (nothing: the raw data)
     extra = st.columns([2, 1])
     if src == "current recipe" and inputs is not None:
@@ -166,8 +172,9 @@ with tab_train:
     estimate_caption(estimates.for_training(preset, [n_tr]), upper=presets.get(preset).patience is not None)
     if st.button("Start training", type="primary", key="tr_start"):
         run_id = runner.new_run_id(preset, int(seed))
-        jm.submit(jobs.train_job(name, run_id, preset, int(seed), balance, augment=None if aug == "preset default" else aug,
-                                 label=f"{preset} on {src}", eval_on=tuple(also), **source))
+        jm.submit(jobs.train_job(name, run_id, preset, int(seed), "none" if balance == "source" else balance,
+                                 augment=None if aug == "preset default" else aug, label=f"{preset} on {src}",
+                                 eval_on=tuple(also), prior="source" if balance == "source" else "kept", **source))
         st.session_state["tr_watch"] = run_id
         st.rerun()
 
@@ -274,11 +281,15 @@ with tab_ab:
         c2 = st.columns([1, 1])
         has_votes = store.family_status(name).get("votes", {}).get("complete", False)
         extra_arms = c2[0].multiselect(
-            "Extra arms", ["control"] + (["crowd"] if has_votes else []), key="ab_extra", persist_state="session",
-            format_func={"control": "random-removal control", "crowd": "crowd relabel (FER+ votes)"}.get,
+            "Extra arms", ["control", "prior"] + (["crowd"] if has_votes else []), key="ab_extra", persist_state="session",
+            format_func={"control": "random-removal control", "crowd": "crowd relabel (FER+ votes)",
+                         "prior": "recipe + the source's class shares"}.get,
             help="control: removes as many training images per class as the recipe, at random (curated − control "
-                 "says whether the recipe picks the right images, not just fewer). crowd: every voted image "
-                 "relabelled to the crowd majority — the reference automatic curation is measured against.")
+                 "says whether the recipe picks the right images, not just fewer). prior: the recipe's images with "
+                 "loss weights that give each class its share of the whole training split again (a recipe that "
+                 "removes 41% of one class and 7% of another also teaches the model that the first is rarer). "
+                 "crowd: every voted image relabelled to the crowd majority — the reference automatic curation is "
+                 "measured against.")
         ab_ys = c2[1].multiselect("Also evaluate on", _yardstick_choices(), key="ab_eval_on", persist_state="session")
         n_cur = _kept_train()
         arms_n = ([] if base else [n_raw_train]) + [n_cur] + ([n_cur] if rel else []) + [n_cur] * len(extra_arms)

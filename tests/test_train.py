@@ -147,6 +147,48 @@ def test_recipe_and_export_sources_train_on_the_kept_images_and_test_on_the_full
     assert np.array_equal(np.sort(te.train.y), np.sort(td.train.y))
 
 
+def test_prior_weights_restore_the_source_class_shares():
+    from fer_core.train.runner import prior_weights
+
+    w = prior_weights({"a": 100, "b": 100, "c": 10}, {"a": 100, "b": 50, "c": 0})
+    # shares among the classes that kept images (c kept none: its weight is moot)
+    assert w["a"] == pytest.approx((100 / 200) / (100 / 150)) and w["b"] == pytest.approx((100 / 200) / (50 / 150))
+    assert w["c"] == 1.0
+    kept = {"a": 100, "b": 50}
+    # weighted, each kept class carries its source share again (a, b: 1:1), and the weights average 1
+    assert w["a"] * kept["a"] == pytest.approx(w["b"] * kept["b"])
+    assert (w["a"] * 100 + w["b"] * 50) / 150 == pytest.approx(1.0)
+    assert prior_weights({"a": 5, "b": 5}, {"a": 5, "b": 5}) == {"a": 1.0, "b": 1.0}   # nothing removed: no change
+
+
+@pytest.mark.slow
+def test_a_source_prior_run_weights_the_classes_the_recipe_thinned(fer2013_workspace):
+    from fer_core import decisions, recipe as recipe_mod
+    from fer_core.errors import InvalidInput
+    from fer_core.train import runner
+
+    rec = recipe_mod.default_recipe(decisions.load_inputs("fer2013").signals)
+    with pytest.raises(InvalidInput, match="both set the class weights"):
+        runner.train("fer2013", "recipe", rec, preset="smoke", prior="source", balance="class_weight")
+    with pytest.raises(InvalidInput, match="Unknown class prior"):
+        runner.train("fer2013", "recipe", rec, preset="smoke", prior="equal")
+    assert runner.list_runs("fer2013") == []                        # refused before any run folder is made
+    m = runner.train("fer2013", "recipe", rec, preset="smoke", epochs=1, prior="source")
+    cfg = runner.run_info("fer2013", m["run_id"])["config"]
+    pr = cfg["prior"]
+    assert m["prior"] == "source" and pr["mode"] == "source"
+    assert pr["source_counts"]["disgust"] == 436 and sum(pr["source_counts"].values()) == 28709
+    # the recipe thins disgust (leak copies) far more than happy: disgust weighs more, happy less, than 1
+    removed = {c: 1 - cfg["train_label_counts"][c] / pr["source_counts"][c] for c in pr["weights"]}
+    assert removed["disgust"] > removed["happy"]
+    assert pr["weights"]["disgust"] > 1 > pr["weights"]["happy"]
+    # smoke trains on a stratified subset of the kept images; the weights still restore the source's shares
+    n = sum(cfg["train_label_counts"].values())
+    share = {c: cfg["train_label_counts"][c] * pr["weights"][c] / n for c in pr["weights"]}
+    for c in share:
+        assert share[c] == pytest.approx(pr["source_counts"][c] / 28709, rel=1e-6)
+
+
 # ---- label errors with planted noise -------------------------------------------------------------------------
 
 @pytest.mark.slow

@@ -27,8 +27,9 @@ def ab_root(name: str, cache=None) -> Path:
     return paths.made(paths.ab)
 
 
-ARMS = ("raw", "curated", "control", "relabel", "crowd", "soft")
+ARMS = ("raw", "curated", "control", "relabel", "crowd", "soft", "prior")
 SOFT_ARMS = ("soft",)         # trained on the crowd's vote distribution instead of one label
+PRIOR_ARMS = ("prior",)       # trained with loss weights restoring the source's class shares (runner.prior_weights)
 ARM_TEXT = {
     "raw": "every training image, labels as given",
     "curated": "the recipe",
@@ -37,6 +38,8 @@ ARM_TEXT = {
     "crowd": "the recipe's quality and duplicate cuts, every voted image relabelled to the crowd majority and "
              "unsure votes set aside, no model label cut (what perfect relabelling would give)",
     "soft": "as crowd, trained on the ten votes' distribution instead of the majority (soft labels)",
+    "prior": "the recipe, with loss weights that give each class its share of the whole training split again "
+             "(what the cuts remove stays removed; how much of each class they remove is undone)",
 }
 
 
@@ -55,8 +58,8 @@ def arms_for(name: str, recipe, relabel_arm: bool | None = None, cache=None,
     for arm in [a for a in ARMS if a in arms]:       # a fixed order, whatever order they were asked in
         if arm == "raw":
             out.append(("raw", "raw", None))
-        elif arm == "curated":
-            out.append(("curated", "recipe", recipe))
+        elif arm in ("curated", "prior"):
+            out.append((arm, "recipe", recipe))
         elif arm == "control":
             out.append(("control", "control", recipe))
         elif arm == "relabel":
@@ -77,11 +80,11 @@ def arms_for(name: str, recipe, relabel_arm: bool | None = None, cache=None,
 
 
 def _pairs_of(correct: dict[str, dict[int, np.ndarray]], y: np.ndarray, leaked: np.ndarray | None) -> dict:
-    """Paired differences: every arm against raw, and curated against control."""
+    """Paired differences: every arm against raw, curated against control, prior against curated."""
     from fer_core.train.evaluate import paired_difference
 
     out = {}
-    for base, arm in [("raw", a) for a in correct if a != "raw"] + [("control", "curated")]:
+    for base, arm in [("raw", a) for a in correct if a != "raw"] + [("control", "curated"), ("curated", "prior")]:
         if not correct.get(base) or not correct.get(arm):
             continue
         seeds = sorted(set(correct[base]) & set(correct[arm]))
@@ -232,7 +235,7 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
            progress: ProgressFn | None = None, cancel: CancelToken | None = None, cache=None,
            ab_id: str | None = None, resume: bool = False, baseline: str | None = None,
            arms: list[str] | None = None, eval_on: list[str] | tuple = (), train_seeds: list[int] | None = None,
-           **preset_changes) -> dict:
+           train_arms: list[str] | None = None, **preset_changes) -> dict:
     """Train every (seed, arm) pair, seed-major. With ``resume`` and an existing ``ab_id``, runs of that A/B
     that finished are kept and only the missing pairs are trained (a killed or cancelled A/B loses nothing;
     more seeds can be added later). Resuming with a different dataset, preset, recipe or budget is refused.
@@ -241,7 +244,7 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
     ``eval_on``: extra yardsticks (``DATASET[:SPLIT]``) every run is evaluated on — a resumed A/B evaluates its
     finished runs on a newly added yardstick without retraining them. ``train_seeds``: train only the missing
     runs of these seeds this time (the A/B keeps its whole seed list and stays incomplete until a later resume
-    trains the rest) — so other work can be queued between seeds."""
+    trains the rest) — so other work can be queued between seeds. ``train_arms``: likewise, only these arms."""
     from fer_core.train import yardstick
     from fer_core import recipe as recipe_mod
 
@@ -314,7 +317,8 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
     k = 0
     for seed in seeds:               # seed-major: a stopped A/B still has paired arms
         for arm, source, rec in arms:
-            if (arm, seed) in done or (train_seeds is not None and seed not in train_seeds):
+            if (arm, seed) in done or (train_seeds is not None and seed not in train_seeds) \
+                    or (train_arms is not None and arm not in train_arms):
                 k += 1
                 continue
             emit(progress, "ab", k, total, "runs", message=f"{arm}, seed {seed}")
@@ -323,7 +327,7 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
             atomic_write_json(path, doc)
             runner.train(name, source, rec, preset=preset, seed=seed, run_id=rid, group=ab_id, arm=arm,
                          progress=progress, cancel=cancel, cache=cache, eval_on=eval_on, soft=arm in SOFT_ARMS,
-                         **changes)
+                         prior="source" if arm in PRIOR_ARMS else "kept", **changes)
             k += 1
             doc["result"] = summarize(name, runs, cache, eval_on)
             atomic_write_json(path, doc)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_core import datasets
-from fer_core.errors import Cancelled, FerError
+from fer_core.errors import Cancelled, FerError, InvalidInput
 from fer_core.fsutil import atomic_path
 from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, check_cancel, emit
 from fer_core.train import data as data_mod
@@ -48,9 +48,10 @@ def _compile(model, p: presets_mod.Preset, steps_per_epoch: int, soft: bool = Fa
 def fit(x: np.ndarray, y: np.ndarray, n_classes: int, p: presets_mod.Preset, seed: int,
         val: tuple[np.ndarray, np.ndarray] | None = None, progress: ProgressFn | None = None,
         cancel: CancelToken | None = None, history_path: Path | None = None, stage: str = "train",
-        soft: np.ndarray | None = None):
+        soft: np.ndarray | None = None, class_weight: dict[int, float] | None = None):
     """Build and train a model of preset ``p``; returns (model, history rows). Raises Cancelled. ``soft``:
-    per-image target distributions (soft labels) instead of ``y``."""
+    per-image target distributions (soft labels) instead of ``y``. ``class_weight``: per-class loss weights
+    (else the preset's balance decides)."""
     import keras
 
     from fer_core.train import augment, model as model_mod
@@ -117,7 +118,8 @@ def fit(x: np.ndarray, y: np.ndarray, n_classes: int, p: presets_mod.Preset, see
         if p.optimizer == "adam":
             cbs.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                                          patience=max(2, (p.patience or 6) // 2), verbose=0))
-    cw = augment.class_weights(y, n_classes) if p.balance == "class_weight" else None
+    cw = class_weight if class_weight is not None else (
+        augment.class_weights(y, n_classes) if p.balance == "class_weight" else None)
     emit(progress, stage, 0, total, "steps", message=f"epoch 1/{p.epochs} ({device})")
     model.fit(feeder, epochs=p.epochs, validation_data=vd, callbacks=cbs, class_weight=cw, verbose=0,
               validation_batch_size=512)
@@ -125,13 +127,54 @@ def fit(x: np.ndarray, y: np.ndarray, n_classes: int, p: presets_mod.Preset, see
     return model, rows
 
 
+PRIORS = ("kept", "source")
+
+
+def prior_weights(source_counts: dict[str, int], kept_counts: dict[str, int]) -> dict[str, float]:
+    """Per-class loss weights under which the kept training images carry each class with the share it has in the
+    source's whole training split (``prior="source"``): w_c = (source_c / N_source) / (kept_c / N_kept). The
+    weights average 1 over the kept images, so the loss keeps its scale; a class with no kept image gets 1.
+
+    Why: the default recipe's duplicate and leak cuts remove copies, and FER2013's copies are not spread evenly
+    (exact copies alone are 13.7% of ``surprise`` and 8.5% of ``disgust`` training images, 1.7% of ``happy``), so
+    curation also shifts the class prior the model learns — ``disgust`` 436 → 257 images (−41%) against ``happy``
+    −7% — and the curated model stops predicting ``disgust`` (bench/RESULTS.md, issue 17). Restoring the source's
+    prior keeps *what* was removed and undoes *how much of each class* went."""
+    n_src = sum(source_counts.get(c, 0) for c, k in kept_counts.items() if k)   # shares among the classes kept
+    n_kept = sum(kept_counts.values())
+    out = {}
+    for c, k in kept_counts.items():
+        s_ = source_counts.get(c, 0)
+        out[c] = float((s_ / n_src) / (k / n_kept)) if k and s_ and n_src and n_kept else 1.0
+    return out
+
+
+def source_train_counts(name: str, classes: list[str], cache=None) -> dict[str, int]:
+    """Images per class in the dataset's whole training split (its stored split assignment applied), before any
+    recipe, with the given labels."""
+    from fer_core import splits
+
+    ds = datasets.load(name, cache)
+    cat = splits.apply(ds, ds.catalog)
+    vc = cat.loc[cat["split"] == "train", "label"].value_counts()
+    return {c: int(vc.get(c, 0)) for c in classes}
+
+
 def train(name: str, source: str = "raw", recipe=None, export_dir=None, preset: str = "smoke", seed: int = 0,
           use_overrides: bool = True, run_id: str | None = None, group: str | None = None, arm: str | None = None,
           progress: ProgressFn | None = None, cancel: CancelToken | None = None, cache=None,
-          n_boot: int = 1000, eval_on: list | tuple = (), soft: bool = False, **preset_changes) -> dict:
+          n_boot: int = 1000, eval_on: list | tuple = (), soft: bool = False, prior: str = "kept",
+          **preset_changes) -> dict:
     """Train and evaluate one run; returns its metrics dict (also in the run folder). ``eval_on``: other
-    yardsticks (``DATASET[:SPLIT]``) to evaluate the trained model on as well (``metrics["yardsticks"]``)."""
+    yardsticks (``DATASET[:SPLIT]``) to evaluate the trained model on as well (``metrics["yardsticks"]``).
+    ``prior``: "kept" (the classes as the kept images have them) or "source" (loss weights that give each class
+    the share it has in the dataset's whole training split before the recipe: :func:`prior_weights`)."""
     p = presets_mod.get(preset, **preset_changes)
+    if prior not in PRIORS:
+        raise InvalidInput(f"Unknown class prior '{prior}'.", "Use --prior kept or --prior source.")
+    if prior == "source" and p.balance == "class_weight":
+        raise InvalidInput("--prior source and --balance class_weight both set the class weights.",
+                           "Pick one: the source's class shares (--prior source) or equal classes (--balance).")
     if eval_on:    # checked before hours of training, not after
         from fer_core.train import yardstick
 
@@ -151,6 +194,12 @@ def train(name: str, source: str = "raw", recipe=None, export_dir=None, preset: 
                   "sizes": {"train": len(td.train), "val": len(td.val), "test": len(td.test)},
                   "train_label_counts": {c: int((td.train.y == i).sum()) for i, c in enumerate(td.classes)},
                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        cw = None
+        if prior == "source":
+            src = source_train_counts(name, td.classes, cache)
+            w = prior_weights(src, config["train_label_counts"])
+            cw = {i: w[c] for i, c in enumerate(td.classes)}
+            config["prior"] = {"mode": "source", "source_counts": src, "weights": w}
         atomic_write_json(rdir / "config.json", config)
         if eval_on:   # every yardstick can judge these classes (no test split, no shared class: refused now)
             from fer_core.train import yardstick
@@ -159,7 +208,7 @@ def train(name: str, source: str = "raw", recipe=None, export_dir=None, preset: 
                 yardstick.test_set(t, td.classes, name, cache)
         t0 = time.time()
         model, hist = fit(td.train.x, td.train.y, len(td.classes), p, seed, (td.val.x, td.val.y), progress, cancel,
-                          rdir / "history.json", soft=td.train.soft)
+                          rdir / "history.json", soft=td.train.soft, class_weight=cw)
         train_s = time.time() - t0
         emit(progress, "evaluate", 0, 1, "runs")
         probs = predict(model, td.test.x, p.tta)
@@ -169,6 +218,7 @@ def train(name: str, source: str = "raw", recipe=None, export_dir=None, preset: 
 
         metrics = evaluate(td.test.y, probs, td.classes, td.test_leaked, n_boot=n_boot, seed=seed)
         metrics.update({"run_id": run_id, "dataset": name, "arm": arm, "group": group, "seed": seed, "preset": p.name,
+                        "prior": prior,
                         "val_accuracy": float((val_probs.argmax(1) == td.val.y).mean()),
                         "epochs_run": len(hist), "train_seconds": round(train_s, 1),
                         "train_images": len(td.train), "best_epoch": int(np.argmax([h.get("val_accuracy", 0) for h in hist]) + 1)

@@ -1,0 +1,74 @@
+"""What a recipe removes from the training split, cut by cut: the share of each class each reason takes, and — where
+the dataset's images carry crowd votes (FER+ through a link) — how often the crowd agrees with the given label of
+what each cut removes against what it keeps (issue 17: why the default recipe does or does not beat raw).
+
+    python bench/bench_recipe_cuts.py --cache DIR [--name fer2013] [--recipe R.yaml | --ab-id crowd-ab]
+
+No training: this reads the decisions only (seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pandas as pd
+
+from _common import machine
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cache", required=True)
+    ap.add_argument("--name", default="fer2013")
+    ap.add_argument("--recipe", default=None, help="a recipe file (default: the A/B's recipe, else the default)")
+    ap.add_argument("--ab-id", default="crowd-ab")
+    args = ap.parse_args()
+    print(f"machine: {machine()}")
+    from fer_core import recipe as recipe_mod
+    from fer_core.recipe.vocab import reason_bit, reason_names
+    from fer_core.train import ab
+    from fer_core.workspace import Workspace
+
+    ws = Workspace(args.name, args.cache)
+    if args.recipe:
+        rec = recipe_mod.Recipe.load(args.recipe)
+    else:
+        doc = ab.load_ab(args.name, args.ab_id, args.cache)
+        rec = recipe_mod.Recipe.from_dict(doc["recipe"]) if doc else ws.default_recipe()
+    d = ws.decide(rec)
+    sig = ws.inputs().signals.set_index("id").reindex(d["id"])
+    train = (sig["split"] == "train").to_numpy()
+    d = d[train].reset_index(drop=True)
+    label = sig["label"].to_numpy()[train]
+    removed = ~d["keep"].to_numpy()
+    reasons = d["reasons"].to_numpy()
+    classes = pd.Series(label).value_counts()
+    crowd = sig["crowd_label"].to_numpy()[train] if "crowd_label" in sig.columns else None
+    agree = (crowd == label) if crowd is not None else None
+    print(f"recipe {rec.name} [{rec.fingerprint()}] on {args.name}: {len(d):,} training images, {int(removed.sum()):,} "
+          f"removed ({removed.mean() * 100:.1f}%)")
+    cols = list(classes.index)
+    print("| cut | removes | alone | " + " | ".join(cols) + " | crowd agrees with the given label |")
+    print("|---|---|---|" + "---|" * len(cols) + "---|")
+    for n in reason_names():
+        m = ((reasons & reason_bit(n)) > 0) & removed
+        if not m.any():
+            continue
+        alone = int((m & (reasons == reason_bit(n))).sum())
+        share = pd.Series(label[m]).value_counts().reindex(cols).fillna(0) / classes * 100
+        ag = f"{agree[m].mean() * 100:.1f}%" if agree is not None else "—"
+        print(f"| {n} | {int(m.sum()):,} | {alone:,} | " + " | ".join(f"{v:.1f}%" for v in share) + f" | {ag} |")
+    per = pd.Series(removed).groupby(label).mean().reindex(cols) * 100
+    print("| **all cuts** | " + f"{int(removed.sum()):,} | | " + " | ".join(f"**{v:.1f}%**" for v in per)
+          + (f" | {agree[removed].mean() * 100:.1f}% (kept: {agree[~removed].mean() * 100:.1f}%) |"
+             if agree is not None else " | — |"))
+    print("training images per class, before → after: " + ", ".join(
+        f"{c} {int(classes[c]):,} → {int(classes[c] - (removed & (label == c)).sum()):,}" for c in cols))
+    out = {"recipe": rec.fingerprint(), "removed": int(removed.sum()),
+           "per_class_removed_pct": {c: float(per[c]) for c in cols}}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
