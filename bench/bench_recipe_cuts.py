@@ -4,7 +4,10 @@ what each cut removes against what it keeps (issue 17: why the default recipe do
 
     python bench/bench_recipe_cuts.py --cache DIR [--name fer2013] [--recipe R.yaml | --ab-id crowd-ab]
 
-No training: this reads the decisions only (seconds).
+No training: this reads the decisions only (seconds). With ``--runs RAW_ID,CURATED_ID`` it also tests, without
+training, whether the curated model's loss against raw is a class-prior shift: the curated run's stored test
+probabilities re-weighted by (source share / kept share) per class — Bayes' correction for a prior shift — and
+paired against raw on every stored yardstick.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ def main() -> None:
     ap.add_argument("--name", default="fer2013")
     ap.add_argument("--recipe", default=None, help="a recipe file (default: the A/B's recipe, else the default)")
     ap.add_argument("--ab-id", default="crowd-ab")
+    ap.add_argument("--runs", default=None, help="RAW_RUN_ID,CURATED_RUN_ID: the post-hoc prior check")
     args = ap.parse_args()
     print(f"machine: {machine()}")
     from fer_core import recipe as recipe_mod
@@ -68,6 +72,41 @@ def main() -> None:
     out = {"recipe": rec.fingerprint(), "removed": int(removed.sum()),
            "per_class_removed_pct": {c: float(per[c]) for c in cols}}
     print(json.dumps(out))
+    if args.runs:
+        posthoc(args.name, *args.runs.split(","), args.cache)
+
+
+def posthoc(name: str, raw_id: str, cur_id: str, cache: str) -> None:
+    import numpy as np
+
+    from fer_core.train import runs, yardstick
+    from fer_core.train.evaluate import paired_difference
+
+    raw, cur = runs.run_info(name, raw_id, cache), runs.run_info(name, cur_id, cache)
+    classes = cur["config"]["classes"]
+    kept = np.array([cur["config"]["train_label_counts"][c] for c in classes], float)
+    src = np.array([raw["config"]["train_label_counts"][c] for c in classes], float)
+    ratio = (src / src.sum()) / (kept / kept.sum())
+    print("post-hoc prior correction of the curated run (weights " + ", ".join(
+        f"{c} {r:.2f}" for c, r in zip(classes, ratio)) + "):")
+    keys = [json.loads(p.read_text())["yardstick"] for p in (cur["dir"] / "yardsticks").glob("*.json")]
+    for key in [f"{name}:test"] + [k for k in keys if k != f"{name}:test"]:
+        if not yardstick.current(cur["dir"], key, name, cache):
+            yardstick.evaluate_run(name, cur_id, key, cache)
+        if not yardstick.current(raw["dir"], key, name, cache):
+            yardstick.evaluate_run(name, raw_id, key, cache)
+        (_, a), (_, b) = yardstick.load(raw["dir"], key), yardstick.load(cur["dir"], key)
+        y = a["y"]
+        adj = b["probs"] * ratio
+        ok = {"raw": a["probs"].argmax(1) == y, "curated": b["probs"].argmax(1) == y, "corrected": adj.argmax(1) == y}
+        d = paired_difference(ok["raw"][None], ok["corrected"][None])
+        lo, hi = d["ci95"]
+        rec = {k: [float(v[y == i].mean()) for i in range(len(classes))] for k, v in ok.items()}
+        print(f"  {key}: raw {ok['raw'].mean():.4f}, curated {ok['curated'].mean():.4f}, curated corrected "
+              f"{ok['corrected'].mean():.4f} (corrected − raw {d['difference'] * 100:+.2f}, {lo * 100:+.2f} to "
+              f"{hi * 100:+.2f}); recall raw / curated / corrected: " + ", ".join(
+                  f"{c} {rec['raw'][i]:.2f}/{rec['curated'][i]:.2f}/{rec['corrected'][i]:.2f}"
+                  for i, c in enumerate(classes)))
 
 
 if __name__ == "__main__":

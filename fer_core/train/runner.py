@@ -138,8 +138,10 @@ def prior_weights(source_counts: dict[str, int], kept_counts: dict[str, int]) ->
     Why: the default recipe's duplicate and leak cuts remove copies, and FER2013's copies are not spread evenly
     (exact copies alone are 13.7% of ``surprise`` and 8.5% of ``disgust`` training images, 1.7% of ``happy``), so
     curation also shifts the class prior the model learns — ``disgust`` 436 → 257 images (−41%) against ``happy``
-    −7% — and the curated model stops predicting ``disgust`` (bench/RESULTS.md, issue 17). Restoring the source's
-    prior keeps *what* was removed and undoes *how much of each class* went."""
+    −7%. Restoring the source's prior keeps *what* was removed and undoes *how much of each class* went. (Measured
+    so far, bench/RESULTS.md, issue 17: correcting one curated model's test probabilities for this shift after the
+    fact did not close its gap to raw — the gap is not the prior alone; this option is there to test it in
+    training and for people who want the source's class shares.)"""
     n_src = sum(source_counts.get(c, 0) for c, k in kept_counts.items() if k)   # shares among the classes kept
     n_kept = sum(kept_counts.values())
     out = {}
