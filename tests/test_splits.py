@@ -206,6 +206,16 @@ def test_cluster_identities_joins_each_person_and_keeps_unembedded_alone():
             splits.cluster_identities(v[:60], bad)
 
 
+def test_identity_clusters_above_the_size_limit_are_refused_with_the_reason(monkeypatch):
+    monkeypatch.setattr(splits, "IDENTITY_MAX", 50)
+    v = np.random.default_rng(1).normal(size=(60, 128))
+    with pytest.raises(InvalidInput, match="up to 50 faces") as e:
+        splits.cluster_identities(v)
+    assert "--by none" in e.value.hint
+    v[:15] = np.nan                                  # 45 with an embedding: within the limit
+    assert len(splits.cluster_identities(v)) == 60
+
+
 def test_identity_split_keeps_real_ckplus_subjects_apart(ckplus_embedded, tmp_path, capsys):
     """CK+ names its subjects, so the identity clusters (from the face embeddings alone) can be checked against
     them: a split by identity clusters should straddle (almost) no real subject, where no grouping straddles most."""
