@@ -11,7 +11,7 @@ recipe on top), with the same preset and seeds, and both arms are judged on the 
 PrivateTest (``fer2013:test``) and FER+ Test (``ferplus:test``, crowd majority). Paired differences per yardstick
 (per-image correctness, the seeds both arms have), on the full test set and without every test image either arm
 may have seen in training (the union of both arms' leakage flags), with per-class recall. Resumable: finished
-collection runs (run ids ``adding-s<seed>``) are kept; a killed run is trained again.
+collection runs (run ids ``adding-s<seed>``) are kept; a killed run continues from its last finished epoch.
 
 Setup (once): import and scan the members, split the split-less ones, create the collection, link it to FER+ so
 that FER+ Test has a leakage-aware figure for it:
@@ -142,11 +142,12 @@ def main() -> None:
             continue
         if args.report_only:
             continue
-        if info is not None:
+        resume = info is not None and runner.load_checkpoint(info["dir"] / "checkpoint") is not None
+        if info is not None and not resume:
             runs.delete_run(args.collection, rid, cache)
         t0 = time.time()
         m = runner.train(args.collection, "raw", preset=args.preset, seed=seed, run_id=rid,
-                         progress=TqdmProgress(), cache=cache, eval_on=eval_on)
+                         progress=TqdmProgress(), cache=cache, eval_on=eval_on, resume=resume)
         print(f"\ncollection seed {seed}: {m['train_images']:,} training images, {m['epochs_run']} epochs, "
               f"{(time.time() - t0) / 60:.1f} min", flush=True)
         coll_runs[seed] = rid

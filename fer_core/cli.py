@@ -279,7 +279,7 @@ def cmd_train(ctx: Ctx) -> int:
     m = runner.train(a.name, source, a.recipe, a.export, preset=a.preset, seed=a.seed, run_id=a.run_id,
                      use_overrides=not a.no_overrides, progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache,
                      epochs=a.epochs, max_train=a.max_train, balance=a.balance, augment=a.augment,
-                     eval_on=a.eval_on or (), soft=a.soft, prior=a.prior)
+                     eval_on=a.eval_on or (), soft=a.soft, prior=a.prior, resume=a.resume)
     ctx.bar.close()
     ctx.out(f"run {m['run_id']}: {m['train_images']:,} training images, {m['epochs_run']} epochs, "
             f"{m['train_seconds']:.0f} s; val accuracy {m['val_accuracy']:.4f}")
@@ -597,6 +597,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--balance", default=None, choices=["none", "class_weight", "sampler"])
     s.add_argument("--augment", default=None, choices=["none", "light", "standard"])
     s.add_argument("--run-id", default=None, help=argparse.SUPPRESS)
+    s.add_argument("--resume", action="store_true",
+                   help="with --run-id of an unfinished (killed, failed, cancelled) run: continue it from its last "
+                   "finished epoch (same data, preset and seed; otherwise it starts again, and says so)")
     s.add_argument("--no-overrides", action="store_true")
     s.add_argument("--eval-on", action="append", default=None, metavar="DATASET[:SPLIT]",
                    help="also evaluate on another imported dataset's test split (repeatable), e.g. ferplus:test")

@@ -121,6 +121,64 @@ def test_cancel_marks_the_run_cancelled_without_a_model(fer2013_workspace):
     assert not list(info["dir"].glob("*.keras")) and not (info["dir"] / "metrics.json").exists()
 
 
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_last_finished_epoch(fer2013_workspace):
+    """Every finished epoch is checkpointed; a run stopped in epoch 3 continues from the end of epoch 2: its first
+    two epochs are the uninterrupted run's, bit for bit, and its optimizer has taken three epochs of steps. The third
+    epoch is not bit-identical to the uninterrupted run's (the reloaded model's weights, optimizer slots and dropout
+    state are equal, and one step on the same batch is exact, but the threaded batch feeder's prefetch crosses the
+    epoch boundary at a different moment); resumed runs say so in their config."""
+    from fer_core.errors import Cancelled, InvalidInput
+    from fer_core.progress import CancelToken
+    from fer_core.train import runner
+
+    runner.train("fer2013", preset="smoke", epochs=3, seed=4, run_id="whole")
+    token = CancelToken()
+
+    def stop_in_epoch_3(ev):
+        if ev.stage == "train" and ev.extra.get("epoch") == 3:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        runner.train("fer2013", preset="smoke", epochs=3, seed=4, run_id="cut", progress=stop_in_epoch_3, cancel=token)
+    info = runner.run_info("fer2013", "cut")
+    assert info["status"]["state"] == "cancelled" and info["model"] is None
+    state = runner.load_checkpoint(info["dir"] / "checkpoint")
+    assert state["epoch"] == 2 and len(state["rows"]) == 2
+    assert sorted(p.name for p in (info["dir"] / "checkpoint").iterdir()) == ["model-2.keras", "state.json"]
+    resumed = runner.train("fer2013", preset="smoke", epochs=3, seed=4, run_id="cut", resume=True)
+    info = runner.run_info("fer2013", "cut")
+    assert info["config"]["resumed"] == [2] and "restarted" not in info["config"]
+    assert [r["epoch"] for r in info["history"]] == [1, 2, 3]
+    assert not (info["dir"] / "checkpoint").exists() and info["model"] is not None
+    hw = runner.run_info("fer2013", "whole")["history"]
+    for a, b in zip(hw[:2], info["history"][:2]):                  # the epochs before the stop: the same run
+        assert a["loss"] == b["loss"] and a["val_loss"] == b["val_loss"]
+    import keras
+
+    steps = -(-info["config"]["sizes"]["train"] // 64)            # smoke batch size
+    final = keras.models.load_model(info["model"])
+    assert int(final.optimizer.iterations.numpy()) == 3 * steps   # continued (a restart would have 1 epoch of steps)
+    assert info["history"][2]["loss"] == pytest.approx(hw[2]["loss"], rel=0.1)
+    assert resumed["test"]["accuracy"] > 0.2 and resumed["epochs_run"] == 3
+    with pytest.raises(InvalidInput, match="already finished"):
+        runner.train("fer2013", preset="smoke", epochs=3, seed=4, run_id="cut", resume=True)
+    # a run whose data changed since it stopped starts again from epoch 1, and says so
+    token2 = CancelToken()
+
+    def stop_in_epoch_2(ev):
+        if ev.stage == "train" and ev.extra.get("epoch") == 2:
+            token2.cancel()
+
+    with pytest.raises(Cancelled):
+        runner.train("fer2013", preset="smoke", epochs=2, seed=5, run_id="other", progress=stop_in_epoch_2,
+                     cancel=token2)
+    again = runner.train("fer2013", preset="smoke", epochs=2, seed=5, run_id="other", resume=True, max_train=3000)
+    cfg = runner.run_info("fer2013", "other")["config"]
+    assert cfg["restarted"] == "its data, preset or seed changed" and cfg["resumed"] == []
+    assert again["train_images"] == 3000
+
+
 # ---- data sources ---------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -350,6 +408,25 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
     assert again["runs"]["raw"] == [raw_id]                              # kept, not retrained
     assert again["runs"]["curated"] != [cur_id] and len(again["runs"]["curated"]) == 1
     assert again["result"]["arms"]["curated"]["runs"][0]["accuracy"] == pytest.approx(cur["accuracy"])  # same seed
+
+    # A run killed mid-way continues from its last finished epoch under the same run id when the A/B resumes.
+    from fer_core.errors import Cancelled
+    from fer_core.progress import CancelToken
+
+    token = CancelToken()
+
+    def stop_in_epoch_2(ev):
+        if ev.stage == "train" and ev.extra.get("epoch") == 2:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        ab.run_ab("fer2013", rec, seeds=[3], preset="smoke", ab_id="killed", arms=["raw"], epochs=2, max_train=1200,
+                  progress=stop_in_epoch_2, cancel=token)
+    cut = ab.load_ab("fer2013", "killed")["runs"]["raw"][0]
+    assert runner.run_info("fer2013", cut)["status"]["state"] == "cancelled"
+    back = ab.run_ab("fer2013", None, seeds=[], preset="smoke", ab_id="killed", resume=True, epochs=2, max_train=1200)
+    assert back["complete"] and back["runs"]["raw"] == [cut]
+    assert runner.run_info("fer2013", cut)["config"]["resumed"] == [1]
 
     # A second recipe against the same raw runs: the raw arm is reused, only the new arm is trained.
     rec2 = rec.with_labels(class_cap=None).replace(name="second")

@@ -322,12 +322,14 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
                 k += 1
                 continue
             emit(progress, "ab", k, total, "runs", message=f"{arm}, seed {seed}")
-            rid = runner.new_run_id(preset, seed) + f"-{arm}"
+            rid = _unfinished(name, (old or {}).get("runs", {}).get(arm, []), seed, cache)
+            resume = rid is not None          # a killed run continues from its last finished epoch
+            rid = rid or runner.new_run_id(preset, seed) + f"-{arm}"
             runs[arm].append(rid)
             atomic_write_json(path, doc)
             runner.train(name, source, rec, preset=preset, seed=seed, run_id=rid, group=ab_id, arm=arm,
                          progress=progress, cancel=cancel, cache=cache, eval_on=eval_on, soft=arm in SOFT_ARMS,
-                         prior="source" if arm in PRIOR_ARMS else "kept", **changes)
+                         prior="source" if arm in PRIOR_ARMS else "kept", resume=resume, **changes)
             k += 1
             doc["result"] = summarize(name, runs, cache, eval_on)
             atomic_write_json(path, doc)
@@ -337,6 +339,17 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
         doc["finished"] = time.time()
     atomic_write_json(path, doc)
     return doc
+
+
+def _unfinished(name: str, run_ids: list[str], seed: int, cache=None) -> str | None:
+    """The newest run of ``run_ids`` with this seed that stopped (killed, failed, cancelled) after at least one
+    checkpointed epoch, or None."""
+    for rid in reversed(run_ids):
+        info = runner.run_info(name, rid, cache)
+        if info["status"].get("state") in ("failed", "cancelled") and int(info["config"].get("seed", -1)) == seed \
+                and runner.load_checkpoint(info["dir"] / "checkpoint") is not None:
+            return rid
+    return None
 
 
 def load_ab(name: str, ab_id: str, cache=None) -> dict | None:
