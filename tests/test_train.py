@@ -125,9 +125,9 @@ def test_cancel_marks_the_run_cancelled_without_a_model(fer2013_workspace):
 def test_a_killed_run_resumes_from_its_last_finished_epoch(fer2013_workspace):
     """Every finished epoch is checkpointed; a run stopped in epoch 3 continues from the end of epoch 2: its first
     two epochs are the uninterrupted run's, bit for bit, and its optimizer has taken three epochs of steps. The third
-    epoch is not bit-identical to the uninterrupted run's (the reloaded model's weights, optimizer slots and dropout
-    state are equal, and one step on the same batch is exact, but the threaded batch feeder's prefetch crosses the
-    epoch boundary at a different moment); resumed runs say so in their config."""
+    epoch is not bit-identical to the uninterrupted run's — cause not found: the reloaded model's weights, optimizer
+    slots and dropout state are equal, one step on the same batch is exact and an epoch fed from numpy arrays is
+    exact, but an epoch through the batch feeder (keras PyDataset) is not; resumed runs say so in their config."""
     from fer_core.errors import Cancelled, InvalidInput
     from fer_core.progress import CancelToken
     from fer_core.train import runner
