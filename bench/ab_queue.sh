@@ -1,0 +1,44 @@
+#!/bin/bash
+# Every standard-preset run of issues 17 and 18, in an order that pairs results early; resumable: run it again and
+# each step skips what has finished (a killed run continues from its last finished epoch).
+#
+#   bash bench/ab_queue.sh CACHE
+#
+# CACHE must hold FER2013 imported and scanned with its label signals (`labels fer2013`), FER+ imported and linked
+# (`link fer2013 ferplus`); the first steps add CK+, ExpW, their splits and the collection when missing.
+set -e
+C=${1:?usage: bash bench/ab_queue.sh CACHE}
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+P="$PY -m fer_core --cache $C --quiet"
+SH=../shared/datasets
+[ -d "$C/datasets/ckplus" ] || $P import $SH/ckplus/archive.zip --name ckplus
+[ -d "$C/datasets/expw" ] || $P import $SH/expw/archive.zip --name expw
+$P scan ckplus
+$P scan expw --signals quality,duplicates,faces,embeddings
+$P split ckplus --show | grep -q "split by" || $P split ckplus --by subject --seed 0
+$P split expw --show | grep -q "split by" || $P split expw --by identity --seed 0
+$P collection show fer-ck-expw >/dev/null 2>&1 || $P collection create fer-ck-expw --members fer2013,ckplus,expw --contempt drop
+$P scan fer-ck-expw
+$P link ferplus fer-ck-expw
+AB="$PY bench/bench_ab.py --cache $C --ab-id crowd-ab --arms raw,curated,control,relabel,crowd --eval-on ferplus:test --seeds 3"
+ADD="$PY bench/bench_adding_data.py --cache $C --collection fer-ck-expw --ab-id crowd-ab"
+$AB --train-seeds 0 --train-arms raw,curated
+$ADD --seeds 0
+$AB --train-seeds 0 --train-arms control
+$AB --train-seeds 0
+$ADD --seeds 0,1
+$AB --train-seeds 1
+$ADD --seeds 0,1,2
+$AB --train-seeds 2
+# FER+'s own reference on FER+ Test (majority and soft labels), each also judged on FER2013's test
+$P scan ferplus
+[ -f "$C/ferplus-default.yaml" ] || $P recipe ferplus --out "$C/ferplus-default.yaml"
+for s in 0 1 2; do
+  for soft in "" "--soft"; do
+    id="ref-s$s${soft:+-soft}"
+    [ -f "$C/datasets/ferplus/runs/$id/metrics.json" ] && continue
+    $P train ferplus --recipe "$C/ferplus-default.yaml" --preset standard --seed $s $soft --run-id "$id" --resume \
+      --eval-on fer2013:test
+  done
+done
