@@ -20,7 +20,8 @@ $P split ckplus --show | grep -q "split by" || $P split ckplus --by subject --se
 $P split expw --show | grep -q "split by" || $P split expw --by identity --seed 0
 $P collection show fer-ck-expw >/dev/null 2>&1 || $P collection create fer-ck-expw --members fer2013,ckplus,expw --contempt drop
 $P scan fer-ck-expw
-$P link ferplus fer-ck-expw
+$PY -c "import sys; from fer_core import links; sys.exit(links.status('ferplus', 'fer-ck-expw', '$C')['state'] != 'ok')" \
+  || $P link ferplus fer-ck-expw
 AB="$PY bench/bench_ab.py --cache $C --ab-id crowd-ab --arms raw,curated,control,relabel,crowd --eval-on ferplus:test --seeds 3"
 ADD="$PY bench/bench_adding_data.py --cache $C --collection fer-ck-expw --ab-id crowd-ab"
 $AB --train-seeds 0 --train-arms raw,curated
