@@ -132,7 +132,7 @@ def test_a_killed_run_resumes_from_its_last_finished_epoch(fer2013_workspace):
     from fer_core.progress import CancelToken
     from fer_core.train import runner
 
-    runner.train("fer2013", preset="smoke", epochs=3, seed=4, run_id="whole")
+    runner.train("fer2013", preset="smoke", epochs=3, seed=4, run_id="whole", max_train=1200)
     token = CancelToken()
 
     def stop_in_epoch_3(ev):
@@ -140,13 +140,14 @@ def test_a_killed_run_resumes_from_its_last_finished_epoch(fer2013_workspace):
             token.cancel()
 
     with pytest.raises(Cancelled):
-        runner.train("fer2013", preset="smoke", epochs=3, seed=4, run_id="cut", progress=stop_in_epoch_3, cancel=token)
+        runner.train("fer2013", preset="smoke", epochs=3, seed=4, run_id="cut", progress=stop_in_epoch_3, cancel=token,
+                     max_train=1200)
     info = runner.run_info("fer2013", "cut")
     assert info["status"]["state"] == "cancelled" and info["model"] is None
     state = runner.load_checkpoint(info["dir"] / "checkpoint")
     assert state["epoch"] == 2 and len(state["rows"]) == 2
     assert sorted(p.name for p in (info["dir"] / "checkpoint").iterdir()) == ["model-2.keras", "state.json"]
-    resumed = runner.train("fer2013", preset="smoke", epochs=3, seed=4, run_id="cut", resume=True)
+    resumed = runner.train("fer2013", preset="smoke", epochs=3, seed=4, run_id="cut", resume=True, max_train=1200)
     info = runner.run_info("fer2013", "cut")
     assert info["config"]["resumed"] == [2] and "restarted" not in info["config"]
     assert [r["epoch"] for r in info["history"]] == [1, 2, 3]
@@ -160,9 +161,9 @@ def test_a_killed_run_resumes_from_its_last_finished_epoch(fer2013_workspace):
     final = keras.models.load_model(info["model"])
     assert int(final.optimizer.iterations.numpy()) == 3 * steps   # continued (a restart would have 1 epoch of steps)
     assert info["history"][2]["loss"] == pytest.approx(hw[2]["loss"], rel=0.1)
-    assert resumed["test"]["accuracy"] > 0.2 and resumed["epochs_run"] == 3
+    assert resumed["test"]["accuracy"] > 0.15 and resumed["epochs_run"] == 3
     with pytest.raises(InvalidInput, match="already finished"):
-        runner.train("fer2013", preset="smoke", epochs=3, seed=4, run_id="cut", resume=True)
+        runner.train("fer2013", preset="smoke", epochs=3, seed=4, run_id="cut", resume=True, max_train=1200)
     # a run whose data changed since it stopped starts again from epoch 1, and says so
     token2 = CancelToken()
 
@@ -172,11 +173,11 @@ def test_a_killed_run_resumes_from_its_last_finished_epoch(fer2013_workspace):
 
     with pytest.raises(Cancelled):
         runner.train("fer2013", preset="smoke", epochs=2, seed=5, run_id="other", progress=stop_in_epoch_2,
-                     cancel=token2)
-    again = runner.train("fer2013", preset="smoke", epochs=2, seed=5, run_id="other", resume=True, max_train=3000)
+                     cancel=token2, max_train=1200)
+    again = runner.train("fer2013", preset="smoke", epochs=2, seed=5, run_id="other", resume=True, max_train=1000)
     cfg = runner.run_info("fer2013", "other")["config"]
     assert cfg["restarted"] == "its data, preset or seed changed" and cfg["resumed"] == []
-    assert again["train_images"] == 3000
+    assert again["train_images"] == 1000
 
 
 # ---- data sources ---------------------------------------------------------------------------------------------
@@ -231,7 +232,7 @@ def test_a_source_prior_run_weights_the_classes_the_recipe_thinned(fer2013_works
     with pytest.raises(InvalidInput, match="Unknown class prior"):
         runner.train("fer2013", "recipe", rec, preset="smoke", prior="equal")
     assert runner.list_runs("fer2013") == []                        # refused before any run folder is made
-    m = runner.train("fer2013", "recipe", rec, preset="smoke", epochs=1, prior="source")
+    m = runner.train("fer2013", "recipe", rec, preset="smoke", epochs=1, prior="source", max_train=1200)
     cfg = runner.run_info("fer2013", m["run_id"])["config"]
     pr = cfg["prior"]
     assert m["prior"] == "source" and pr["mode"] == "source"
