@@ -169,8 +169,6 @@ def load_checkpoint(folder: Path | None) -> dict | None:
     if folder is None or not (folder / CHECKPOINT_STATE).exists():
         return None
     try:
-        import json
-
         st = json.loads((folder / CHECKPOINT_STATE).read_text())
     except (OSError, ValueError):
         return None
