@@ -194,8 +194,7 @@ def identity_groups(ds: datasets.Dataset, ids: np.ndarray, threshold: float = ID
     """An identity cluster name per id (``ids`` sorted catalog ids) from the stored face embeddings, and what was
     found (threshold, clusters, largest, images without an embedding). Refused when the embeddings are missing
     or out of date."""
-    from fer_core import store
-    from fer_core.signals import embeddings as emb
+    from fer_core import embedmap, store
 
     st = store.family_status(ds.name, cache).get("embeddings", {})
     if not st.get("complete"):
@@ -203,12 +202,11 @@ def identity_groups(ds: datasets.Dataset, ids: np.ndarray, threshold: float = ID
                            + ("out of date." if st.get("stale") else "not computed yet."),
                            f"Compute them first: `python -m fer_core scan {ds.name} --signals faces,embeddings` "
                            "(or the Embedding map page), then split again.")
-    t = store.load_family(ds, "embeddings").set_index("id").reindex(ids)
-    crop, al = emb.from_blob(t["emb_crop"].to_numpy()), emb.from_blob(t["emb_aligned"].to_numpy())
-    v = np.where(np.all(np.isfinite(al), axis=1)[:, None], al, crop)
+    e_ids, e_vec = embedmap.vectors(ds.name, cache)      # aligned where YuNet found landmarks, else the crop; 0 = none
+    v = e_vec[np.searchsorted(e_ids, ids)]
     threshold = parse_threshold(threshold)
     cl = cluster_identities(v, threshold)
-    none = ~np.all(np.isfinite(v), axis=1)
+    none = ~np.any(v != 0, axis=1)
     sizes = np.bincount(cl)
     info = {"threshold": threshold, "method": "average linkage of SFace face embeddings (cosine)",
             "clusters": int(len(np.unique(cl[~none]))), "largest": int(sizes.max()) if len(sizes) else 0,
