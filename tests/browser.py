@@ -46,11 +46,14 @@ def streamlit_server(env_extra: dict | None = None, timeout: float = 90):
          "--server.fileWatcherType", "none"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+    # No proxy, whatever the environment says: urllib's global opener keeps the proxies of its first use (in this
+    # process that may be a Kaggle test's fake proxy, gone since), and would send the health check there.
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         deadline = time.time() + timeout
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                with direct.open(f"{url}/_stcore/health", timeout=2) as r:
                     if r.read().strip() == b"ok":
                         break
             except OSError:

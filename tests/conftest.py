@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -31,7 +34,16 @@ def _missing_data(what: str) -> None:
     pytest.skip(what)
 
 
+# The longest test files (measured: `--durations=0`, summed per file) run first, so that with pytest-xdist's
+# `--dist loadfile` no worker is left alone with a long file at the end; every other file keeps its place.
+LONGEST_FIRST = ("test_train.py", "test_ray.py", "test_app_train.py", "test_crowd.py", "test_app_curation.py",
+                 "test_browser_train.py", "test_splits.py", "test_app_review_ergonomics.py", "test_kaggle.py",
+                 "test_browser_curation.py")
+
+
 def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda it: rank.get(it.path.name, len(rank)))    # stable: tests keep their order in a file
     if not FER_ZIP.exists() and not IN_CI:
         skip = pytest.mark.skip(reason=f"real FER2013 archive not found at {FER_ZIP} (../shared missing)")
         for item in items:
@@ -50,6 +62,29 @@ def _isolate_env(tmp_path, monkeypatch):
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(kdir))
     monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
     yield
+
+
+def shared_build(tmp_path_factory, key: str, build) -> tuple[Path, dict]:
+    """A session fixture's folder built once per test run, also across pytest-xdist workers: the first worker that
+    needs it runs ``build(folder) -> dict`` under a file lock, the others wait for it and reuse folder and dict
+    (the dict is kept as JSON beside it). A build that raises marks nothing done: the next worker builds again
+    (and fails the same way, in its own test)."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent                      # every worker's basetemp is a child of the run's
+    folder, info = base / f"shared-{key}", base / f"shared-{key}.json"
+    with FileLock(str(base / f"shared-{key}.lock")):
+        if not info.exists():
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir()
+            out = build(folder) or {}
+            tmp = info.with_suffix(".tmp")
+            tmp.write_text(json.dumps(out))
+            tmp.replace(info)
+    return folder, json.loads(info.read_text())
 
 
 @pytest.fixture(scope="session")
@@ -103,25 +138,34 @@ def fake_kaggle(fer_zip, monkeypatch):
 
 @pytest.fixture(scope="session")
 def fer2013_store(fer_zip, tmp_path_factory):
-    """The full FER2013 downloaded through the fake Kaggle server into a session cache (shared, read-only)."""
-    from fake_kaggle import FakeKaggle
+    """The full FER2013 downloaded through the fake Kaggle server into a session cache (shared, read-only):
+    (cache, result) where result has ``dataset`` (as loaded from the cache) and ``n_rejected``."""
+    def build(folder: Path) -> dict:
+        from fake_kaggle import FakeKaggle
 
-    cache = tmp_path_factory.mktemp("fer-session-cache")
-    saved = {k: os.environ.get(k) for k in ("KAGGLE_API_ENVIRONMENT", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")}
-    with FakeKaggle({"msambare/fer2013": fer_zip}) as fk:
-        os.environ.update(fk.env(with_creds=False))
-        try:
-            from fer_core import acquire
-            from fer_core.sources.kaggle import KaggleCredentials
+        saved = {k: os.environ.get(k) for k in ("KAGGLE_API_ENVIRONMENT", "HTTP_PROXY", "http_proxy", "NO_PROXY",
+                                                "no_proxy")}
+        with FakeKaggle({"msambare/fer2013": fer_zip}) as fk:
+            os.environ.update(fk.env(with_creds=False))
+            try:
+                from fer_core import acquire
+                from fer_core.sources.kaggle import KaggleCredentials
 
-            res = acquire.download_and_import("fer2013", creds=KaggleCredentials(fk.username, fk.key), cache=cache)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-    return cache, res
+                res = acquire.download_and_import("fer2013", creds=KaggleCredentials(fk.username, fk.key),
+                                                  cache=folder / "cache")
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+        return {"n_rejected": res.n_rejected}
+
+    from fer_core import datasets
+
+    folder, info = shared_build(tmp_path_factory, "fer2013", build)
+    cache = folder / "cache"
+    return cache, SimpleNamespace(dataset=datasets.load("fer2013", cache), n_rejected=info["n_rejected"])
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> Path:
@@ -160,16 +204,19 @@ def encode(img, ext: str = ".png", quality: int = 95) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def fer2013_scanned(fer2013_store):
-    """The session FER2013 store with quality + duplicate signals computed."""
-    from fer_core import store
-
+def fer2013_scanned(fer2013_store, tmp_path_factory):
+    """The session FER2013 store with quality + duplicate signals computed (in place, once per run)."""
     cache, res = fer2013_store
-    store.scan("fer2013", cache=cache)
-    from fer_core import datasets
-    from fer_core.train import data
 
-    data.pixels(datasets.load("fer2013", cache))   # the training pixel cache, shared (hard links) by workspaces
+    def build(folder: Path) -> dict:
+        from fer_core import datasets, store
+        from fer_core.train import data
+
+        store.scan("fer2013", cache=cache)
+        data.pixels(datasets.load("fer2013", cache))   # the training pixel cache, shared (hard links) by workspaces
+        return {}
+
+    shared_build(tmp_path_factory, "fer2013-scanned", build)
     return cache, res
 
 
@@ -214,32 +261,34 @@ def synthetic_nonfaces(fer_sample) -> dict[str, np.ndarray]:
 def faces_store(fer_sample, tmp_path_factory):
     """A real FER2013 subset plus planted non-faces and a re-cropped, relabelled cross-split copy, with every
     signal (quality, duplicates, faces, embeddings) computed. Session-wide; tests use copies (faces_ws)."""
-    import cv2
+    def build(cache: Path) -> dict:
+        import cv2
 
-    from fer_core import datasets, store
+        from fer_core import datasets, store
 
-    cache = tmp_path_factory.mktemp("faces-cache")
-    items = list(fer_sample.items())
-    files = dict(items[::2])                                   # 210 real images
-    for kind, img in synthetic_nonfaces(fer_sample).items():
-        files[f"train/neutral/Training_7{len(files):07d}_{kind}.png"] = encode(img)
-    test_name, test_bytes = next((n, b) for n, b in items[::2] if "PrivateTest" in n and "/happy/" in n)
-    g = decode_gray(test_bytes)
-    recrop = cv2.resize(g[3:-3, 2:-4], (48, 48), interpolation=cv2.INTER_LINEAR)
-    recrop = np.clip((recrop.astype(np.float32) - 128) * 0.85 + 140, 0, 255).astype(np.uint8)
-    files["train/sad/Training_79999999.jpg"] = encode(recrop, ".jpg", 80)   # same photo, other label, in train
-    src = write_tree(cache / "src", files)
-    old = os.environ.get("FER_CACHE_DIR")
-    os.environ["FER_CACHE_DIR"] = str(cache)
-    try:
-        datasets.import_dataset(src, "faces")
-        store.scan("faces", ["quality", "duplicates", "faces", "embeddings"], workers=2)
-    finally:
-        if old is None:
-            os.environ.pop("FER_CACHE_DIR", None)
-        else:
-            os.environ["FER_CACHE_DIR"] = old
-    return cache, {"test_original": test_name, "recrop": "train/sad/Training_79999999.jpg"}
+        items = list(fer_sample.items())
+        files = dict(items[::2])                                   # 210 real images
+        for kind, img in synthetic_nonfaces(fer_sample).items():
+            files[f"train/neutral/Training_7{len(files):07d}_{kind}.png"] = encode(img)
+        test_name, test_bytes = next((n, b) for n, b in items[::2] if "PrivateTest" in n and "/happy/" in n)
+        g = decode_gray(test_bytes)
+        recrop = cv2.resize(g[3:-3, 2:-4], (48, 48), interpolation=cv2.INTER_LINEAR)
+        recrop = np.clip((recrop.astype(np.float32) - 128) * 0.85 + 140, 0, 255).astype(np.uint8)
+        files["train/sad/Training_79999999.jpg"] = encode(recrop, ".jpg", 80)   # same photo, other label, in train
+        src = write_tree(cache / "src", files)
+        old = os.environ.get("FER_CACHE_DIR")
+        os.environ["FER_CACHE_DIR"] = str(cache)
+        try:
+            datasets.import_dataset(src, "faces")
+            store.scan("faces", ["quality", "duplicates", "faces", "embeddings"], workers=2)
+        finally:
+            if old is None:
+                os.environ.pop("FER_CACHE_DIR", None)
+            else:
+                os.environ["FER_CACHE_DIR"] = old
+        return {"test_original": test_name, "recrop": "train/sad/Training_79999999.jpg"}
+
+    return shared_build(tmp_path_factory, "faces", build)
 
 
 @pytest.fixture
@@ -265,59 +314,56 @@ def faces_ws(faces_store, tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def noisy_store(fer_zip, fer_members, tmp_path_factory):
     """3,500 real FER2013 training images (+ small val/test) with 5% of the labels flipped on purpose."""
-    import os
+    def build(cache: Path) -> dict:
+        from fer_core import datasets, store
 
-    from fer_core import datasets, store
+        rng = np.random.default_rng(42)
+        train = [n for n in fer_members if n.startswith("train/")]
+        test = [n for n in fer_members if n.startswith("test/")]
+        pick = sorted(rng.choice(train, 3500, replace=False))
+        labels = sorted({n.split("/")[1] for n in train})
+        flip = set(rng.choice(pick, int(0.05 * len(pick)), replace=False))
+        files = {}
+        with zipfile.ZipFile(fer_zip) as zf:
+            for n in pick:
+                lab = n.split("/")[1]
+                if n in flip:
+                    lab = labels[(labels.index(lab) + int(rng.integers(1, len(labels)))) % len(labels)]
+                files[f"train/{lab}/{n.rsplit('/', 1)[1]}"] = zf.read(n)
+            for n in rng.choice(test, 300, replace=False):
+                files[n] = zf.read(n)
+        old = os.environ.get("FER_CACHE_DIR")
+        os.environ["FER_CACHE_DIR"] = str(cache)
+        try:
+            src = write_tree(cache.parent / f"{cache.name}-src", files)
+            datasets.import_dataset(src, "noisy")
+            store.scan("noisy", workers=2)
+        finally:
+            if old is None:
+                os.environ.pop("FER_CACHE_DIR", None)
+            else:
+                os.environ["FER_CACHE_DIR"] = old
+        return {"flipped": sorted(n.rsplit("/", 1)[1] for n in flip)}
 
-    rng = np.random.default_rng(42)
-    train = [n for n in fer_members if n.startswith("train/")]
-    test = [n for n in fer_members if n.startswith("test/")]
-    pick = sorted(rng.choice(train, 3500, replace=False))
-    labels = sorted({n.split("/")[1] for n in train})
-    flip = set(rng.choice(pick, int(0.05 * len(pick)), replace=False))
-    files = {}
-    import zipfile
-    with zipfile.ZipFile(fer_zip) as zf:
-        for n in pick:
-            lab = n.split("/")[1]
-            if n in flip:
-                lab = labels[(labels.index(lab) + int(rng.integers(1, len(labels)))) % len(labels)]
-            files[f"train/{lab}/{n.rsplit('/', 1)[1]}"] = zf.read(n)
-        for n in rng.choice(test, 300, replace=False):
-            files[n] = zf.read(n)
-    cache = tmp_path_factory.mktemp("noisy-cache")
-    old = os.environ.get("FER_CACHE_DIR")
-    os.environ["FER_CACHE_DIR"] = str(cache)
-    try:
-        src = tmp_path_factory.mktemp("noisy-src")
-        for rel, data in files.items():
-            (src / rel).parent.mkdir(parents=True, exist_ok=True)
-            (src / rel).write_bytes(data)
-        datasets.import_dataset(src, "noisy")
-        store.scan("noisy", workers=2)
-    finally:
-        if old is None:
-            os.environ.pop("FER_CACHE_DIR", None)
-        else:
-            os.environ["FER_CACHE_DIR"] = old
-    flipped_names = {n.rsplit("/", 1)[1] for n in flip}
-    return cache, flipped_names
+    cache, info = shared_build(tmp_path_factory, "noisy", build)
+    return cache, set(info["flipped"])
 
 
 @pytest.fixture(scope="session")
-def noisy_labelled(noisy_store):
-    """The label signals of the planted-noise dataset (computed once, through the CLI)."""
-    import os
-    import subprocess
-    import sys
-
+def noisy_labelled(noisy_store, tmp_path_factory):
+    """The label signals of the planted-noise dataset (computed once per run, through the CLI, in place)."""
     cache, flipped = noisy_store
-    t = time.time()
-    out = subprocess.run([sys.executable, "-m", "fer_core", "--quiet", "--cache", str(cache), "labels", "noisy",
-                          "--folds", "3", "--epochs", "6"], capture_output=True, text=True,
-                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent)))
-    assert out.returncode == 0, out.stderr[-3000:]
-    return cache, flipped, out.stdout, time.time() - t
+
+    def build(_folder: Path) -> dict:
+        t = time.time()
+        out = subprocess.run([sys.executable, "-m", "fer_core", "--quiet", "--cache", str(cache), "labels", "noisy",
+                              "--folds", "3", "--epochs", "6"], capture_output=True, text=True,
+                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert out.returncode == 0, out.stderr[-3000:]
+        return {"stdout": out.stdout, "seconds": time.time() - t}
+
+    _, info = shared_build(tmp_path_factory, "noisy-labelled", build)
+    return cache, flipped, info["stdout"], info["seconds"]
 
 
 @pytest.fixture
@@ -396,23 +442,26 @@ def ckplus_scanned(tmp_path_factory) -> Path:
     write copy it)."""
     if not CK_ZIP.exists():
         _missing_data(f"real CK+ archive not found at {CK_ZIP}")
-    from fer_core import datasets, store
 
-    cache = tmp_path_factory.mktemp("ckplus-session")
-    datasets.import_dataset(CK_ZIP, "ckplus", cache=cache)
-    store.scan("ckplus", workers=1, cache=cache)
-    return cache
+    def build(cache: Path) -> dict:
+        from fer_core import datasets, store
+
+        datasets.import_dataset(CK_ZIP, "ckplus", cache=cache)
+        store.scan("ckplus", workers=1, cache=cache)
+        return {}
+
+    return shared_build(tmp_path_factory, "ckplus", build)[0]
 
 
 @pytest.fixture(scope="session")
 def ckplus_embedded(ckplus_scanned, tmp_path_factory) -> Path:
     """The session's real CK+ with its face signals and SFace embeddings too (~1 min on 2 cores), in its own cache
     (shared read-only; tests that write copy it)."""
-    import shutil
+    def build(folder: Path) -> dict:
+        from fer_core import store
 
-    from fer_core import store
+        shutil.copytree(ckplus_scanned, folder / "cache", symlinks=True)
+        store.scan("ckplus", signals=("faces", "embeddings"), workers=1, cache=folder / "cache")
+        return {}
 
-    cache = tmp_path_factory.mktemp("ckplus-embedded") / "cache"
-    shutil.copytree(ckplus_scanned, cache, symlinks=True)
-    store.scan("ckplus", signals=("faces", "embeddings"), workers=1, cache=cache)
-    return cache
+    return shared_build(tmp_path_factory, "ckplus-embedded", build)[0] / "cache"
