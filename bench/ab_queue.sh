@@ -26,11 +26,19 @@ AB="$PY bench/bench_ab.py --cache $C --ab-id crowd-ab --arms raw,curated,control
 ADD="$PY bench/bench_adding_data.py --cache $C --collection fer-ck-expw --ab-id crowd-ab"
 $AB --train-seeds 0 --train-arms raw,curated
 $ADD --seeds 0
-$AB --train-seeds 0 --train-arms control
-$AB --train-seeds 0
+# issue 18's A/B of adding data first (it needs only the curated arm's seeds 1 and 2 beside the collection's)
+$AB --train-seeds 1 --train-arms curated
 $ADD --seeds 0,1
-$AB --train-seeds 1
+$AB --train-seeds 2 --train-arms curated
 $ADD --seeds 0,1,2
+# issue 17, seed 0 of every arm, then the default recipe minus one cut at a time (seed 0, against the same raw run)
+$AB --train-seeds 0
+$PY bench/bench_recipe_cuts.py --cache $C --write-ablations $C/ablations >/dev/null
+for k in keepdups nolabel noquality; do
+  $PY bench/bench_ab.py --cache $C --ab-id ablate-$k --recipe $C/ablations/fer2013-default-$k.yaml \
+    --baseline crowd-ab --arms raw,curated --eval-on ferplus:test --seeds 3 --train-seeds 0
+done
+$AB --train-seeds 1
 $AB --train-seeds 2
 # FER+'s own reference on FER+ Test (majority and soft labels), each also judged on FER2013's test
 $P scan ferplus

@@ -16,6 +16,7 @@ fer2013`), so that the default recipe drops leaked copies, duplicate extras and 
 The A/B is resumable: run the same command again (same --ab-id) and only the missing (seed, arm) runs are
 trained; --report-only prints what has finished so far (partial results are labelled partial).
 --baseline reuses the raw runs of an earlier A/B (same preset) so that a second recipe costs only its own arms;
+--recipe R.yaml starts a new A/B with that recipe instead of the default (one cut at a time: an ablation);
 --uncapped drops the per-class cap on the label cut (the recipe the first FER2013 A/B ran).
 """
 
@@ -83,6 +84,8 @@ def main() -> None:
     ap.add_argument("--baseline", default=None, help="A/B id whose raw runs to reuse")
     ap.add_argument("--no-relabel-arm", action="store_true")
     ap.add_argument("--uncapped", action="store_true", help="no per-class cap on the label cut")
+    ap.add_argument("--recipe", default=None,
+                    help="recipe YAML for a new A/B (default: the data-derived default recipe), e.g. an ablation")
     ap.add_argument("--arms", default=None, help="comma-separated arms (default raw,curated,relabel)")
     ap.add_argument("--eval-on", action="append", default=[], help="extra yardstick DATASET[:SPLIT] (repeatable)")
     ap.add_argument("--train-arms", default=None, help="train only these arms' missing runs now, e.g. prior")
@@ -100,7 +103,9 @@ def main() -> None:
         if "label_quality" not in sig.columns:
             raise SystemExit(f"No label signals: run `python -m fer_core --cache {args.cache} labels {args.name}` first.")
         rec = None
-        if doc is None:
+        if doc is None and args.recipe:
+            rec = recipe_mod.Recipe.load(args.recipe)
+        elif doc is None:
             rec = recipe_mod.default_recipe(sig, name=f"{args.name}-default")
             if args.uncapped:
                 rec = rec.with_labels(class_cap=None)

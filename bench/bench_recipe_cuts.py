@@ -8,6 +8,10 @@ No training: this reads the decisions only (seconds). With ``--runs RAW_ID,CURAT
 training, whether the curated model's loss against raw is a class-prior shift: the curated run's stored test
 probabilities re-weighted by (source share / kept share) per class — Bayes' correction for a prior shift — and
 paired against raw on every stored yardstick.
+
+``--write-ablations DIR`` writes the recipe minus one cut at a time (``-keepdups``: duplicate copies kept, leaked
+copies still dropped; ``-noquality``: the image-quality filters off; ``-nolabel``: the label cut off), each to be
+trained as the curated arm of its own A/B against the same raw runs (``bench_ab.py --recipe R --baseline crowd-ab``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ def main() -> None:
     ap.add_argument("--recipe", default=None, help="a recipe file (default: the A/B's recipe, else the default)")
     ap.add_argument("--ab-id", default="crowd-ab")
     ap.add_argument("--runs", default=None, help="RAW_RUN_ID,CURATED_RUN_ID: the post-hoc prior check")
+    ap.add_argument("--write-ablations", default=None, metavar="DIR",
+                    help="write the recipe minus one cut at a time into DIR (then train each with bench_ab.py)")
     args = ap.parse_args()
     print(f"machine: {machine()}")
     from fer_core import recipe as recipe_mod
@@ -72,8 +78,36 @@ def main() -> None:
     out = {"recipe": rec.fingerprint(), "removed": int(removed.sum()),
            "per_class_removed_pct": {c: float(per[c]) for c in cols}}
     print(json.dumps(out))
+    if args.write_ablations:
+        write_ablations(ws, rec, args.write_ablations)
     if args.runs:
         posthoc(args.name, *args.runs.split(","), args.cache)
+
+
+def ablations(rec) -> dict:
+    """The recipe minus one cut at a time (the leak cut always stays: a training copy of a test image is what makes
+    a score dishonest)."""
+    quality = [c for c, f in rec.filters.items() if f.enabled and c != "label_quality"]
+    noq = rec
+    for c in quality:
+        noq = noq.with_filter(c, enabled=False)
+    return {"keepdups": rec.with_duplicates(policy="keep_all", drop_leaked=True),
+            "noquality": noq,
+            "nolabel": rec.with_filter("label_quality", enabled=False)}
+
+
+def write_ablations(ws, rec, out_dir: str) -> None:
+    from pathlib import Path
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    for key, r in ablations(rec).items():
+        r = r.replace(name=f"{rec.name}-{key}")
+        path = Path(out_dir) / f"{r.name}.yaml"
+        r.save(path)
+        d = ws.decide(r)
+        sig = ws.inputs().signals.set_index("id").reindex(d["id"])
+        tr = (sig["split"] == "train").to_numpy()
+        print(f"{path}: [{r.fingerprint()}] removes {int((~d['keep'].to_numpy()[tr]).sum()):,} training images")
 
 
 def posthoc(name: str, raw_id: str, cur_id: str, cache: str) -> None:
