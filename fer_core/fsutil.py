@@ -54,10 +54,15 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1, default=str))
 
 
-def pid_alive(pid) -> bool:
-    """Whether process ``pid`` is running (a zombie, which has exited but was not reaped yet, is not)."""
+def pid_alive(pid, started: float | None = None) -> bool:
+    """Whether process ``pid`` is running (a zombie, which has exited but was not reaped yet, is not). ``started``:
+    when that process wrote down its pid (epoch seconds); a process with this pid created after then is another
+    one that reuses a dead process's number (pids wrap around), so the recorded one is not running."""
     try:
-        return psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE
+        proc = psutil.Process(int(pid))
+        if started is not None and proc.create_time() > float(started) + 1.0:
+            return False
+        return proc.status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, ValueError, TypeError):
         return False
     except psutil.AccessDenied:

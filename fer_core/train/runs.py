@@ -55,7 +55,7 @@ def _read(p: Path, default=None):
 def run_info(name: str, run_id: str, cache=None) -> dict:
     rdir = runs_root(name, cache) / run_id
     st = _read(rdir / "status.json", {}) or {}
-    if st.get("state") == "running" and not pid_alive(st.get("pid")):
+    if st.get("state") == "running" and not pid_alive(st.get("pid"), st.get("started")):
         st["state"] = "failed"
         st["error"] = {"code": "died", "message": "The training process ended without finishing.", "hint": "Run it again."}
     return {"run_id": run_id, "dir": rdir, "status": st, "config": _read(rdir / "config.json", {}) or {},
