@@ -54,6 +54,15 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1, default=str))
 
 
+def process_started(pid: int | None = None) -> float | None:
+    """When process ``pid`` (default: this one) was created, in epoch seconds, to record next to its pid so that
+    `pid_alive` can tell it from a later process that reuses the number; None when it has already exited."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
 def pid_alive(pid, started: float | None = None) -> bool:
     """Whether process ``pid`` is running (a zombie, which has exited but was not reaped yet, is not). ``started``:
     when that process wrote down its pid (epoch seconds); a process with this pid created after then is another

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fer_core.config import PROJECT_ROOT, cache_root
-from fer_core.fsutil import atomic_write_json, pid_alive
+from fer_core.fsutil import atomic_write_json, pid_alive, process_started
 from fer_core.store_paths import jobs_root
 
 _SECRET_ENV = ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN")
@@ -110,6 +110,8 @@ class JobManager:
             proc = subprocess.Popen(cmd, cwd=str(PROJECT_ROOT), env=child_env, stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         meta["pid"] = proc.pid
+        # the child's own creation time, not "created" (written before the spawn): pid_alive compares the two
+        meta["pid_started"] = process_started(proc.pid) or time.time()
         atomic_write_json(jdir / "job.json", meta)
         self._procs[job_id] = proc
         return job_id
@@ -134,7 +136,7 @@ class JobManager:
         if proc is not None:
             proc.poll()  # reaps the child when it has exited
         state = prog.get("state", "running")
-        if state not in TERMINAL and not pid_alive(meta["pid"]):
+        if state not in TERMINAL and not pid_alive(meta["pid"], meta.get("pid_started")):
             # the process is gone without saying how it ended
             cancelled = (jdir / "cancel").exists()
             state = "cancelled" if cancelled else "failed"

@@ -17,7 +17,7 @@ import numpy as np
 
 from fer_core import datasets, store
 from fer_core.errors import InvalidInput
-from fer_core.fsutil import pid_alive
+from fer_core.fsutil import pid_alive, process_started
 from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, emit
 from fer_core.train import runner
 
@@ -300,7 +300,7 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
     doc = {"ab_id": ab_id, "dataset": name, "preset": preset, "seeds": list(seeds), "recipe": recipe.to_dict(),
            "arms": [a for a, _, _ in arms], "changes": changes, "runs": runs, "complete": False, "baseline": baseline,
            "eval_on": eval_on,
-           "created": old["created"] if old else time.time(), "pid": os.getpid()}
+           "created": old["created"] if old else time.time(), "pid": os.getpid(), "pid_started": process_started()}
     if old is not None:
         doc["resumed"] = old.get("resumed", 0) + 1
     for seed in seeds:
@@ -365,7 +365,7 @@ def is_running(name: str, doc: dict, cache=None) -> bool:
     if doc.get("complete"):
         return False
     if doc.get("pid") is not None:
-        return pid_alive(doc["pid"])
+        return pid_alive(doc["pid"], doc.get("pid_started"))
     return any(runner.run_info(name, r, cache)["status"].get("state") == "running"
                for rids in doc.get("runs", {}).values() for r in rids)
 
