@@ -20,6 +20,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,11 +59,18 @@ def _work(args) -> tuple[int, dict[str, dict[str, np.ndarray]]]:
     return batch_no, out, batch.ok
 
 
+def _pool_context() -> str:
+    """How the scan's worker processes start: forked (cheap, the usual case: a CLI job's fresh process), unless
+    TensorFlow runs in this process (a notebook or test that trained first): a fork copies its threads' held locks
+    and the child can wait on them forever, so the workers then come from a fresh fork server."""
+    return "forkserver" if "tensorflow" in sys.modules else "fork"
+
+
 @contextmanager
 def _local_batches(args: list, workers: int | None):
-    """The local engine: ``_work`` over the batches in a fork process pool (in-process for one worker)."""
+    """The local engine: ``_work`` over the batches in a process pool (in-process for one worker)."""
     workers = max(1, min(workers or os.cpu_count() or 1, len(args)))
-    pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
+    pool = mp.get_context(_pool_context()).Pool(workers) if workers > 1 else None
     try:
         yield pool.imap_unordered(_work, args) if pool else map(_work, args)
     finally:

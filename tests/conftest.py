@@ -51,6 +51,21 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """FER_TEST_TIMELINE=FILE: each test's worker, start and end (epoch seconds) appended as a line of JSON, to see
+    where the parallel run's wall time goes (idle workers, a long last file)."""
+    out = os.environ.get("FER_TEST_TIMELINE")
+    t0 = time.time()
+    try:
+        return (yield)
+    finally:
+        if out:
+            with open(out, "a") as f:
+                f.write(json.dumps({"worker": os.environ.get("PYTEST_XDIST_WORKER", "main"), "test": item.nodeid,
+                                    "start": t0, "end": time.time()}) + "\n")
+
+
 @pytest.fixture(autouse=True)
 def _isolate_env(tmp_path, monkeypatch):
     """No test reads the developer's ~/.kaggle or real Kaggle env; each test gets its own cache."""

@@ -15,8 +15,8 @@ report can give the leakage-aware figure next to the full one.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
+from multiprocessing.pool import ThreadPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,13 +45,17 @@ def _load_gray(args) -> np.ndarray:
 
 def load_images(paths: list, size: int, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
                 workers: int | None = None) -> np.ndarray:
-    """Decode images to ``(n, size, size)`` uint8 grayscale, in parallel, in order."""
+    """Decode images to ``(n, size, size)`` uint8 grayscale, in parallel, in order.
+
+    Threads, not a fork pool: OpenCV releases the GIL while it decodes and resizes (48,000 against 29,000 FER2013
+    images/s with 2 workers, measured 2026-11-30), and a fork of a process whose TensorFlow threads hold locks can
+    leave the child waiting forever (seen: an export's training data decoded after a run in the same process)."""
     chunks = [paths[i:i + 2048] for i in range(0, len(paths), 2048)]
     out = []
     workers = max(1, min(workers or os.cpu_count() or 1, len(chunks)))
     emit(progress, "decode", 0, len(paths), "images")
     done = 0
-    pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
+    pool = ThreadPool(workers) if workers > 1 else None
     try:
         it = pool.imap(_load_gray, [(c, size) for c in chunks]) if pool else map(_load_gray, [(c, size) for c in chunks])
         for arr in it:
