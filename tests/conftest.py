@@ -36,9 +36,9 @@ def _missing_data(what: str) -> None:
 
 # The longest test files (measured: `--durations=0`, summed per file) run first, so that with pytest-xdist's
 # `--dist loadfile` no worker is left alone with a long file at the end; every other file keeps its place.
-LONGEST_FIRST = ("test_train.py", "test_ray.py", "test_app_train.py", "test_crowd.py", "test_app_curation.py",
-                 "test_browser_train.py", "test_splits.py", "test_app_review_ergonomics.py", "test_kaggle.py",
-                 "test_browser_curation.py")
+LONGEST_FIRST = ("test_train.py", "test_label_noise.py", "test_app_train.py", "test_ab.py", "test_ray.py",
+                 "test_crowd.py", "test_splits.py", "test_browser_curation.py", "test_browser_review.py",
+                 "test_kaggle.py", "test_app_curation.py", "test_browser_train.py", "test_app_review_ergonomics.py")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -49,6 +49,16 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "needs_fer" in item.keywords or "fer_zip" in getattr(item, "fixturenames", ()):
                 item.add_marker(skip)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pytest.ini): one worker more than this machine's cores (pytest.ini caps it at 4). The extra worker
+    fills the time the others spend waiting on a browser, a child process or another worker's shared fixture; on
+    2 cores 2 workers kept 1.56 cores busy (bench/RESULTS.md, the test suite). PYTEST_XDIST_AUTO_NUM_WORKERS wins."""
+    env = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    if env:
+        return int(env)
+    return len(os.sched_getaffinity(0)) + 1
 
 
 @pytest.hookimpl(wrapper=True)

@@ -1,0 +1,97 @@
+"""The A/B of raw against curated training: arms paired by seed, intervals, resume, a raw baseline reused.
+(Split from test_train.py so the parallel run can balance the files.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.mark.slow
+def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer2013_workspace):
+    from fer_core import datasets, decisions, recipe as recipe_mod
+    from fer_core.errors import InvalidInput
+    from fer_core.train import ab, runner
+
+    rec = recipe_mod.default_recipe(decisions.load_inputs("fer2013").signals)
+    doc = ab.run_ab("fer2013", rec, seeds=[0], preset="smoke", epochs=1, max_train=1200)
+    assert doc["complete"] and doc["arms"] == ["raw", "curated"]      # no label signals → no relabel arm
+    res = doc["result"]
+    raw, cur = res["arms"]["raw"]["runs"][0], res["arms"]["curated"]["runs"][0]
+    assert raw["seed"] == cur["seed"] == 0 and raw["history"] and cur["history"]
+    assert set(raw["per_class_recall"]) == set(cur["per_class_recall"]) and len(raw["per_class_recall"]) == 7
+    d = res["differences"]["curated"]
+    assert d["full"]["difference"] == pytest.approx(cur["accuracy"] - raw["accuracy"], abs=1e-9)
+    lo, hi = d["full"]["ci95"]
+    assert lo <= d["full"]["difference"] <= hi
+    assert d["without_leaked"] is not None
+    text = ab.verdict(d["full"])
+    assert ("within noise" in text) == (lo <= 0 <= hi)
+    saved = ab.list_ab("fer2013")[0]
+    assert saved["ab_id"] == doc["ab_id"] and saved["complete"]
+    with pytest.raises(InvalidInput, match="relabel arm needs label signals"):
+        ab.arms_for("fer2013", rec, relabel_arm=True)
+
+
+    # A killed A/B resumes: finished runs are kept, only the missing pair is trained again.
+    raw_id, cur_id = doc["runs"]["raw"][0], doc["runs"]["curated"][0]
+    st_file = runner.runs_root("fer2013") / cur_id / "status.json"
+    st_file.write_text(json.dumps({"state": "running", "pid": 2 ** 22 + 12345, "started": 0}))   # a dead process
+    assert runner.run_info("fer2013", cur_id)["status"]["state"] == "failed"
+    with pytest.raises(InvalidInput, match="different preset"):
+        ab.run_ab("fer2013", rec, seeds=[0], preset="standard", ab_id=doc["ab_id"], resume=True, epochs=1, max_train=1200)
+    with pytest.raises(InvalidInput, match="no A/B"):
+        ab.run_ab("fer2013", rec, seeds=[0], preset="smoke", ab_id="nope", resume=True)
+    # a seed added, but only seed 0's missing run trained now (other work can be queued between seeds)
+    again = ab.run_ab("fer2013", None, seeds=[1], preset="smoke", ab_id=doc["ab_id"], resume=True, epochs=1,
+                      max_train=1200, train_seeds=[0])
+    assert not again["complete"] and again["seeds"] == [0, 1] and "finished" not in again
+    assert ab.load_ab("fer2013", doc["ab_id"])["seeds"] == [0, 1]
+    assert again["runs"]["raw"] == [raw_id]                              # kept, not retrained
+    assert again["runs"]["curated"] != [cur_id] and len(again["runs"]["curated"]) == 1
+    assert again["result"]["arms"]["curated"]["runs"][0]["accuracy"] == pytest.approx(cur["accuracy"])  # same seed
+
+    # A run killed mid-way continues from its last finished epoch under the same run id when the A/B resumes.
+    from fer_core.errors import Cancelled
+    from fer_core.progress import CancelToken
+
+    token = CancelToken()
+
+    def stop_in_epoch_2(ev):
+        if ev.stage == "train" and ev.extra.get("epoch") == 2:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        ab.run_ab("fer2013", rec, seeds=[3], preset="smoke", ab_id="killed", arms=["raw"], epochs=2, max_train=1200,
+                  progress=stop_in_epoch_2, cancel=token)
+    cut = ab.load_ab("fer2013", "killed")["runs"]["raw"][0]
+    assert runner.run_info("fer2013", cut)["status"]["state"] == "cancelled"
+    back = ab.run_ab("fer2013", None, seeds=[], preset="smoke", ab_id="killed", resume=True, epochs=2, max_train=1200)
+    assert back["complete"] and back["runs"]["raw"] == [cut]
+    assert runner.run_info("fer2013", cut)["config"]["resumed"] == [1]
+
+    # A second recipe against the same raw runs: the raw arm is reused, only the new arm is trained.
+    rec2 = rec.with_labels(class_cap=None).replace(name="second")
+    with pytest.raises(InvalidInput, match="different budget"):
+        ab.run_ab("fer2013", rec2, seeds=[0], preset="smoke", baseline=doc["ab_id"], epochs=2, max_train=1200)
+    with pytest.raises(InvalidInput, match="no A/B 'nope'"):
+        ab.run_ab("fer2013", rec2, seeds=[0], preset="smoke", baseline="nope", epochs=1, max_train=1200)
+    second = ab.run_ab("fer2013", rec2, seeds=[0, 1], preset="smoke", baseline=doc["ab_id"], epochs=1, max_train=1200)
+    assert second["complete"] and second["baseline"] == doc["ab_id"]
+    assert second["runs"]["raw"][0] == raw_id and len(second["runs"]["raw"]) == 2   # seed 1 was not in the baseline
+    assert raw_id not in second["runs"]["curated"] and len(second["runs"]["curated"]) == 2
+    assert second["result"]["differences"]["curated"]["seeds"] == [0, 1]
+    assert second["result"]["arms"]["raw"]["runs"][0]["accuracy"] == pytest.approx(raw["accuracy"])
+    assert runner.run_info("fer2013", raw_id)["config"]["source"]["catalog_hash"] == datasets.load("fer2013").meta["catalog_hash"]
+    cfg_file = runner.runs_root("fer2013") / raw_id / "config.json"     # a raw run whose data cannot be verified
+    cfg = json.loads(cfg_file.read_text())
+    cfg_file.write_text(json.dumps({**cfg, "source": {k: v for k, v in cfg["source"].items() if k != "catalog_hash"}}))
+    with pytest.raises(InvalidInput, match="imported now"):
+        ab.run_ab("fer2013", rec2, seeds=[0], preset="smoke", baseline=doc["ab_id"], epochs=1, max_train=1200)
+    cfg_file.write_text(json.dumps(cfg))
+    with pytest.raises(InvalidInput, match="raw baseline"):     # resuming it without its baseline is refused
+        ab.run_ab("fer2013", None, seeds=[], preset="smoke", ab_id=second["ab_id"], resume=True, baseline="other",
+                  epochs=1, max_train=1200)
