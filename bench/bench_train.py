@@ -21,6 +21,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cache", default=None)
     ap.add_argument("--images", type=int, default=6144)
+    ap.add_argument("--presets", default="smoke,labels,standard,full", help="which rows to measure (comma-separated)")
     args = ap.parse_args()
     print(f"machine: {machine()}", flush=True)
     from fer_core import datasets
@@ -42,7 +43,9 @@ def main() -> None:
     y = np.array([classes.index(l) for l in cat["label"].to_numpy()[tr][: args.images]])
     model_mod.configure_device(0)
     rows = []
-    for p in [presets.PRESETS["smoke"], L.LABELS_PRESET, presets.PRESETS["standard"], presets.PRESETS["full"]]:
+    every = {"smoke": presets.PRESETS["smoke"], "labels": L.LABELS_PRESET, "standard": presets.PRESETS["standard"],
+             "full": presets.PRESETS["full"]}
+    for p in [every[k] for k in args.presets.split(",")]:
         n = len(x) if p.model == "compact" else 768
         for aug in ("none", p.augment):
             kw = {"width": p.width} if p.model == "compact" else {}

@@ -34,11 +34,14 @@ def _missing_data(what: str) -> None:
     pytest.skip(what)
 
 
-# The longest test files (measured: `--durations=0`, summed per file) run first, so that with pytest-xdist's
-# `--dist loadfile` no worker is left alone with a long file at the end; every other file keeps its place.
-LONGEST_FIRST = ("test_train.py", "test_label_noise.py", "test_app_train.py", "test_ab.py", "test_ray.py",
-                 "test_crowd.py", "test_splits.py", "test_browser_curation.py", "test_browser_review.py",
-                 "test_kaggle.py", "test_app_curation.py", "test_browser_train.py", "test_app_review_ergonomics.py")
+# The longest test files (measured: FER_TEST_TIMELINE, summed per file) run first, so that with pytest-xdist's
+# `--dist loadfile --no-loadscope-reorder` (pytest.ini; xdist's own reorder puts the files with the most tests first)
+# no worker is left alone with a long file at the end; every other file keeps its place. test_label_noise.py leads: it
+# builds the planted-noise label folds that test_app_train.py waits for.
+LONGEST_FIRST = ("test_label_noise.py", "test_train.py", "test_ray.py", "test_crowd.py", "test_app_train.py",
+                 "test_splits.py", "test_ab.py", "test_browser_curation.py", "test_browser_review.py", "test_kaggle.py",
+                 "test_app_curation.py", "test_browser_train.py", "test_app_review_ergonomics.py",
+                 "test_app_jobs_panel.py", "test_faces.py")
 
 
 def pytest_collection_modifyitems(config, items):
