@@ -34,14 +34,16 @@ def _missing_data(what: str) -> None:
     pytest.skip(what)
 
 
-# The longest test files (measured: FER_TEST_TIMELINE, summed per file) run first, so that with pytest-xdist's
-# `--dist loadfile --no-loadscope-reorder` (pytest.ini; xdist's own reorder puts the files with the most tests first)
-# no worker is left alone with a long file at the end; every other file keeps its place. test_label_noise.py leads: it
-# builds the planted-noise label folds that test_app_train.py waits for.
-LONGEST_FIRST = ("test_label_noise.py", "test_train.py", "test_ray.py", "test_crowd.py", "test_app_train.py",
-                 "test_splits.py", "test_ab.py", "test_browser_curation.py", "test_browser_review.py", "test_kaggle.py",
-                 "test_app_curation.py", "test_browser_train.py", "test_app_review_ergonomics.py",
-                 "test_app_jobs_panel.py", "test_faces.py")
+# The order the test files start in (pytest.ini: `--dist loadfile --no-loadscope-reorder`; xdist's own reorder puts
+# files with the most tests first, which left the one-test A/B file for last). The long files start first, a file
+# that trains (TensorFlow on both cores) between two that mostly wait (AppTest, browser, child processes): on 2 cores
+# three training files at once took 2,445 worker-seconds against 1,906 when mixed (FER_TEST_TIMELINE, clean clones).
+# test_label_noise.py leads: it builds the planted-noise label folds that test_app_train.py waits for.
+LONGEST_FIRST = ("test_label_noise.py", "test_train.py", "test_app_curation.py", "test_browser_review.py",
+                 "test_app_review_ergonomics.py", "test_ray.py", "test_browser_curation.py", "test_crowd.py",
+                 "test_kaggle.py", "test_ab.py", "test_app_jobs_panel.py", "test_app_train.py",
+                 "test_browser_datasets.py", "test_splits.py", "test_app_datasets.py", "test_browser_train.py",
+                 "test_app_pages_polish.py", "test_browser_quality_state.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -54,7 +54,8 @@ def test_every_page_shows_a_queued_job_in_the_sidebar_and_cancels_it_there(tmp_p
 
 
 def test_a_running_job_shows_throughput_and_time_left(tmp_path, fer_sample):
-    """A job process (stand-in child) mid-way through 1,000 images: 300 done in the 100 s since its stage began."""
+    """A job process (stand-in child) mid-way through 10,000 images: 3,000 done in the 1,000 s since its stage began
+    (long enough that the seconds a loaded machine takes to draw the page do not move the rate's first decimal)."""
     import_and_scan(tmp_path, dict(list(fer_sample.items())[:20]), "sub", scan=False)
     jm = job_manager()
     child = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"], start_new_session=True)
@@ -62,21 +63,21 @@ def test_a_running_job_shows_throughput_and_time_left(tmp_path, fer_sample):
     jdir = jm.root / jid
     jdir.mkdir(parents=True)
     atomic_write_json(jdir / "job.json", {"id": jid, "kind": "faces", "dataset": "sub", "argv": ["scan", "sub"],
-                                         "label": "", "created": time.time() - 130, "pid": child.pid})
+                                         "label": "", "created": time.time() - 1030, "pid": child.pid})
     fp = FileProgress(jdir / "progress.json")
-    emit(fp, "scan:faces+embeddings", 0, 1000, "images")
-    emit(fp, "scan:faces+embeddings", 300, 1000, "images")
+    emit(fp, "scan:faces+embeddings", 0, 10_000, "images")
+    emit(fp, "scan:faces+embeddings", 3000, 10_000, "images")
     fp.finish("running")
     prog = json.loads((jdir / "progress.json").read_text())
-    prog["stages"]["scan:faces+embeddings"]["t0"] -= 100          # the stage began 100 s ago
+    prog["stages"]["scan:faces+embeddings"]["t0"] -= 1000         # the stage began 1,000 s ago
     atomic_write_json(jdir / "progress.json", prog)
     try:
         st_ = jm.status(jid)
-        assert st_.rate == pytest.approx(3.0, rel=0.01) and st_.eta_s == pytest.approx(700 / 3, rel=0.01)
+        assert st_.rate == pytest.approx(3.0, rel=0.01) and st_.eta_s == pytest.approx(7000 / 3, rel=0.01)
         at = _page("pages/4_Review.py")
         texts = _panel_texts(at)
-        assert any("Face signals 'sub'" in t and "300 / 1,000" in t for t in texts), texts
-        assert any(t.startswith("3.0 images/s · about 4 min left · running for 2 min") for t in texts), texts
+        assert any("Face signals 'sub'" in t and "3,000 / 10,000" in t for t in texts), texts
+        assert any(t.startswith("3.0 images/s · about 39 min left · running for 17 min") for t in texts), texts
         at.sidebar.button(key=f"jp-cancel-{jid}").click()
         at.run()
         assert jm.status(jid).state == "cancelled" and child.wait(10) is not None
