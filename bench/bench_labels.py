@@ -78,9 +78,9 @@ def main() -> None:
         print(f"embedding logistic regression OOF: {t_lr:.1f} s; embedding kNN OOF: {t_knn:.1f} s", flush=True)
     combos = dict(sources)
     if "emb-logreg" in sources:
-        combos["cnn + emb-logreg (default)"] = (sources["cnn"] + sources["emb-logreg"]) / 2
+        combos["cnn + emb-logreg"] = (sources["cnn"] + sources["emb-logreg"]) / 2
         combos["cnn + emb-knn"] = (sources["cnn"] + sources["emb-knn"]) / 2
-        combos["cnn + emb-logreg + emb-knn"] = (sources["cnn"] + sources["emb-logreg"] + sources["emb-knn"]) / 3
+        combos["cnn + logreg + knn (engine)"] = (sources["cnn"] + sources["emb-logreg"] + sources["emb-knn"]) / 3
         combos["0.7 cnn + 0.3 emb-logreg"] = 0.7 * sources["cnn"] + 0.3 * sources["emb-logreg"]
     k = int(flip.sum())
     print(f"\nranking the {k:,} planted flips among {n:,} images (base rate {k / n:.1%}):")
