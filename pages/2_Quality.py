@@ -171,14 +171,23 @@ def _tune():
         def _caps(idx):
             return [f"{values[i]:,.3g}" for i in idx]
 
+        state_word = {"reject": "rejected by this filter", "review": "sent to review", "keep": "kept",
+                      "none": "rejected for another reason"}
+
+        def _hover(idx):   # what the border colour means, in words, on the tile's tooltip
+            return [f"{labels[i]} · {values[i]:,.4g} · {state_word[b]}" for i, b in zip(idx, _borders(idx))]
+
         cut_word = "flagged (review or reject)" if (f.review_min is not None or f.review_max is not None) else "rejected"
         st.markdown(f"**{cut_word.capitalize()}, nearest the cut** ({len(rej_near)} shown) — red: rejected by this filter; "
                     "orange: sent to review")
-        clickable_montage(name, inputs, list(ids[rej_near]), "m_rej", _borders(rej_near), _caps(rej_near))
+        clickable_montage(name, inputs, list(ids[rej_near]), "m_rej", _borders(rej_near), _caps(rej_near),
+                          hover=_hover(rej_near))
         st.markdown("**Kept, nearest the cut** — green: kept; grey: passes this filter but rejected for another reason")
-        clickable_montage(name, inputs, list(ids[kept_near]), "m_kept", _borders(kept_near), _caps(kept_near))
+        clickable_montage(name, inputs, list(ids[kept_near]), "m_kept", _borders(kept_near), _caps(kept_near),
+                          hover=_hover(kept_near))
         st.markdown(f"**Worst scored** by {meta.title.lower()}")
-        clickable_montage(name, inputs, list(ids[worst]), "m_worst", _borders(worst), _caps(worst))
+        clickable_montage(name, inputs, list(ids[worst]), "m_worst", _borders(worst), _caps(worst),
+                          hover=_hover(worst))
 
     with side:
         inspector(name, inputs, dec, rec)

@@ -56,10 +56,22 @@ def test_tune_override_reload_export(fer2013_workspace, tmp_path):
         assert after[1]["ids"] != before[1]["ids"]
         shot(page, "quality-after-slider")
 
-        # click the first tile of the "kept, nearest the cut" montage, then reject it in the inspector
+        # click the first kept (green) tile of the "kept, nearest the cut" montage — its tooltip says so; a grey
+        # tile there passes this filter but is rejected by another — then reject it in the inspector
         kept = page.locator('[data-testid="stMain"] .fer-view[data-kind="montage"] img').nth(1)
         box = kept.bounding_box()
-        page.mouse.click(box["x"] + 30, box["y"] + 30)
+        scale = box["width"] / int(kept.get_attribute("width"))
+        titles = []
+        for k in range(len(after[2]["ids"].split())):
+            r, c = divmod(k, 12)
+            x, y = box["x"] + (c * 66 + 32) * scale, box["y"] + (r * 66 + 32) * scale
+            page.mouse.move(x, y)
+            titles.append(kept.get_attribute("title"))
+            if titles[-1].endswith(" · kept"):
+                break
+        assert titles[-1].endswith(" · kept"), titles
+        assert all(" · " in t for t in titles), titles    # label · value · what its border colour means
+        page.mouse.click(x, y)
         page.get_by_text("KEPT", exact=True).first.wait_for(timeout=30_000)
         path = page.locator('[data-testid="stMain"] [data-testid="stImageCaption"]').first.inner_text()
         page.get_by_role("button", name="Reject", exact=True).click()
