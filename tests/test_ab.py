@@ -69,6 +69,11 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
                   progress=stop_in_epoch_2, cancel=token)
     cut = ab.load_ab("fer2013", "killed")["runs"]["raw"][0]
     assert runner.run_info("fer2013", cut)["status"]["state"] == "cancelled"
+    # a resume that trains nothing (another seed's turn) rewrites the A/B's document with its finished runs only:
+    # the stopped run is still found, by its own config (it was trained again from epoch 1 before)
+    idle = ab.run_ab("fer2013", None, seeds=[], preset="smoke", ab_id="killed", resume=True, epochs=2, max_train=1200,
+                     train_seeds=[])
+    assert idle["runs"]["raw"] == [] and not idle["complete"]
     back = ab.run_ab("fer2013", None, seeds=[], preset="smoke", ab_id="killed", resume=True, epochs=2, max_train=1200)
     assert back["complete"] and back["runs"]["raw"] == [cut]
     assert runner.run_info("fer2013", cut)["config"]["resumed"] == [1]

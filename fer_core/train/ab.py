@@ -322,7 +322,7 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
                 k += 1
                 continue
             emit(progress, "ab", k, total, "runs", message=f"{arm}, seed {seed}")
-            rid = _unfinished(name, (old or {}).get("runs", {}).get(arm, []), seed, cache)
+            rid = _unfinished(name, ab_id, arm, seed, preset, cache)
             resume = rid is not None          # a killed run continues from its last finished epoch
             rid = rid or runner.new_run_id(preset, seed) + f"-{arm}"
             runs[arm].append(rid)
@@ -341,15 +341,22 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
     return doc
 
 
-def _unfinished(name: str, run_ids: list[str], seed: int, cache=None) -> str | None:
-    """The newest run of ``run_ids`` with this seed that stopped (killed, failed, cancelled) after at least one
-    checkpointed epoch, or None."""
-    for rid in reversed(run_ids):
-        info = runner.run_info(name, rid, cache)
-        if info["status"].get("state") in ("failed", "cancelled") and int(info["config"].get("seed", -1)) == seed \
-                and runner.load_checkpoint(info["dir"] / "checkpoint") is not None:
-            return rid
-    return None
+def _unfinished(name: str, ab_id: str, arm: str, seed: int, preset: str, cache=None) -> str | None:
+    """The run of this A/B's ``arm`` and ``seed`` that stopped (killed, failed, cancelled) furthest along — the most
+    checkpointed epochs, the newest of equals — or None. Found by the runs' own configs (group, arm, seed, preset),
+    not through the A/B's document: that lists finished runs only, so a resume that trained other seeds or arms
+    first rewrote it without the stopped run, and its epochs were trained again from the start."""
+    best, best_epoch = None, 0
+    for info in runner.list_runs(name, cache):                         # newest first
+        cfg = info["config"]
+        if cfg.get("group") != ab_id or cfg.get("arm") != arm or int(cfg.get("seed", -1)) != seed \
+                or (cfg.get("preset") or {}).get("name") != preset \
+                or info["status"].get("state") not in ("failed", "cancelled"):
+            continue
+        ck = runner.load_checkpoint(info["dir"] / "checkpoint")
+        if ck is not None and int(ck["epoch"]) > best_epoch:
+            best, best_epoch = info["run_id"], int(ck["epoch"])
+    return best
 
 
 def load_ab(name: str, ab_id: str, cache=None) -> dict | None:
