@@ -352,7 +352,8 @@ def run_folds(fit_fold, x: np.ndarray, y: np.ndarray, n_classes: int, fold: np.n
         res = ray.cluster_resources()
         cpus, gpus = float(res.get("CPU", 1)), float(res.get("GPU", 0))
         per_cpu = max(1, int(cpus // len(todo)))
-        tf_threads = threads or len(os.sched_getaffinity(0))
+        # the local engine's count: TF_NUM_INTRAOP_THREADS where it is set (TensorFlow reads it), else one per core
+        tf_threads = threads or int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0) or len(os.sched_getaffinity(0))
         opts = {"num_cpus": min(per_cpu, cpus), "num_gpus": 1 if gpus >= 1 else 0, "max_retries": 3}
         env = {k: v for k, v in os.environ.items() if k.startswith("FER_")}
         xr, yr, fr = ray.put(x), ray.put(y), ray.put(fold)

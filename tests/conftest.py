@@ -12,8 +12,14 @@ import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
-import pytest
+# The suite runs one xdist worker more than the cores (below): TensorFlow and BLAS in every worker and in the
+# processes it starts use one thread each, so three processes on two cores do not oversubscribe them (their thread
+# pools spin while they wait). Set before anything imports numpy or TensorFlow; an exported value wins.
+for _var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FER_ZIP = (ROOT.parent / "shared" / "datasets" / "fer2013" / "archive.zip").resolve()
