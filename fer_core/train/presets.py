@@ -27,9 +27,11 @@ class Preset:
 
 
 PRESETS = {
-    # about a minute on a 2-core CPU: for tests and a first look
-    "smoke": Preset("smoke", width=16, epochs=4, batch_size=64, lr=2e-3, patience=None, augment="light",
-                    max_train=5000),
+    # about a minute on a 2-core CPU: for tests and a first look. SGD with its cosine decay to 0 over the 4 epochs
+    # (2026-11-30, FER2013 PrivateTest, seeds 0-3, one TensorFlow thread): 36.6/37.1/37.1/34.3% against Adam at a
+    # constant 2e-3's 26.0/36.9/34.5/32.6% — Adam's last epoch landed anywhere on a noisy path (seed 0 near chance)
+    "smoke": Preset("smoke", width=16, epochs=4, batch_size=64, optimizer="sgd", lr=0.02, patience=None,
+                    augment="light", max_train=5000),
     # CPU-friendly: tens of minutes on 2 cores for FER2013; long enough to start memorising noisy labels
     "standard": Preset("standard", width=32, epochs=24, batch_size=128, lr=1e-3, patience=6),
     # GPU schedule aimed at the published ~73% single-model PrivateTest accuracy (residual network, SGD)
