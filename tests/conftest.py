@@ -40,13 +40,14 @@ def _missing_data(what: str) -> None:
     pytest.skip(what)
 
 
-# pytest-xdist's `--dist loadfile` hands out the files with the most tests first (its loadscope reorder); this order
-# only breaks its ties. Tried and measured on clean clones (bench/RESULTS.md, the test suite): starting the longest
-# files first instead (`--no-loadscope-reorder`) made the run slower, 847 s and 850+ s against 791 s — on 2 cores the
-# training files then run at the same time and slow each other, while the count order happens to spread them out.
-LONGEST_FIRST = ("test_train.py", "test_label_noise.py", "test_app_train.py", "test_ab.py", "test_ray.py",
-                 "test_crowd.py", "test_splits.py", "test_browser_curation.py", "test_browser_review.py",
-                 "test_kaggle.py", "test_app_curation.py", "test_browser_train.py", "test_app_review_ergonomics.py")
+# pytest-xdist hands out whole files (`--dist loadfile`) in this order (`--no-loadscope-reorder`, pytest.ini; xdist's
+# own reorder, most tests first, left the long single-test files such as test_ab.py for the end, and one worker
+# finished 110 s after the others). Longest first (FER_TEST_TIMELINE, summed per file), with the training files
+# spaced out by ones that mostly wait (FER+ import and link, the fake Kaggle server) so that they do not all start at
+# once; every file not listed keeps its place after these.
+LONGEST_FIRST = ("test_app_train.py", "test_crowd.py", "test_kaggle.py", "test_train.py", "test_ray.py", "test_ab.py",
+                 "test_splits.py", "test_label_noise.py", "test_browser_curation.py", "test_app_curation.py",
+                 "test_app_review_ergonomics.py", "test_browser_train.py", "test_browser_review.py")
 
 
 def pytest_collection_modifyitems(config, items):
