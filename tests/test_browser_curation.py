@@ -66,7 +66,7 @@ def test_tune_override_reload_export(fer2013_workspace, tmp_path):
             r, c = divmod(k, 12)
             x, y = box["x"] + (c * 66 + 32) * scale, box["y"] + (r * 66 + 32) * scale
             page.mouse.move(x, y)
-            titles.append(kept.get_attribute("title"))
+            titles.append(kept.get_attribute("title") or "")
             if titles[-1].endswith(" · kept"):
                 break
         assert titles[-1].endswith(" · kept"), titles
