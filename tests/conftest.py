@@ -44,8 +44,8 @@ def _missing_data(what: str) -> None:
 # own reorder, most tests first, left the long single-test files such as test_ab.py for the end, and one worker
 # finished 110 s after the others). Longest first (FER_TEST_TIMELINE, summed per file), with the training files
 # spaced out by ones that mostly wait (FER+ import and link, the fake Kaggle server) so that they do not all start at
-# once; every file not listed keeps its place after these. Measured on a clean clone (bench/RESULTS.md): 723 s, the
-# three workers ending within 20 s of each other, against 765-789 s in xdist's order.
+# once; every file not listed keeps its place after these. Measured on clean clones (bench/RESULTS.md): 723, 730 and
+# 780 s, the three workers ending within 25 s of each other, against 765-789 s in xdist's order.
 LONGEST_FIRST = ("test_app_train.py", "test_crowd.py", "test_kaggle.py", "test_train.py", "test_ray.py", "test_ab.py",
                  "test_splits.py", "test_label_noise.py", "test_browser_curation.py", "test_app_curation.py",
                  "test_app_review_ergonomics.py", "test_browser_train.py", "test_browser_review.py")
