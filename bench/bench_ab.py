@@ -31,7 +31,8 @@ def report(doc: dict) -> None:
     from fer_core.train import ab
 
     res = doc.get("result") or {}
-    print(f"A/B {doc['ab_id']}: preset {doc['preset']}, seeds {doc['seeds']}, arms {doc['arms']}"
+    print(f"A/B {doc['ab_id']}: preset {doc['preset']}, budget {doc.get('budget', 'passes')}, seeds {doc['seeds']}, "
+          f"arms {doc['arms']}"
           + ("" if doc.get("complete") else "  [PARTIAL: not every run has finished]")
           + (f"; raw runs reused from A/B {doc['baseline']}" if doc.get("baseline") else ""))
     for arm, r in res.get("arms", {}).items():
@@ -40,7 +41,9 @@ def report(doc: dict) -> None:
             wl = x["accuracy_without_leaked"]
             print(f"  {arm:8s} seed {x['seed']}: test accuracy {x['accuracy']:.4f} (95% {lo:.4f}–{hi:.4f}), "
                   f"macro-F1 {x['macro_f1']:.4f}, without leaked {wl if wl is None else f'{wl:.4f}'}, "
-                  f"{x['train_images']:,} training images, {x['epochs_run']} epochs")
+                  f"{x['train_images']:,} training images, {x['epochs_run']} epochs"
+                  + (f" of {x['images_per_epoch']:,} images" if x.get("images_per_epoch", x["train_images"])
+                     != x["train_images"] else ""))
         if r["mean_accuracy"] is not None:
             sd = r["sd_accuracy"]
             print(f"  {arm:8s} mean {r['mean_accuracy']:.4f}" + (f" ± {sd:.4f} (sd over seeds)" if sd is not None else ""))
@@ -88,6 +91,8 @@ def main() -> None:
                     help="recipe YAML for a new A/B (default: the data-derived default recipe), e.g. an ablation")
     ap.add_argument("--arms", default=None, help="comma-separated arms (default raw,curated,relabel)")
     ap.add_argument("--eval-on", action="append", default=[], help="extra yardstick DATASET[:SPLIT] (repeatable)")
+    ap.add_argument("--budget", default=None, choices=["passes", "steps"],
+                    help="same passes (default) or same gradient steps as the raw arm for every arm")
     ap.add_argument("--train-arms", default=None, help="train only these arms' missing runs now, e.g. prior")
     ap.add_argument("--train-seeds", default=None,
                     help="train only these seeds' missing runs now, e.g. 0 or 0,1 (the A/B keeps all its seeds)")
@@ -114,7 +119,8 @@ def main() -> None:
                         resume=doc is not None, baseline=args.baseline,
                         arms=args.arms.split(",") if args.arms else None, eval_on=args.eval_on,
                         train_seeds=[int(x) for x in args.train_seeds.split(",")] if args.train_seeds else None,
-                        train_arms=args.train_arms.split(",") if args.train_arms else None)
+                        train_arms=args.train_arms.split(",") if args.train_arms else None,
+                        budget=args.budget or (doc or {}).get("budget") or "passes")
     if doc is None:
         raise SystemExit(f"No A/B '{args.ab_id}' yet.")
     report(doc)

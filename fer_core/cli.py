@@ -343,9 +343,13 @@ def cmd_ab(ctx: Ctx) -> int:
     if ref:
         budget = {k: (v if v is not None else ref.get("changes", {}).get(k)) for k, v in budget.items()}
     arms = [x.strip() for x in a.arms.split(",") if x.strip()] if a.arms else None
+    # the same steps or the same passes: a resumed A/B keeps its own (the raw arm is alike under both, so a
+    # baseline's raw runs serve either)
+    held = a.budget or ((ref or {}).get("budget") if a.resume else None) or "passes"
     doc = ab.run_ab(a.name, a.recipe, seeds, preset, relabel_arm=False if a.no_relabel_arm else None,
                     progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache, ab_id=a.resume or a.ab_id,
-                    resume=bool(a.resume), baseline=a.baseline, arms=arms, eval_on=a.eval_on or (), **budget)
+                    resume=bool(a.resume), baseline=a.baseline, arms=arms, eval_on=a.eval_on or (), budget=held,
+                    **budget)
     ctx.bar.close()
     res = doc["result"]
     for where, r0 in [(f"{a.name} test", res)] + list(res.get("yardsticks", {}).items()):
@@ -625,6 +629,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, default=None)
     s.add_argument("--max-train", type=int, default=None)
     s.add_argument("--no-relabel-arm", action="store_true")
+    s.add_argument("--budget", default=None, choices=["passes", "steps"],
+                   help="what every arm gets the same of: passes (the preset's epochs over its own images; an arm "
+                        "that keeps fewer images trains fewer steps) or steps (as many gradient steps as the raw "
+                        "arm: curation judged at equal compute). Default passes")
     s.add_argument("--arms", default=None, metavar="A,B,...",
                    help="arms to train: raw, curated, control (random removal of as many images per class), relabel "
                         "(model suggestion), crowd (crowd-majority relabel; needs votes), soft (crowd vote "

@@ -317,13 +317,14 @@ def labels_job(name: str, folds: int, epochs: int, seed: int, engine: str | None
 
 def ab_job(name: str, recipe_file: str | os.PathLike | None = None, preset: str | None = None,
            seeds: int | None = None, relabel_arm: bool = True, baseline: str | None = None,
-           resume: str | None = None, arms: tuple[str, ...] | None = None, eval_on: tuple[str, ...] = ()) -> JobSpec:
+           resume: str | None = None, arms: tuple[str, ...] | None = None, eval_on: tuple[str, ...] = (),
+           budget: str | None = None) -> JobSpec:
     if resume:
         argv = ["ab", name, "--resume", resume]
     else:
         argv = ["ab", name, "--recipe", str(recipe_file), *_opt("--preset", preset), *_opt("--seeds", seeds)]
         argv += ([] if relabel_arm else ["--no-relabel-arm"]) + _opt("--baseline", baseline)
-        argv += _opt("--arms", ",".join(arms) if arms else None)
+        argv += _opt("--arms", ",".join(arms) if arms else None) + _opt("--budget", budget)
     argv += [a for t in eval_on for a in ("--eval-on", t)]
     return JobSpec("ab", tuple(argv), name, f"train-{name}")
 

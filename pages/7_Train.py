@@ -278,6 +278,13 @@ with tab_ab:
                             format_func=lambda b: "train it (same seeds)" if b is None else f"reuse the raw runs of A/B {b}",
                             help="Reusing saves the raw arm's training time; the new A/B takes the earlier one's budget, "
                                  "and seeds it lacks are trained.")
+        ab_budget = st.selectbox(
+            "Same budget for every arm", ["passes", "steps"], key="ab_budget", persist_state="session",
+            format_func={"passes": "the same epochs (an arm that keeps fewer images trains fewer steps)",
+                         "steps": "the same gradient steps as raw (curation judged at equal compute)"}.get,
+            help="With the same epochs, a recipe that removes 16% of the images also gets 16% less training — "
+                 "at a budget where the model is still improving, that alone can cost accuracy. With the same "
+                 "steps, every arm's epoch draws as many images as the raw arm's, cycling through its own.")
         c2 = st.columns([1, 1])
         has_votes = store.family_status(name).get("votes", {}).get("complete", False)
         extra_arms = c2[0].multiselect(
@@ -292,13 +299,15 @@ with tab_ab:
                  "measured against.")
         ab_ys = c2[1].multiselect("Also evaluate on", _yardstick_choices(), key="ab_eval_on", persist_state="session")
         n_cur = _kept_train()
+        if ab_budget == "steps":
+            n_cur = n_raw_train
         arms_n = ([] if base else [n_raw_train]) + [n_cur] + ([n_cur] if rel else []) + [n_cur] * len(extra_arms)
         estimate_caption(estimates.for_training(ab_preset, arms_n * int(n_seeds)),
                          upper=presets.get(ab_preset).patience is not None, what=f"{len(arms_n) * int(n_seeds)} runs")
         if st.button("Compare raw vs curated", type="primary", key="ab_start"):
             arms = ("raw", "curated") + (("relabel",) if rel else ()) + tuple(extra_arms)
             jm.submit(jobs.ab_job(name, _recipe_file(rec), ab_preset, int(n_seeds), relabel_arm=rel, baseline=base,
-                                  arms=arms if extra_arms else None, eval_on=tuple(ab_ys)))
+                                  arms=arms if extra_arms else None, eval_on=tuple(ab_ys), budget=ab_budget))
             st.rerun()
         unfinished = [d for d in ab_mod.list_ab(name) if not d.get("complete")]
         if unfinished and not jm.active(("ab",), name) and not ab_mod.is_running(name, unfinished[0]):
@@ -319,6 +328,7 @@ with tab_ab:
             doc = docs[0]
             res = doc.get("result")
             st.markdown(f"**A/B `{doc['ab_id']}`** — preset {doc['preset']}, seeds {doc['seeds']}"
+                        + (" — every arm trains as many steps as raw" if doc.get("budget") == "steps" else "")
                         + (f" — raw runs reused from A/B `{doc['baseline']}`" if doc.get("baseline") else "")
                         + ("" if doc.get("complete") else " — *partial: not every run has finished*"))
             if not res:

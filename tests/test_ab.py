@@ -100,3 +100,35 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
     with pytest.raises(InvalidInput, match="raw baseline"):     # resuming it without its baseline is refused
         ab.run_ab("fer2013", None, seeds=[], preset="smoke", ab_id=second["ab_id"], resume=True, baseline="other",
                   epochs=1, max_train=1200)
+
+    # The same steps for every arm (budget "steps"): a recipe that keeps fewer training images than raw draws the
+    # raw arm's number per epoch, so curated − raw is judged at equal compute; the raw runs (alike under either
+    # budget) are reused from the first A/B.
+    import numpy as np
+
+    sig = decisions.load_inputs("fer2013").signals
+    few = rec.with_filter("sharpness", min=float(np.nanquantile(sig["sharpness"], 0.97))).replace(name="few")
+    steps_seen = []
+
+    def count_steps(ev):
+        if ev.stage == "train" and ev.extra.get("steps"):
+            steps_seen.append(ev.extra["steps"])
+
+    with pytest.raises(InvalidInput, match="Unknown A/B budget"):
+        ab.run_ab("fer2013", few, seeds=[0], preset="smoke", budget="time", epochs=1, max_train=1200)
+    eq = ab.run_ab("fer2013", few, seeds=[0], preset="smoke", baseline=doc["ab_id"], budget="steps", epochs=1,
+                   max_train=1200, progress=count_steps)
+    assert eq["complete"] and eq["budget"] == "steps" and eq["runs"]["raw"] == [raw_id]
+    row = eq["result"]["arms"]["curated"]["runs"][0]
+    assert row["train_images"] < 1200 == raw["train_images"]             # the recipe kept fewer than raw's 1,200
+    assert row["images_per_epoch"] == 1200                                # … and drew raw's 1,200 per epoch
+    cfg = runner.run_info("fer2013", eq["runs"]["curated"][0])["config"]
+    assert cfg["preset"]["epoch_images"] == 1200
+    assert set(steps_seen) == {-(-1200 // 64)}                            # raw's 19 steps of 64, not fewer
+    assert "epoch_images" not in runner.run_info("fer2013", raw_id)["config"]["preset"]
+    with pytest.raises(InvalidInput, match="different budget"):          # resumed under the other budget: refused
+        ab.run_ab("fer2013", None, seeds=[0], preset="smoke", ab_id=eq["ab_id"], resume=True, budget="passes",
+                  epochs=1, max_train=1200)
+    with pytest.raises(InvalidInput, match="raw run of seed 5"):         # steps need the raw run of the seed first
+        ab.run_ab("fer2013", few, seeds=[5], preset="smoke", budget="steps", epochs=1, max_train=1200,
+                  train_arms=["curated"])

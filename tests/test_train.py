@@ -207,6 +207,39 @@ def test_recipe_and_export_sources_train_on_the_kept_images_and_test_on_the_full
     assert np.array_equal(np.sort(te.train.y), np.sort(td.train.y))
 
 
+def test_an_epoch_of_more_images_than_the_data_cycles_through_it_evenly():
+    """Budget "steps": a curated set trains as many steps as raw by drawing more images per epoch; over the run
+    every image is seen as often as every other (±1), and one pass per epoch is the feeder it always was."""
+    from fer_core.train import augment
+
+    x = np.arange(10 * 4 * 4, dtype=np.uint8).reshape(10, 4, 4)
+    y = np.arange(10) % 3
+    plain = augment.make_feeder(x, y, 4, seed=7, augment="none")
+    stream = augment.make_feeder(x, y, 4, seed=7, augment="none", epoch_images=10)
+    assert len(plain) == len(stream) == 3
+    for _ in range(3):            # epoch k of one pass per epoch is pass k, in the same order as before
+        assert np.array_equal(plain.idx, stream.idx)
+        assert sorted(plain.idx.tolist()) == list(range(10))
+        plain.on_epoch_end()
+        stream.on_epoch_end()
+    more = augment.make_feeder(x, y, 4, seed=7, augment="none", epoch_images=13)
+    assert len(more) == 4 and more.images == 13
+    seen = []
+    for _ in range(10):           # 130 images drawn: each of the 10 exactly 13 times
+        assert len(more.idx) == 13
+        seen += more.idx.tolist()
+        more.on_epoch_end()
+    assert np.bincount(seen, minlength=10).tolist() == [13] * 10
+    xb, yb = more[3]              # the last batch holds what is left of the epoch
+    assert xb.shape == (1, 4, 4, 1) and yb.shape == (1,)
+    # the first epoch of 13 is pass 0 (the one-pass feeder's first epoch) and the start of pass 1 (its second)
+    first = augment.make_feeder(x, y, 4, seed=7, augment="none", epoch_images=13)
+    one = augment.make_feeder(x, y, 4, seed=7, augment="none")
+    assert np.array_equal(first.idx[:10], one.idx)
+    one.on_epoch_end()
+    assert np.array_equal(first.idx[10:], one.idx[:3])
+
+
 def test_prior_weights_restore_the_source_class_shares():
     from fer_core.train.runner import prior_weights
 

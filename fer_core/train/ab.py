@@ -27,6 +27,8 @@ def ab_root(name: str, cache=None) -> Path:
     return paths.made(paths.ab)
 
 
+BUDGETS = ("passes", "steps")   # what "the same budget" holds equal across arms: epochs over each arm's own
+                                # images, or gradient steps (the raw arm's images per epoch for every arm)
 ARMS = ("raw", "curated", "control", "relabel", "crowd", "soft", "prior")
 SOFT_ARMS = ("soft",)         # trained on the crowd's vote distribution instead of one label
 PRIOR_ARMS = ("prior",)       # trained with loss weights restoring the source's class shares (runner.prior_weights)
@@ -155,6 +157,7 @@ def summarize(name: str, runs: dict[str, list[str]], cache=None, eval_on: list[s
                          "macro_f1": m["test"]["macro_f1"],
                          "accuracy_without_leaked": (m["test_without_leaked"] or {}).get("accuracy"),
                          "ci95": m["test"]["ci95"], "train_images": m["train_images"], "epochs_run": m["epochs_run"],
+                         "images_per_epoch": m.get("images_per_epoch", m["train_images"]),
                          "per_class_recall": m["test"].get("per_class_recall"),
                          "history": info["history"]})
             probs = np.load(info["dir"] / "test_probs.npy")
@@ -235,7 +238,7 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
            progress: ProgressFn | None = None, cancel: CancelToken | None = None, cache=None,
            ab_id: str | None = None, resume: bool = False, baseline: str | None = None,
            arms: list[str] | None = None, eval_on: list[str] | tuple = (), train_seeds: list[int] | None = None,
-           train_arms: list[str] | None = None, **preset_changes) -> dict:
+           train_arms: list[str] | None = None, budget: str = "passes", **preset_changes) -> dict:
     """Train every (seed, arm) pair, seed-major. With ``resume`` and an existing ``ab_id``, runs of that A/B
     that finished are kept and only the missing pairs are trained (a killed or cancelled A/B loses nothing;
     more seeds can be added later). Resuming with a different dataset, preset, recipe or budget is refused.
@@ -244,12 +247,19 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
     ``eval_on``: extra yardsticks (``DATASET[:SPLIT]``) every run is evaluated on — a resumed A/B evaluates its
     finished runs on a newly added yardstick without retraining them. ``train_seeds``: train only the missing
     runs of these seeds this time (the A/B keeps its whole seed list and stays incomplete until a later resume
-    trains the rest) — so other work can be queued between seeds. ``train_arms``: likewise, only these arms."""
+    trains the rest) — so other work can be queued between seeds. ``train_arms``: likewise, only these arms.
+    ``budget``: "passes" (every arm trains the preset's epochs over its own images: an arm that keeps fewer images
+    takes fewer gradient steps) or "steps" (every arm takes as many steps as the raw arm of its seed: its epochs
+    draw the raw arm's number of images, cycling through its own — :data:`BUDGETS`)."""
     from fer_core.train import yardstick
     from fer_core import recipe as recipe_mod
 
     if isinstance(recipe, (str, Path)):
         recipe = recipe_mod.Recipe.load(recipe)
+    if budget not in BUDGETS:
+        raise InvalidInput(f"Unknown A/B budget '{budget}'.", "Use " + " or ".join(BUDGETS) + ".")
+    if budget == "steps" and preset_changes.get("epoch_images") is not None:
+        raise InvalidInput("Budget 'steps' sets each arm's images per epoch itself.", "Leave epoch_images unset.")
     ab_id = ab_id or f"{time.strftime('%Y%m%d-%H%M%S')}-ab-{uuid.uuid4().hex[:4]}"
     path = ab_root(name, cache) / f"{ab_id}.json"
     changes = {k: v for k, v in preset_changes.items() if v is not None}
@@ -261,9 +271,10 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
             recipe = recipe_mod.Recipe.from_dict(old["recipe"])
         mismatch = [k for k, a, b in (("preset", old["preset"], preset),
                                       ("recipe", old["recipe"], recipe.to_dict()),
-                                      ("budget", old.get("changes", {}), changes)) if a != b]
+                                      ("budget", old.get("changes", {}), changes),
+                                      ("budget", old.get("budget", "passes"), budget)) if a != b]
         if mismatch:
-            raise InvalidInput(f"A/B '{ab_id}' was started with a different {', '.join(mismatch)}; resuming would "
+            raise InvalidInput(f"A/B '{ab_id}' was started with a different {', '.join(dict.fromkeys(mismatch))}; resuming would "
                                "mix incomparable runs.", "Start a new A/B instead.")
         relabel_arm = "relabel" in old["arms"]
         if arms is not None and sorted(arms) != sorted(old["arms"]):
@@ -298,7 +309,7 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
             done.setdefault(("raw", seed), rid)
     total = len(arms) * len(seeds)
     doc = {"ab_id": ab_id, "dataset": name, "preset": preset, "seeds": list(seeds), "recipe": recipe.to_dict(),
-           "arms": [a for a, _, _ in arms], "changes": changes, "runs": runs, "complete": False, "baseline": baseline,
+           "arms": [a for a, _, _ in arms], "changes": changes, "budget": budget, "runs": runs, "complete": False, "baseline": baseline,
            "eval_on": eval_on,
            "created": old["created"] if old else time.time(), "pid": os.getpid(), "pid_started": process_started()}
     if old is not None:
@@ -325,11 +336,14 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
             rid = _unfinished(name, ab_id, arm, seed, preset, cache)
             resume = rid is not None          # a killed run continues from its last finished epoch
             rid = rid or runner.new_run_id(preset, seed) + f"-{arm}"
+            steps = {}
+            if budget == "steps" and arm != "raw":
+                steps["epoch_images"] = _raw_train_images(name, runs.get("raw", []), seed, cache)
             runs[arm].append(rid)
             atomic_write_json(path, doc)
             runner.train(name, source, rec, preset=preset, seed=seed, run_id=rid, group=ab_id, arm=arm,
                          progress=progress, cancel=cancel, cache=cache, eval_on=eval_on, soft=arm in SOFT_ARMS,
-                         prior="source" if arm in PRIOR_ARMS else "kept", resume=resume, **changes)
+                         prior="source" if arm in PRIOR_ARMS else "kept", resume=resume, **changes, **steps)
             k += 1
             doc["result"] = summarize(name, runs, cache, eval_on)
             atomic_write_json(path, doc)
@@ -339,6 +353,16 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
         doc["finished"] = time.time()
     atomic_write_json(path, doc)
     return doc
+
+
+def _raw_train_images(name: str, raw_runs: list[str], seed: int, cache=None) -> int:
+    """How many images the raw run of ``seed`` trained on (the step budget of every arm under budget "steps")."""
+    for rid in raw_runs:
+        info = runner.run_info(name, rid, cache)
+        if info["metrics"] and int(info["metrics"].get("seed", -1)) == seed:
+            return int(info["metrics"]["train_images"])
+    raise InvalidInput(f"Budget 'steps' gives every arm as many steps as the raw run of seed {seed}, which has not "
+                       "finished.", "Train the raw arm of that seed first (or include raw in the arms to train).")
 
 
 def _unfinished(name: str, ab_id: str, arm: str, seed: int, preset: str, cache=None) -> str | None:

@@ -44,24 +44,41 @@ def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
 
 
 def make_feeder(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, augment: str = "standard",
-                balance: str = "none", targets: np.ndarray | None = None):
+                balance: str = "none", targets: np.ndarray | None = None, epoch_images: int | None = None):
     """Batches of (augmented images, labels); ``targets``: per-image target distributions fed instead of ``y``
-    (soft labels; ``y`` still drives the order and the balancing)."""
+    (soft labels; ``y`` still drives the order and the balancing).
+
+    The data flow as one stream of passes, pass ``k`` in an order seeded by (seed, k); an epoch is the next
+    ``epoch_images`` of it (default: one pass, so epoch k is pass k). With more images per epoch than the data
+    holds, every image is still seen as often as every other (±1) over the run: a budget in gradient steps for a
+    smaller (curated) set, rather than in passes."""
     import keras
+
+    n = len(y)
+    per_epoch = int(epoch_images) if epoch_images else n
+    if per_epoch < 1:
+        raise ValueError("epoch_images must be at least 1")
+
+    def one_pass(k: int) -> np.ndarray:
+        rng = np.random.default_rng([seed, k])
+        return balanced_indices(y, rng) if balance == "sampler" else rng.permutation(n)
 
     class Feeder(keras.utils.PyDataset):
         def __init__(self):
             super().__init__(workers=1, use_multiprocessing=False)
             self.aug = pipeline(augment)
             self.epoch = 0
+            self.images = per_epoch
             self._order()
 
         def _order(self):
-            rng = np.random.default_rng([seed, self.epoch])
-            self.idx = balanced_indices(y, rng) if balance == "sampler" else rng.permutation(len(y))
+            start = self.epoch * per_epoch           # this epoch's place in the stream of passes
+            first, last = start // n, (start + per_epoch - 1) // n
+            stream = np.concatenate([one_pass(k) for k in range(first, last + 1)])
+            self.idx = stream[start - first * n:start - first * n + per_epoch]
 
         def __len__(self):
-            return math.ceil(len(y) / batch_size)
+            return math.ceil(per_epoch / batch_size)
 
         def __getitem__(self, b):
             sel = self.idx[b * batch_size:(b + 1) * batch_size]

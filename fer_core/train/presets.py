@@ -21,9 +21,15 @@ class Preset:
     balance: str = "none"        # none | class_weight | sampler
     max_train: int | None = None  # stratified subset of the training images (smoke)
     tta: bool = True             # horizontal-flip test-time augmentation
+    # images per epoch, cycling through the data (None: one pass). A budget in gradient steps instead of passes:
+    # an A/B with budget "steps" sets it to the raw arm's training images for every arm that keeps fewer
+    epoch_images: int | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["epoch_images"] is None:    # runs saved before it existed compare equal (resume, baseline reuse)
+            del d["epoch_images"]
+        return d
 
 
 PRESETS = {

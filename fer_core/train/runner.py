@@ -65,7 +65,7 @@ def fit(x: np.ndarray, y: np.ndarray, n_classes: int, p: presets_mod.Preset, see
     size = x.shape[1]
     kw = {"width": p.width} if p.model == "compact" else {}
     feeder = augment.make_feeder(x, y, p.batch_size, seed, p.augment, "sampler" if p.balance == "sampler" else "none",
-                                 targets=soft)
+                                 targets=soft, epoch_images=p.epoch_images)
     steps = len(feeder)
     state = load_checkpoint(checkpoint) if checkpoint is not None else None
     if state is not None:
@@ -99,7 +99,7 @@ def fit(x: np.ndarray, y: np.ndarray, n_classes: int, p: presets_mod.Preset, see
 
         def on_train_batch_end(self, batch, logs=None):
             self.done += 1
-            self.seen += min(p.batch_size, len(y) - batch * p.batch_size)
+            self.seen += min(p.batch_size, feeder.images - batch * p.batch_size)
             if cancel is not None and cancel.cancelled:
                 self.model.stop_training = True
                 raise Cancelled("Training cancelled.")
@@ -119,7 +119,7 @@ def fit(x: np.ndarray, y: np.ndarray, n_classes: int, p: presets_mod.Preset, see
             logs = logs or {}
             sec = time.time() - self.te
             lr = self.model.optimizer.learning_rate
-            row = {"epoch": epoch + 1, "seconds": round(sec, 2), "images_per_s": round(len(y) / max(sec, 1e-9), 1),
+            row = {"epoch": epoch + 1, "seconds": round(sec, 2), "images_per_s": round(feeder.images / max(sec, 1e-9), 1),
                    "lr": float(lr.numpy() if hasattr(lr, "numpy") else lr)}
             row.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
             rows.append(row)
@@ -362,7 +362,8 @@ def train(name: str, source: str = "raw", recipe=None, export_dir=None, preset: 
                         "prior": prior,
                         "val_accuracy": float((val_probs.argmax(1) == td.val.y).mean()),
                         "epochs_run": len(hist), "train_seconds": round(train_s, 1),
-                        "train_images": len(td.train), "best_epoch": int(np.argmax([h.get("val_accuracy", 0) for h in hist]) + 1)
+                        "train_images": len(td.train), "images_per_epoch": p.epoch_images or len(td.train),
+                        "best_epoch": int(np.argmax([h.get("val_accuracy", 0) for h in hist]) + 1)
                         if hist else None})
         with atomic_path(rdir / "test_probs.npy") as tmp:
             np.save(tmp, probs)
