@@ -100,6 +100,8 @@ def write_ablations(ws, rec, out_dir: str) -> None:
     from pathlib import Path
 
     Path(out_dir).mkdir(parents=True, exist_ok=True)
+    rec.save(Path(out_dir) / f"{rec.name}.yaml")      # the recipe itself (another A/B of it: bench_ab --recipe)
+    print(f"{Path(out_dir) / f'{rec.name}.yaml'}: [{rec.fingerprint()}] the recipe itself")
     for key, r in ablations(rec).items():
         r = r.replace(name=f"{rec.name}-{key}")
         path = Path(out_dir) / f"{r.name}.yaml"
