@@ -99,24 +99,30 @@ def test_an_interrupted_ab_can_be_resumed_from_the_page(fer2013_workspace):
     assert not any("killed-ab" in w.value for w in at.warning)     # finished: no longer offered
 
     # A second recipe against the same raw runs: the page offers the finished A/B as the raw arm; the new A/B
-    # takes its budget, reuses its raw run and trains only the curated arm.
+    # takes its budget, reuses its raw run and trains only the curated arm — at the raw arm's steps when asked
+    # (the raw arm is alike under either budget, so an A/B of passes can lend it).
     at.selectbox(key="ab_preset").select("smoke")
     at.run()
     assert at.selectbox(key="ab_base").options[1] == "reuse the raw runs of A/B killed-ab"
     at.selectbox(key="ab_base").select("killed-ab")
     at.number_input(key="ab_seeds").set_value(1)
+    at.selectbox(key="ab_budget").select("steps")
     at.button(key="ab_start").click()
     at.run()
     assert not at.exception, at.exception
     job = JobManager().list(kind="ab", dataset="fer2013")[0]
-    assert JobManager()._meta(job.id)["argv"][-2:] == ["--baseline", "killed-ab"]
+    assert JobManager()._meta(job.id)["argv"][-4:] == ["--baseline", "killed-ab", "--budget", "steps"]
     st = JobManager().wait(job.id, timeout=600)
     assert st.state == "done", (st.state, st.error, JobManager().log(job.id)[-2000:])
     new = next(d for d in ab.list_ab("fer2013") if d.get("baseline") == "killed-ab")
     assert new["complete"] and new["changes"] == done["changes"]
     assert new["runs"]["raw"] == done["runs"]["raw"] and new["runs"]["curated"] != done["runs"]["curated"]
+    assert new["budget"] == "steps"
+    raw_images = done["result"]["arms"]["raw"]["runs"][0]["train_images"]
+    assert new["result"]["arms"]["curated"]["runs"][0]["images_per_epoch"] == raw_images
     at.run()
-    assert any("raw runs reused from A/B `killed-ab`" in m.value for m in at.markdown)
+    assert any("raw runs reused from A/B `killed-ab`" in m.value and "as many steps as raw" in m.value
+               for m in at.markdown)
 
 
 def test_quality_page_caps_the_label_cut_per_class(noisy_workspace):

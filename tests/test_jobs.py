@@ -114,7 +114,8 @@ def test_every_job_starter_builds_a_command_line_the_cli_accepts(tmp_path):
         (jobs.labels_job("d", 5, 3, 1), "cmd_labels", {"folds": 5, "epochs": 3, "seed": 1}),
         (jobs.ab_job("d", r, "smoke", 2, relabel_arm=False, baseline="ab1"), "cmd_ab",
          {"recipe": str(r), "preset": "smoke", "seeds": 2, "no_relabel_arm": True, "baseline": "ab1"}),
-        (jobs.ab_job("d", resume="ab2"), "cmd_ab", {"resume": "ab2", "recipe": None}),
+        (jobs.ab_job("d", resume="ab2"), "cmd_ab", {"resume": "ab2", "recipe": None, "budget": None}),
+        (jobs.ab_job("d", r, "standard", 3, budget="steps"), "cmd_ab", {"budget": "steps", "baseline": None}),
     ]
     parser = cli.build_parser()
     for spec, fn, want in cases:
