@@ -345,7 +345,7 @@ def cmd_ab(ctx: Ctx) -> int:
     arms = [x.strip() for x in a.arms.split(",") if x.strip()] if a.arms else None
     # the same steps or the same passes: a resumed A/B keeps its own (the raw arm is alike under both, so a
     # baseline's raw runs serve either)
-    held = a.budget or ((ref or {}).get("budget") if a.resume else None) or "passes"
+    held = a.budget or ((ref or {}).get("budget", "passes") if a.resume else None)   # None: run_ab's default
     doc = ab.run_ab(a.name, a.recipe, seeds, preset, relabel_arm=False if a.no_relabel_arm else None,
                     progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache, ab_id=a.resume or a.ab_id,
                     resume=bool(a.resume), baseline=a.baseline, arms=arms, eval_on=a.eval_on or (), budget=held,
@@ -632,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--budget", default=None, choices=["passes", "steps"],
                    help="what every arm gets the same of: passes (the preset's epochs over its own images; an arm "
                         "that keeps fewer images trains fewer steps) or steps (as many gradient steps as the raw "
-                        "arm: curation judged at equal compute). Default passes")
+                        "arm: curation judged at equal compute). Default steps (a resumed A/B: its own)")
     s.add_argument("--arms", default=None, metavar="A,B,...",
                    help="arms to train: raw, curated, control (random removal of as many images per class), relabel "
                         "(model suggestion), crowd (crowd-majority relabel; needs votes), soft (crowd vote "

@@ -279,7 +279,7 @@ with tab_ab:
                             help="Reusing saves the raw arm's training time; the new A/B takes the earlier one's budget, "
                                  "and seeds it lacks are trained.")
         ab_budget = st.selectbox(
-            "Same budget for every arm", ["passes", "steps"], key="ab_budget", persist_state="session",
+            "Same budget for every arm", ["steps", "passes"], key="ab_budget", persist_state="session",
             format_func={"passes": "the same epochs (an arm that keeps fewer images trains fewer steps)",
                          "steps": "the same gradient steps as raw (curation judged at equal compute)"}.get,
             help="With the same epochs, a recipe that removes 16% of the images also gets 16% less training — "

@@ -19,6 +19,7 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
     rec = recipe_mod.default_recipe(decisions.load_inputs("fer2013").signals)
     doc = ab.run_ab("fer2013", rec, seeds=[0], preset="smoke", epochs=1, max_train=1200)
     assert doc["complete"] and doc["arms"] == ["raw", "curated"]      # no label signals → no relabel arm
+    assert doc["budget"] == "steps"                                      # a new A/B holds compute equal
     res = doc["result"]
     raw, cur = res["arms"]["raw"]["runs"][0], res["arms"]["curated"]["runs"][0]
     assert raw["seed"] == cur["seed"] == 0 and raw["history"] and cur["history"]
@@ -71,8 +72,11 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
     assert runner.run_info("fer2013", cut)["status"]["state"] == "cancelled"
     # a resume that trains nothing (another seed's turn) rewrites the A/B's document with its finished runs only:
     # the stopped run is still found, by its own config (it was trained again from epoch 1 before)
+    killed_file = ab.ab_root("fer2013") / "killed.json"          # … saved before budgets were recorded: passes
+    killed_file.write_text(json.dumps({k: v for k, v in json.loads(killed_file.read_text()).items() if k != "budget"}))
     idle = ab.run_ab("fer2013", None, seeds=[], preset="smoke", ab_id="killed", resume=True, epochs=2, max_train=1200,
                      train_seeds=[])
+    assert idle["budget"] == "passes"
     assert idle["runs"]["raw"] == [] and not idle["complete"]
     back = ab.run_ab("fer2013", None, seeds=[], preset="smoke", ab_id="killed", resume=True, epochs=2, max_train=1200)
     assert back["complete"] and back["runs"]["raw"] == [cut]
@@ -129,6 +133,8 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
     with pytest.raises(InvalidInput, match="different budget"):          # resumed under the other budget: refused
         ab.run_ab("fer2013", None, seeds=[0], preset="smoke", ab_id=eq["ab_id"], resume=True, budget="passes",
                   epochs=1, max_train=1200)
+    with pytest.raises(InvalidInput, match="not among the arms"):        # … and the raw arm (or a baseline's)
+        ab.run_ab("fer2013", few, seeds=[0], preset="smoke", arms=["curated"], epochs=1, max_train=1200)
     with pytest.raises(InvalidInput, match="raw run of seed 5"):         # steps need the raw run of the seed first
         ab.run_ab("fer2013", few, seeds=[5], preset="smoke", budget="steps", epochs=1, max_train=1200,
                   train_arms=["curated"])

@@ -93,6 +93,7 @@ def test_an_interrupted_ab_can_be_resumed_from_the_page(fer2013_workspace):
     assert st.state == "done", (st.state, st.error, JobManager().log(jobs[0].id)[-2000:])
     done = ab.load_ab("fer2013", "killed-ab")
     assert done["complete"] and done["changes"] == {"epochs": 1, "max_train": 600}
+    assert done["budget"] == "passes"          # saved before budgets were recorded: resumed with the same passes
     assert [len(done["runs"][a]) for a in ("raw", "curated")] == [1, 1]
     assert done["result"]["arms"]["raw"]["runs"][0]["epochs_run"] == 1
     at.run()
