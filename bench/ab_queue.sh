@@ -39,15 +39,15 @@ for s in 1 2; do $AB --train-seeds $s --train-arms raw; done
 # 16% the recipe removes does not also cost 16% of the gradient steps), against the same raw runs
 $PY bench/bench_recipe_cuts.py --cache $C --write-ablations $C/ablations >/dev/null
 STEPS="$PY bench/bench_ab.py --cache $C --ab-id crowd-steps --recipe $C/ablations/fer2013-default.yaml --baseline crowd-ab \
-  --arms raw,curated,control --budget steps --eval-on ferplus:test --seeds 3"
+  --arms raw,curated,control,crowd,relabel --budget steps --eval-on ferplus:test --seeds 3"
 for s in 0 1 2; do $STEPS --train-seeds $s --train-arms curated; done
-for s in 0 1 2; do $AB --train-seeds $s --train-arms control; done
 for s in 0 1 2; do $STEPS --train-seeds $s --train-arms control; done
-for s in 0 1 2; do $AB --train-seeds $s; done
-# the default recipe minus one cut at a time, 3 seeds each, against the same raw runs
+for s in 0 1 2; do $STEPS --train-seeds $s --train-arms crowd; done
+for s in 0 1 2; do $STEPS --train-seeds $s --train-arms relabel; done
+# the default recipe minus one cut at a time, 3 seeds each, at the same steps, against the same raw runs
 for k in keepdups nolabel noquality; do
   $PY bench/bench_ab.py --cache $C --ab-id ablate-$k --recipe $C/ablations/fer2013-default-$k.yaml \
-    --baseline crowd-ab --arms raw,curated --eval-on ferplus:test --seeds 3
+    --baseline crowd-ab --arms raw,curated --budget steps --eval-on ferplus:test --seeds 3
 done
 # FER+'s own reference on FER+ Test (majority and soft labels), each also judged on FER2013's test
 $P scan ferplus
@@ -60,3 +60,5 @@ for s in 0 1 2; do
       --eval-on fer2013:test
   done
 done
+# last: crowd-ab at the same passes (control seed 2, relabel, crowd) — the budget the first verdict was given at
+for s in 0 1 2; do $AB --train-seeds $s; done
