@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from browser import browser_page, shot, streamlit_server, wait_app_idle
+from browser import act_until, browser_page, shot, streamlit_server, wait_app_idle
 
 pytestmark = pytest.mark.browser
 
@@ -71,8 +71,8 @@ def test_tune_override_reload_export(fer2013_workspace, tmp_path):
                 break
         assert titles[-1].endswith(" · kept"), titles
         assert all(" · " in t for t in titles), titles    # label · value · what its border colour means
-        page.mouse.click(x, y)
-        page.get_by_text("KEPT", exact=True).first.wait_for(timeout=30_000)
+        act_until(page, lambda: page.mouse.click(x, y),            # open it in the inspector (again: the same)
+                  lambda ms: page.get_by_text("KEPT", exact=True).first.wait_for(timeout=ms))
         path = page.locator('[data-testid="stMain"] [data-testid="stImageCaption"]').first.inner_text()
         page.get_by_role("button", name="Reject", exact=True).click()
         page.get_by_text("REJECTED", exact=True).first.wait_for(timeout=30_000)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from browser import browser_page, shot, streamlit_server, wait_app_idle
+from browser import act_until, browser_page, shot, streamlit_server, wait_app_idle
 from fer_core import datasets, review
 from test_app_review_ergonomics import planted_copies
 
@@ -43,8 +43,8 @@ def test_review_queue_by_keyboard(tmp_path, fer_sample):
         assert page.evaluate(JS_CUT) == []
         shot(page, "review-queue")
         page.get_by_role("heading", name="Review").click()        # focus on the page, not on a field
-        page.keyboard.press("a")
-        page.wait_for_function(f"() => ({JS_TICKED})() === 100")
+        act_until(page, lambda: page.keyboard.press("a"),          # a: tick all (again: still all)
+                  lambda ms: page.wait_for_function(f"() => ({JS_TICKED})() === 100", timeout=ms))
         page.keyboard.press("x")
         page.wait_for_function(f"() => ({JS_TICKED})() === 0")
         # tick two images (the focus stays on the last tick box) and press k
@@ -86,8 +86,8 @@ def test_review_queue_by_keyboard(tmp_path, fer_sample):
         ids2 = page.evaluate(JS_IDS)
         assert not set(ids2) & set(ids[:3])                       # decided images left the "to review" queue
         page.get_by_role("heading", name="Review").click()
-        page.keyboard.press("a")
-        page.wait_for_function(f"() => ({JS_TICKED})() === 100")
+        act_until(page, lambda: page.keyboard.press("a"),          # a: tick all (again: still all)
+                  lambda ms: page.wait_for_function(f"() => ({JS_TICKED})() === 100", timeout=ms))
         page.keyboard.press("r")
         dialog = page.get_by_role("dialog")
         dialog.get_by_text("100 images").first.wait_for(timeout=60_000)
