@@ -30,9 +30,9 @@ def ab_root(name: str, cache=None) -> Path:
 BUDGETS = ("passes", "steps")   # what "the same budget" holds equal across arms: epochs over each arm's own
                                 # images, or gradient steps (the raw arm's images per epoch for every arm)
 # A new A/B holds compute equal: with the same passes, a recipe that removes 16% of the images also trains 16% fewer
-# steps, and at the standard preset (still improving at its last epoch) that alone cost FER2013's curated arm
-# 3.2 points on FER+ Test (seed 0: 66.2% against 69.9% at the same steps; bench/RESULTS.md, issue 17). A/Bs saved
-# before the budget was recorded were trained with the same passes and resume so.
+# steps, and at the standard preset (still improving at its last epoch) that cost FER2013's curated arm 1.2 points
+# on FER+ Test over 3 seeds (66.8% at the same passes, 68.0% at the same steps, raw 69.5%; bench/RESULTS.md, issue
+# 17). A/Bs saved before the budget was recorded were trained with the same passes and resume so.
 DEFAULT_BUDGET = "steps"
 ARMS = ("raw", "curated", "control", "relabel", "crowd", "soft", "prior")
 SOFT_ARMS = ("soft",)         # trained on the crowd's vote distribution instead of one label
