@@ -28,6 +28,18 @@ def _overrides_shown(page, n: int):
     wait_app_idle(page)
 
 
+def _tiles_replaced(page, before: list[str], count: int | None = None, timeout: float = 60_000) -> list[str]:
+    """Wait until the queue shows tiles (``count`` of them, when given) and none of them is one of ``before``
+    (the page number changes on the client at once; the old tiles stay in the DOM until the rerun has drawn
+    the new page, and the status widget may not say "Running" yet when we look), then return their ids."""
+    page.wait_for_function(
+        f"([before, count]) => {{ const ids = ({JS_IDS})(); "
+        "return ids.length > 0 && (count === null || ids.length === count) && !ids.some(i => before.includes(i)); }",
+        arg=[before, count], timeout=timeout)
+    wait_app_idle(page)
+    return page.evaluate(JS_IDS)
+
+
 def test_review_queue_by_keyboard(tmp_path, fer_sample):
     planted_copies(tmp_path, fer_sample, "rvb")
     rs = review.store_for(datasets.load("rvb"))
@@ -76,14 +88,11 @@ def test_review_queue_by_keyboard(tmp_path, fer_sample):
         # → and ← turn pages
         page.keyboard.press("ArrowRight")
         page.wait_for_function("() => document.querySelector('.st-key-rv_page input').value === '2'")
-        wait_app_idle(page)
-        assert not set(page.evaluate(JS_IDS)) & set(ids)
+        page_two = _tiles_replaced(page, ids)     # a whole new page of tiles, none of page 1's
         page.keyboard.press("ArrowLeft")
         page.wait_for_function("() => document.querySelector('.st-key-rv_page input').value === '1'")
-        wait_app_idle(page)
         # a full page rejected by keyboard: a dialog names the count first; nothing is applied until confirmed
-        page.wait_for_function("() => document.querySelectorAll('[class*=\"st-key-rv_sel_\"]').length === 100")
-        ids2 = page.evaluate(JS_IDS)
+        ids2 = _tiles_replaced(page, page_two, 100)
         assert not set(ids2) & set(ids[:3])                       # decided images left the "to review" queue
         page.get_by_role("heading", name="Review").click()
         act_until(page, lambda: page.keyboard.press("a"),          # a: tick all (again: still all)
