@@ -95,11 +95,15 @@ def shot(page, name: str) -> Path:
 
 
 def wait_app_idle(page, timeout: float = 60_000):
-    """Wait until Streamlit finished the current script run."""
+    """Wait until Streamlit finished the current script run: the app's own script state (set on the client as
+    soon as a widget asks for a rerun) says "notRunning" and the status widget does not say "Running" (it shows
+    only after a delay, so it alone lets a wait pass before the run has started)."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]') || "
-        "!document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
+        "() => { const app = document.querySelector('[data-testid=\"stApp\"]');"
+        " const state = app && app.dataset.testScriptState;"
+        " const status = document.querySelector('[data-testid=\"stStatusWidget\"]');"
+        " return (!state || state === 'notRunning') && (!status || !status.innerText.includes('Running')); }",
         timeout=timeout)
 
 
