@@ -53,6 +53,8 @@ def report(doc: dict) -> None:
         if d.get("without_leaked"):
             print(f"  {arm.split('-')[0]} − {base}, without leaked test images: "
                   f"{ab.verdict(d['without_leaked'], against=base)}")
+    for arm, c in res.get("captured", {}).items():
+        print(f"  {ab.captured_text(arm, c)}")
     for key, y in res.get("yardsticks", {}).items():
         print(f"on {key} ({y.get('images', 0):,} images after what is set aside):")
         for arm, r in y["arms"].items():
@@ -68,6 +70,10 @@ def report(doc: dict) -> None:
             print(f"  {arm.split('-')[0]} − {base} (seeds {d['seeds']}), full: {ab.verdict(d['full'], against=base)}")
             if d.get("without_leaked"):
                 print(f"  {arm.split('-')[0]} − {base}, without leaked: {ab.verdict(d['without_leaked'], against=base)}")
+        for arm, c in y.get("captured", {}).items():
+            print(f"  {ab.captured_text(arm, c)}")
+            if c.get("without_leaked"):
+                print(f"  without leaked: {ab.captured_text(arm, c, which='without_leaked')}")
     print("learning curves (validation accuracy per epoch, first seed of each arm):")
     for arm, r in res.get("arms", {}).items():
         if r["runs"]:

@@ -364,6 +364,8 @@ def cmd_ab(ctx: Ctx) -> int:
             ctx.out(f"{arm} − {base}, full: {ab.verdict(d['full'], doc['preset'], base)}")
             if d.get("without_leaked"):
                 ctx.out(f"{arm} − {base}, without leaked images: {ab.verdict(d['without_leaked'], doc['preset'], base)}")
+        for arm, c in r0.get("captured", {}).items():
+            ctx.out(ab.captured_text(arm, c, doc["preset"]))
     ctx.result = {"dataset": a.name, "ab_id": doc["ab_id"],
                   "summary": "; ".join(f"{k.split('-')[0]} − {v.get('against', 'raw')} {v['full']['difference'] * 100:+.2f} pts"
                                        for k, v in res["differences"].items())}

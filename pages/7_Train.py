@@ -356,6 +356,9 @@ with tab_ab:
                                 f"{ab_mod.verdict(d['without_leaked'], doc['preset'], against)}")
                     firm = not d["full"]["within_noise"] and not ab_mod.caveat(d["full"], doc["preset"])
                     (st.info if not firm else st.success if d["full"]["difference"] > 0 else st.warning)(msg)
+                for arm, c in r0.get("captured", {}).items():
+                    st.caption(f"**{arm} against the crowd relabel** ({where}): "
+                               + ab_mod.captured_text(arm, c, doc["preset"]))
             recall = {arm: pd.DataFrame([x["per_class_recall"] for x in r["runs"] if x.get("per_class_recall")]).mean()
                       for arm, r in res["arms"].items() if any(x.get("per_class_recall") for x in r["runs"])}
             if recall:

@@ -407,6 +407,18 @@ def test_the_ab_trains_a_control_arm_and_pairs_arms_on_every_yardstick(mini, tmp
     assert set(y["arms"]) == {"raw", "curated", "control", "crowd"}
     assert all(len(a["runs"]) == 1 for a in y["arms"].values())
     assert "crowd" in y["differences"] and "without_leaked" in y["differences"]["crowd"]
+    # how much of the crowd relabel's gain the recipe captures: the ratio of the two paired gains (or why not)
+    cap = y["captured"]["curated"]["full"]
+    assert set(y["captured"]) == {"curated"} and y["captured"]["curated"]["seeds"] == [0]
+    assert cap["gain"] == pytest.approx(y["differences"]["curated"]["full"]["difference"])
+    assert cap["reference_gain"] == pytest.approx(y["differences"]["crowd"]["full"]["difference"])
+    assert (cap["share"] == pytest.approx(cap["gain"] / cap["reference_gain"])) if cap["share"] is not None \
+        else bool(cap["why"])
+    from conftest import app_page                   # the Train page says it beside the verdicts
+
+    at = app_page("pages/7_Train.py", timeout=180)
+    caps = [c.value for c in at.caption]
+    assert any(c.startswith("**curated against the crowd relabel** (ferplus-mini:test): curated ") for c in caps), caps
     crowd_cfg = runner.run_info("fer2013-mini", doc2["runs"]["crowd"][0], cache)["config"]
     assert crowd_cfg["source"]["relabelled"] > 0
 

@@ -47,6 +47,37 @@ def test_metrics_match_sklearn_and_intervals_cover_the_estimate():
     assert d["difference"] > 0.03 and not d["within_noise"] and d["ci95"][0] > 0
 
 
+def test_captured_share_of_a_reference_gain():
+    """Issue 17: how much of the crowd relabel's gain over raw an automatic arm captures — the ratio of the two
+    paired gains, an interval from the same joint resampling, and no ratio when there is no gain to capture."""
+    from fer_core.train import ab
+    from fer_core.train.evaluate import captured_share
+
+    rng = np.random.default_rng(1)
+    n = 4000
+    base = np.stack([rng.random(n) < 0.6 for _ in range(3)])            # raw: 60% right, 3 seeds
+    fixable = (rng.random(n) < 0.25) & ~base.any(0)                     # images the reference gets right too
+    ref = base | fixable                                                # the crowd relabel: + every fixable one
+    half = fixable & (np.arange(n) % 2 == 0)
+    arm = base | half                                                   # the recipe: half of them
+    c = captured_share(base, arm, ref)
+    assert c["share"] == pytest.approx(half.sum() / fixable.sum())
+    assert c["gain"] == pytest.approx(half.sum() / n) and c["reference_gain"] == pytest.approx(fixable.sum() / n)
+    lo, hi = c["ci95"]
+    assert lo < c["share"] < hi and 0.35 < lo and hi < 0.65 and c["why"] is None
+    assert captured_share(base, ref, ref)["share"] == pytest.approx(1.0)
+    assert captured_share(base, base, ref)["share"] == 0
+    # a reference no better than raw: no share, and why
+    none = captured_share(base, arm, base)
+    assert none["share"] is None and none["ci95"] is None and "no gain to capture" in none["why"]
+    worse = captured_share(base, arm, base & (rng.random(n) < 0.8))
+    assert worse["share"] is None and "worse" in worse["why"]
+    text = ab.captured_text("curated", {"seeds": [0, 1, 2], "full": c}, "standard")
+    assert text.startswith(f"curated captures {c['share'] * 100:.0f}% (95% interval") and "indicative" not in text
+    assert "within noise of raw: there is no gain to capture; no share." in ab.captured_text("curated", {"seeds": [0], "full": none}, "standard")
+    assert "1 seed: indicative only" in ab.captured_text("curated", {"seeds": [0], "full": c}, "standard")
+
+
 # ---- smoke training on real FER2013 -----------------------------------------------------------------------
 
 @pytest.mark.slow

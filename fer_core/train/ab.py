@@ -106,6 +106,29 @@ def _pairs_of(correct: dict[str, dict[int, np.ndarray]], y: np.ndarray, leaked: 
     return out
 
 
+CAPTURE_ARMS = ("curated", "relabel", "prior")   # automatic curation, measured against the crowd relabel's gain
+
+
+def _captured(correct: dict[str, dict[int, np.ndarray]], y: np.ndarray, leaked: np.ndarray | None) -> dict:
+    """{arm: share of the crowd arm's gain over raw that the arm captures} for the automatic arms (issue 17: how
+    much of what perfect relabelling gives does the recipe get), on the full split and without leaked images."""
+    from fer_core.train.evaluate import captured_share
+
+    out = {}
+    if not correct.get("raw") or not correct.get("crowd"):
+        return out
+    for arm in [a for a in CAPTURE_ARMS if correct.get(a)]:
+        seeds = sorted(set(correct["raw"]) & set(correct["crowd"]) & set(correct[arm]))
+        if not seeds:
+            continue
+        a, b, c = (np.stack([correct[k][s] == y for s in seeds]) for k in ("raw", arm, "crowd"))
+        d = {"seeds": seeds, "full": captured_share(a, b, c)}
+        if leaked is not None and (~leaked).any():
+            d["without_leaked"] = captured_share(a[:, ~leaked], b[:, ~leaked], c[:, ~leaked])
+        out[arm] = d
+    return out
+
+
 def summarize_yardstick(name: str, runs: dict[str, list[str]], key: str, cache=None) -> dict | None:
     """Per arm on yardstick ``key`` (DATASET:SPLIT): accuracy per run and paired differences."""
     from fer_core.train import yardstick
@@ -142,6 +165,7 @@ def summarize_yardstick(name: str, runs: dict[str, list[str]], key: str, cache=N
         return None
     out["images"] = int(len(ref["y"]))
     out["differences"] = _pairs_of(correct, ref["y"], ref["leaked"])
+    out["captured"] = _captured(correct, ref["y"], ref["leaked"])
     return out
 
 
@@ -190,6 +214,7 @@ def summarize(name: str, runs: dict[str, list[str]], cache=None, eval_on: list[s
             all_te = np.sort(cat.index[cat["split"] == "test"].to_numpy())
             leaked = leaked[np.isin(all_te, ids_ref)]
         out["differences"] = _pairs_of(correct, y, leaked)
+        out["captured"] = _captured(correct, y, leaked)
     ys = {}
     for key in eval_on:
         s = summarize_yardstick(name, runs, key, cache)
@@ -437,6 +462,24 @@ def caveat(diff: dict, preset: str | None = None) -> str:
     if preset == "smoke":
         why.append("smoke preset")
     return ", ".join(why)
+
+
+def captured_text(arm: str, entry: dict, preset: str | None = None, which: str = "full") -> str:
+    """One line on how much of the crowd relabel's gain over raw ``arm`` captures: ``entry`` is the arm's item of a
+    summary's ``captured``; ``which`` "full" or "without_leaked"."""
+    cap = entry[which]
+    ref = cap["reference_gain"] * 100
+    if cap["share"] is None:
+        why = cap["why"].replace("the reference", "the crowd relabel").replace("the base", "raw")
+        out = f"{arm} gains {cap['gain'] * 100:+.2f} points over raw, the crowd relabel {ref:+.2f} — {why}; no share."
+    else:
+        lo, hi = cap["ci95"]
+        out = (f"{arm} captures {cap['share'] * 100:.0f}% (95% interval {lo * 100:.0f}% to {hi * 100:.0f}%) of the "
+               f"crowd relabel's gain over raw ({cap['gain'] * 100:+.2f} of {ref:+.2f} points).")
+    why = caveat({"per_seed": entry["seeds"]}, preset)
+    if why:
+        out += f" ({why}: indicative only.)"
+    return out
 
 
 def verdict(diff: dict, preset: str | None = None, against: str = "raw") -> str:

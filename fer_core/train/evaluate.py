@@ -82,3 +82,33 @@ def paired_difference(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int 
     per_seed = d.mean(1)
     return {"difference": float(d.mean()), "ci95": [float(lo), float(hi)], "per_seed": per_seed.tolist(),
             "within_noise": bool(lo <= 0 <= hi)}
+
+
+def captured_share(correct_base: np.ndarray, correct_arm: np.ndarray, correct_ref: np.ndarray, n_boot: int = 2000,
+                   seed: int = 0) -> dict:
+    """How much of a reference arm's gain over a base an arm captures: (arm − base) / (ref − base) in accuracy,
+    e.g. the automatic recipe's share of what relabelling every image to the crowd's majority gives over raw.
+
+    ``correct_*``: (seeds, n_test) booleans, paired by seed. The interval resamples the seeds (when more than one)
+    and the test images together, as :func:`paired_difference` does, and takes the ratio in each resample. A share
+    is given only when the reference beats the base beyond noise: with no gain to capture a ratio means nothing
+    (``share`` None and ``why`` says so)."""
+    a, b, c = (np.asarray(x, np.float64) for x in (correct_base, correct_arm, correct_ref))
+    s, n = a.shape
+    gain, ref_gain = b - a, c - a
+    rng = np.random.default_rng(seed)
+    num, den = np.empty(n_boot), np.empty(n_boot)
+    for i in range(n_boot):
+        ss = rng.integers(0, s, s) if s > 1 else np.zeros(1, np.int64)
+        ii = rng.integers(0, n, n)
+        num[i], den[i] = gain[np.ix_(ss, ii)].mean(), ref_gain[np.ix_(ss, ii)].mean()
+    lo_ref, hi_ref = np.percentile(den, [2.5, 97.5])
+    out = {"gain": float(gain.mean()), "reference_gain": float(ref_gain.mean()),
+           "reference_ci95": [float(lo_ref), float(hi_ref)], "share": None, "ci95": None, "why": None}
+    if not lo_ref > 0:
+        out["why"] = ("the reference is worse than the base beyond noise" if hi_ref < 0
+                      else "the reference is within noise of the base: there is no gain to capture")
+        return out
+    lo, hi = np.percentile(num / den, [2.5, 97.5])       # den > 0 in (nearly) every resample here
+    out.update(share=float(gain.mean() / ref_gain.mean()), ci95=[float(lo), float(hi)])
+    return out
