@@ -8,15 +8,21 @@
 # (`labels fer2013`: 4 CNN folds, ~20 min idle on 2 cores) and links FER+ to it; each step is skipped when done.
 # Issue 18's runs (adding CK+ and ExpW) are recorded in bench/RESULTS.md; `bench_adding_data.py` repeats them.
 #
-# Training is deterministic (raw seed 0 gave 65.12% on PrivateTest in two A/Bs on different days), so a run lost
-# with a machine is trained again to the same figures.
+# Finished runs are carried between machines (bench/ab_carry.py: figures and test probabilities, no weights): the
+# queue unpacks $CARRY (default bench/ab-runs/fer2013) into an empty cache first and packs into it after every
+# run, so a commit of that folder keeps what finished when the machine goes. Training is deterministic (raw seed 0
+# gave 65.12% on PrivateTest in two A/Bs on different days), so a run lost with a machine is trained again to the
+# same figures.
 set -e
 C=${1:?usage: bash bench/ab_queue.sh CACHE}
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 P="$PY -m fer_core --cache $C --quiet"
 SH=../shared/datasets
+CARRY=${CARRY:-bench/ab-runs/fer2013}
 stamp() { echo "[$(date -u +%FT%TZ)] $*"; }
+carry() { $PY bench/ab_carry.py "$1" --cache "$C" --dir "$CARRY"; }
+step() { "$@"; carry pack; }      # train, then carry what finished
 done_family() {   # done_family NAME FAMILY: exit 0 when that signal family is complete
   $PY -c "import sys; from fer_core import store; sys.exit(not store.family_status('$1', '$C')['$2']['complete'])"
 }
@@ -26,6 +32,7 @@ done_family fer2013 labels || { stamp labels fer2013; $P labels fer2013; }
 [ -d "$C/datasets/ferplus" ] || { stamp import ferplus; $P import $SH/ferplus/archive.zip --name ferplus; }
 $PY -c "import sys; from fer_core import links; sys.exit(links.status('fer2013', 'ferplus', '$C')['state'] != 'ok')" \
   || { stamp link; $P link fer2013 ferplus; }
+[ -f "$CARRY/carry.json" ] && carry unpack
 # the default recipe as a file (fingerprint c2892baaf54ad8c1 on the shared FER2013 archive), and it minus one cut
 $PY bench/bench_recipe_cuts.py --cache $C --write-ablations $C/ablations > "$C/recipe-cuts.txt"
 sed -n 2p "$C/recipe-cuts.txt"
@@ -38,14 +45,14 @@ AB="$PY bench/bench_ab.py --cache $C --ab-id crowd-ab --arms raw,curated,control
 STEPS="$PY bench/bench_ab.py --cache $C --ab-id crowd-steps --recipe $C/ablations/fer2013-default.yaml --baseline crowd-ab \
   --arms raw,curated,control,crowd,relabel --budget steps --eval-on ferplus:test --seeds 3"
 for s in 0 1 2; do
-  stamp raw seed $s; $AB --train-seeds $s --train-arms raw
-  for arm in crowd control curated; do stamp crowd-steps $arm seed $s; $STEPS --train-seeds $s --train-arms $arm; done
+  stamp raw seed $s; step $AB --train-seeds $s --train-arms raw
+  for arm in crowd control curated; do stamp crowd-steps $arm seed $s; step $STEPS --train-seeds $s --train-arms $arm; done
 done
-for s in 0 1 2; do stamp crowd-steps relabel seed $s; $STEPS --train-seeds $s --train-arms relabel; done
+for s in 0 1 2; do stamp crowd-steps relabel seed $s; step $STEPS --train-seeds $s --train-arms relabel; done
 # the default recipe minus one cut at a time, 3 seeds each, at the same steps, against the same raw runs
 for k in keepdups nolabel noquality; do
   stamp ablation $k
-  $PY bench/bench_ab.py --cache $C --ab-id ablate-$k --recipe $C/ablations/fer2013-default-$k.yaml \
+  step $PY bench/bench_ab.py --cache $C --ab-id ablate-$k --recipe $C/ablations/fer2013-default-$k.yaml \
     --baseline crowd-ab --arms raw,curated --budget steps --eval-on ferplus:test --seeds 3
 done
 # FER+'s own reference on FER+ Test (majority and soft labels), each also judged on FER2013's test
@@ -61,5 +68,5 @@ for s in 0 1 2; do
   done
 done
 # last: crowd-ab at the same passes (curated, control, relabel, crowd) — the budget the first verdict was given at
-for s in 0 1 2; do stamp crowd-ab seed $s; $AB --train-seeds $s; done
+for s in 0 1 2; do stamp crowd-ab seed $s; step $AB --train-seeds $s; done
 stamp queue finished

@@ -568,3 +568,77 @@ def test_the_pages_show_the_link_the_votes_and_the_crowd_choice(mini, tmp_path):
     at.run()
     assert not at.exception, at.exception
     assert any("crowd (ferplus-mini, 10 votes)" in m.value and "got 0 of 10" in m.value for m in at.markdown)
+
+
+def test_finished_ab_runs_carry_to_another_machine_without_weights(mini, tmp_path):
+    """A long A/B whose machine is gone continues elsewhere: its finished runs' figures (no weights) are packed,
+    unpacked into another cache of the same import — where the link was built again, so its stamp differs but its
+    test set does not — and a resumed A/B trains only what is missing, with the carried figures unchanged. Another
+    import, a yardstick whose test set differs, and evaluating a carried run on a new yardstick are refused."""
+    import json
+    import shutil
+
+    from fer_core.train import ab, carry, runner, yardstick
+
+    here = tmp_path / "here"
+    shutil.copytree(mini["cache"], here, symlinks=True)
+    links.link("fer2013-mini", "ferplus-mini", cache=here)
+    from fer_core.workspace import Workspace
+
+    rec = Workspace("fer2013-mini", here).default_recipe()
+    doc = ab.run_ab("fer2013-mini", rec, [0], "smoke", cache=here, arms=["raw", "curated"], ab_id="far",
+                    eval_on=["ferplus-mini:test"], epochs=1, budget="steps")
+    assert doc["complete"]
+    pk = tmp_path / "pack"
+    man = carry.pack("fer2013-mini", ["far"], pk, cache=here)
+    assert sorted(man["runs"]) == sorted(doc["runs"]["raw"] + doc["runs"]["curated"])
+    assert not list(pk.rglob("*.keras")) and not list(pk.rglob("checkpoint*"))
+    assert all((pk / "runs" / r / "yardsticks").is_dir() for r in man["runs"])
+
+    there = tmp_path / "there"                      # another machine: the same import, the link built again
+    shutil.copytree(mini["cache"], there, symlinks=True)
+    links.link("fer2013-mini", "ferplus-mini", cache=there)
+    rid = doc["runs"]["curated"][0]
+    stored = json.loads((pk / "runs" / rid / "yardsticks" / "ferplus-mini-test.json").read_text())["stamp"]
+    out = carry.unpack("fer2013-mini", pk, cache=there)
+    assert sorted(out["runs"]) == sorted(man["runs"]) and out["refused"] == [] and out["ab"] == ["far"]
+    rdir = runner.run_info("fer2013-mini", rid, there)["dir"]
+    assert yardstick.current(rdir, "ferplus-mini:test", "fer2013-mini", there)
+    assert stored != yardstick.stamp(yardstick.parse_target("ferplus-mini:test"), "fer2013-mini", there)
+    assert runner.run_info("fer2013-mini", rid, there)["status"]["carried"]["weights"] is False
+    assert carry.unpack("fer2013-mini", pk, cache=there)["kept"] == sorted(man["runs"])    # never overwritten
+
+    before = {p.name for p in runner.runs_root("fer2013-mini", there).iterdir()}
+    doc2 = ab.run_ab("fer2013-mini", None, [], "smoke", cache=there, ab_id="far", resume=True,
+                     arms=["control"], epochs=1)
+    new = {p.name for p in runner.runs_root("fer2013-mini", there).iterdir()} - before
+    assert doc2["complete"] and new == set(doc2["runs"]["control"])          # only the missing arm was trained
+    for key in ("differences",):
+        assert doc2["result"][key]["curated"]["full"] == doc["result"][key]["curated"]["full"]
+    y2, y1 = doc2["result"]["yardsticks"]["ferplus-mini:test"], doc["result"]["yardsticks"]["ferplus-mini:test"]
+    assert y2["differences"]["curated"]["full"] == y1["differences"]["curated"]["full"]
+    assert "curated-control" in y2["differences"]
+    with pytest.raises(InvalidInput, match="carried from another machine without its weights"):
+        yardstick.evaluate_run("fer2013-mini", rid, "fer2013-mini:val", there)
+
+    # another import of the dataset: refused whole, nothing written
+    other = tmp_path / "pack-other"
+    shutil.copytree(pk, other)
+    m = json.loads((other / carry.MANIFEST).read_text())
+    (other / carry.MANIFEST).write_text(json.dumps({**m, "catalog_hash": "0" * 16}))
+    empty = tmp_path / "empty"
+    shutil.copytree(mini["cache"], empty, symlinks=True)
+    links.link("fer2013-mini", "ferplus-mini", cache=empty)
+    with pytest.raises(InvalidInput, match="as imported here"):
+        carry.unpack("fer2013-mini", other, cache=empty)
+    assert not list(runner.runs_root("fer2013-mini", empty).iterdir())
+    # a yardstick whose test set differs here (a label changed): that run is refused and left out of the A/B
+    shutil.copytree(pk, tmp_path / "pack-bad")
+    npz = next((tmp_path / "pack-bad" / "runs" / rid / "yardsticks").glob("*.npz"))
+    with np.load(npz) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["y"] = (arrays["y"] + 1) % 7
+    np.savez(npz, **arrays)
+    out = carry.unpack("fer2013-mini", tmp_path / "pack-bad", cache=empty)
+    assert [r for r, _ in out["refused"]] == [rid] and "test set differs" in out["refused"][0][1]
+    assert rid not in ab.load_ab("fer2013-mini", "far", empty)["runs"]["curated"]

@@ -146,6 +146,11 @@ def evaluate_run(name: str, run_id: str, target: Target | str, cache=None, n_boo
     target = parse_target(target) if isinstance(target, str) else target
     info = runner.run_info(name, run_id, cache)
     if model is None and info["model"] is None:
+        if info["status"].get("carried"):
+            raise InvalidInput(f"Run {run_id} of {name} was carried from another machine without its weights "
+                               "(its figures only), so it cannot be evaluated on a new yardstick.",
+                               "Train it again here (a resumed A/B does so when its run is removed), or evaluate "
+                               "it where it was trained.")
         raise InvalidInput(f"Run {run_id} of {name} has no finished model to evaluate.",
                            "Pick a run whose state is done.")
     cfg = info["config"]
