@@ -570,7 +570,7 @@ def test_the_pages_show_the_link_the_votes_and_the_crowd_choice(mini, tmp_path):
     assert any("crowd (ferplus-mini, 10 votes)" in m.value and "got 0 of 10" in m.value for m in at.markdown)
 
 
-def test_finished_ab_runs_carry_to_another_machine_without_weights(mini, tmp_path):
+def test_finished_ab_runs_carry_to_another_machine_without_weights(mini, tmp_path, live_pid):
     """A long A/B whose machine is gone continues elsewhere: its finished runs' figures (no weights) are packed,
     unpacked into another cache of the same import — where the link was built again, so its stamp differs but its
     test set does not — and a resumed A/B trains only what is missing, with the carried figures unchanged. Another
@@ -632,6 +632,17 @@ def test_finished_ab_runs_carry_to_another_machine_without_weights(mini, tmp_pat
     with pytest.raises(InvalidInput, match="as imported here"):
         carry.unpack("fer2013-mini", other, cache=empty)
     assert not list(runner.runs_root("fer2013-mini", empty).iterdir())
+    with pytest.raises(InvalidInput, match="another dataset or import"):        # nor packed over
+        carry.pack("fer2013-mini", ["far"], other, cache=here)
+    # an A/B running here is never rewritten under it
+    from fer_core.fsutil import process_started
+    from fer_core.progress import atomic_write_json
+
+    busy = {**ab.load_ab("fer2013-mini", "far", there), "complete": False, "pid": live_pid.pid,
+            "pid_started": process_started(live_pid.pid)}
+    atomic_write_json(ab.ab_root("fer2013-mini", there) / "far.json", busy)
+    with pytest.raises(InvalidInput, match="is running here"):
+        carry.unpack("fer2013-mini", pk, cache=there)
     # a yardstick whose test set differs here (a label changed): that run is refused and left out of the A/B
     shutil.copytree(pk, tmp_path / "pack-bad")
     npz = next((tmp_path / "pack-bad" / "runs" / rid / "yardsticks").glob("*.npz"))

@@ -38,6 +38,11 @@ def pack(name: str, ab_ids: list[str], dest: str | Path, cache=None) -> dict:
 
     dest = Path(dest)
     ds = datasets.load(name, cache)
+    man_path = dest / MANIFEST
+    old = json.loads(man_path.read_text()) if man_path.exists() else {}
+    if old and (old.get("dataset"), old.get("catalog_hash")) != (name, ds.meta.get("catalog_hash")):
+        raise InvalidInput(f"{dest} holds runs of another dataset or import ({old.get('dataset')}, catalog "
+                           f"{old.get('catalog_hash')}).", "Pack into another folder.")
     packed = []
     for ab_id in ab_ids:
         doc = ab.load_ab(name, ab_id, cache)
@@ -53,10 +58,6 @@ def pack(name: str, ab_ids: list[str], dest: str | Path, cache=None) -> dict:
                     _copy_run(info["dir"], out)
                 packed.append(rid)
         atomic_write_json(dest / "ab" / f"{ab_id}.json", {k: v for k, v in doc.items() if k not in ("pid", "pid_started")})
-    man_path = dest / MANIFEST
-    old = json.loads(man_path.read_text()) if man_path.exists() else {}
-    if old and old.get("catalog_hash") != ds.meta.get("catalog_hash"):
-        raise InvalidInput(f"{dest} holds runs of another import of {name}.", "Pack into an empty folder.")
     man = {"dataset": name, "catalog_hash": ds.meta.get("catalog_hash"), "packed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
            "ab": sorted(set(old.get("ab", [])) | set(ab_ids)), "runs": sorted(set(old.get("runs", [])) | set(packed))}
     atomic_write_json(man_path, man)
@@ -93,6 +94,10 @@ def unpack(name: str, src: str | Path, cache=None) -> dict:
                            f"(catalog {man.get('catalog_hash')}), not on {name} as imported here "
                            f"(catalog {ds.meta.get('catalog_hash')}).",
                            "Import the same archive under the same name, or train the runs here.")
+    busy = [p.stem for p in sorted((src / "ab").glob("*.json")) if (src / "ab").is_dir()
+            and (d := ab.load_ab(name, p.stem, cache)) is not None and ab.is_running(name, d, cache)]
+    if busy:
+        raise InvalidInput(f"A/B {', '.join(busy)} of {name} is running here.", "Unpack once it has stopped.")
     root = runs_mod.runs_root(name, cache)
     out = {"runs": [], "kept": [], "refused": [], "ab": []}
     for rdir in sorted((src / "runs").iterdir()) if (src / "runs").is_dir() else []:
