@@ -109,6 +109,7 @@ def captured_share(correct_base: np.ndarray, correct_arm: np.ndarray, correct_re
         out["why"] = ("the reference is worse than the base beyond noise" if hi_ref < 0
                       else "the reference is within noise of the base: there is no gain to capture")
         return out
-    lo, hi = np.percentile(num / den, [2.5, 97.5])       # den > 0 in (nearly) every resample here
+    ok = den > 0                     # ≥ 97.5% of resamples here; a ratio over a gain of 0 or less means nothing
+    lo, hi = np.percentile(num[ok] / den[ok], [2.5, 97.5])
     out.update(share=float(gain.mean() / ref_gain.mean()), ci95=[float(lo), float(hi)])
     return out
