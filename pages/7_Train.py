@@ -460,6 +460,10 @@ with tab_runs:
             if r["model"] is not None:
                 d[1].download_button("Download model (.keras)", r["model"].read_bytes(), file_name=f"{r['run_id']}.keras",
                                      key=f"dl-k-{r['run_id']}")
+            elif r["status"].get("carried"):
+                st.caption(f"Carried from another machine ({r['status']['carried'].get('from') or 'date unknown'}) with "
+                           "its figures and test predictions, without its weights: it counts in its A/B, but cannot be "
+                           "downloaded or evaluated on another yardstick here.")
         if m:
             yrows = [{"yardstick": f"{name}:test (its own)", "images": t["n"], "accuracy": t["accuracy"],
                       "95% interval": f"{t['ci95']['accuracy'][0]:.1%}–{t['ci95']['accuracy'][1]:.1%}",

@@ -595,7 +595,7 @@ def test_finished_ab_runs_carry_to_another_machine_without_weights(mini, tmp_pat
     assert not list(pk.rglob("*.keras")) and not list(pk.rglob("checkpoint*"))
     assert all((pk / "runs" / r / "yardsticks").is_dir() for r in man["runs"])
 
-    there = tmp_path / "there"                      # another machine: the same import, the link built again
+    there = tmp_path / "cache"       # another machine (the pages' FER_CACHE_DIR): the same import, the link built again
     shutil.copytree(mini["cache"], there, symlinks=True)
     links.link("fer2013-mini", "ferplus-mini", cache=there)
     rid = doc["runs"]["curated"][0]
@@ -607,6 +607,11 @@ def test_finished_ab_runs_carry_to_another_machine_without_weights(mini, tmp_pat
     assert stored != yardstick.stamp(yardstick.parse_target("ferplus-mini:test"), "fer2013-mini", there)
     assert runner.run_info("fer2013-mini", rid, there)["status"]["carried"]["weights"] is False
     assert carry.unpack("fer2013-mini", pk, cache=there)["kept"] == sorted(man["runs"])    # never overwritten
+    from conftest import app_page                   # the Train page says what a carried run is
+
+    at = app_page("pages/7_Train.py", timeout=180)
+    assert any("Carried from another machine" in c.value and "without its weights" in c.value for c in at.caption)
+    assert [b.label for b in at.get("download_button")] == ["Download metrics (JSON)"]     # no model to download
 
     before = {p.name for p in runner.runs_root("fer2013-mini", there).iterdir()}
     doc2 = ab.run_ab("fer2013-mini", None, [], "smoke", cache=there, ab_id="far", resume=True,
