@@ -21,15 +21,16 @@ def main() -> int:
     ap.add_argument("--name", default="fer2013")
     ap.add_argument("--dir", required=True)
     ap.add_argument("--ab-id", action="append", default=[], help="an A/B to pack (repeatable; pack only)")
+    ap.add_argument("--run-id", action="append", default=[], help="a run outside any A/B to pack (repeatable)")
     args = ap.parse_args()
     from fer_core.errors import FerError
     from fer_core.train import ab, carry
 
     try:
         if args.action == "pack":
-            ids = args.ab_id or [d["ab_id"] for d in ab.list_ab(args.name, args.cache)]
-            man = carry.pack(args.name, ids, args.dir, args.cache)
-            print(f"packed {len(man['runs'])} finished runs of {', '.join(man['ab'])} into {args.dir}")
+            ids = args.ab_id or ([] if args.run_id else [d["ab_id"] for d in ab.list_ab(args.name, args.cache)])
+            man = carry.pack(args.name, ids, args.dir, args.cache, run_ids=args.run_id)
+            print(f"packed {len(man['runs'])} finished runs ({', '.join(man['ab']) or 'no A/B'}) into {args.dir}")
         else:
             out = carry.unpack(args.name, args.dir, args.cache)
             print(f"carried {len(out['runs'])} runs in, {len(out['kept'])} already here; A/Bs: {', '.join(out['ab'])}")

@@ -22,6 +22,7 @@ SH=../shared/datasets
 CARRY=${CARRY:-bench/ab-runs/fer2013}
 stamp() { echo "[$(date -u +%FT%TZ)] $*"; }
 carry() { $PY bench/ab_carry.py "$1" --cache "$C" --dir "$CARRY"; }
+FPCARRY=$(dirname "$CARRY")/ferplus     # FER+'s reference runs (outside any A/B)
 step() { "$@"; carry pack; }      # train, then carry what finished
 done_family() {   # done_family NAME FAMILY: exit 0 when that signal family is complete
   $PY -c "import sys; from fer_core import store; sys.exit(not store.family_status('$1', '$C')['$2']['complete'])"
@@ -57,6 +58,7 @@ for k in keepdups nolabel noquality; do
 done
 # FER+'s own reference on FER+ Test (majority and soft labels), each also judged on FER2013's test
 $P scan ferplus
+[ -f "$FPCARRY/carry.json" ] && $PY bench/ab_carry.py unpack --name ferplus --cache "$C" --dir "$FPCARRY"
 [ -f "$C/ferplus-default.yaml" ] || $P recipe ferplus --out "$C/ferplus-default.yaml"
 for s in 0 1 2; do
   for soft in "" "--soft"; do
@@ -65,6 +67,7 @@ for s in 0 1 2; do
     stamp ferplus reference $id
     $P train ferplus --recipe "$C/ferplus-default.yaml" --preset standard --seed $s $soft --run-id "$id" --resume \
       --eval-on fer2013:test
+    $PY bench/ab_carry.py pack --name ferplus --run-id "$id" --cache "$C" --dir "$FPCARRY"
   done
 done
 # last: crowd-ab at the same passes (curated, control, relabel, crowd) — the budget the first verdict was given at

@@ -594,6 +594,10 @@ def test_finished_ab_runs_carry_to_another_machine_without_weights(mini, tmp_pat
     assert sorted(man["runs"]) == sorted(doc["runs"]["raw"] + doc["runs"]["curated"])
     assert not list(pk.rglob("*.keras")) and not list(pk.rglob("checkpoint*"))
     assert all((pk / "runs" / r / "yardsticks").is_dir() for r in man["runs"])
+    one = carry.pack("fer2013-mini", [], tmp_path / "one", cache=here, run_ids=[doc["runs"]["raw"][0]])   # a lone run
+    assert one["runs"] == [doc["runs"]["raw"][0]] and one["ab"] == [] and not (tmp_path / "one" / "ab").exists()
+    with pytest.raises(InvalidInput, match="has not finished"):
+        carry.pack("fer2013-mini", [], tmp_path / "one", cache=here, run_ids=["no-such-run"])
 
     there = tmp_path / "cache"       # another machine (the pages' FER_CACHE_DIR): the same import, the link built again
     shutil.copytree(mini["cache"], there, symlinks=True)

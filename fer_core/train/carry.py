@@ -31,9 +31,10 @@ FILES = ("config.json", "status.json", "history.json", "metrics.json", "test_pro
 MANIFEST = "carry.json"
 
 
-def pack(name: str, ab_ids: list[str], dest: str | Path, cache=None) -> dict:
-    """Write the A/Bs ``ab_ids`` of dataset ``name`` and their finished runs (without weights) under ``dest``.
-    Runs already packed there are left as they are. Returns the manifest."""
+def pack(name: str, ab_ids: list[str], dest: str | Path, cache=None, run_ids: list[str] = ()) -> dict:
+    """Write the A/Bs ``ab_ids`` of dataset ``name`` and their finished runs (without weights) under ``dest``, and
+    the finished runs ``run_ids`` outside any A/B. Runs already packed there are left as they are. Returns the
+    manifest."""
     from fer_core.train import ab
 
     dest = Path(dest)
@@ -44,6 +45,13 @@ def pack(name: str, ab_ids: list[str], dest: str | Path, cache=None) -> dict:
         raise InvalidInput(f"{dest} holds runs of another dataset or import ({old.get('dataset')}, catalog "
                            f"{old.get('catalog_hash')}).", "Pack into another folder.")
     packed = []
+    for rid in run_ids:
+        info = runs_mod.run_info(name, rid, cache)
+        if info["status"].get("state") != "done" or not info["metrics"]:
+            raise InvalidInput(f"Run {rid} of {name} has not finished.", "Pack it once it is done.")
+        if not (dest / "runs" / rid / "metrics.json").exists():
+            _copy_run(info["dir"], dest / "runs" / rid)
+        packed.append(rid)
     for ab_id in ab_ids:
         doc = ab.load_ab(name, ab_id, cache)
         if doc is None:
