@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import _common  # noqa: F401  (the repository's root on sys.path)
+
 
 def main() -> int:
     ap = argparse.ArgumentParser()

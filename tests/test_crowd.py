@@ -662,3 +662,11 @@ def test_finished_ab_runs_carry_to_another_machine_without_weights(mini, tmp_pat
     out = carry.unpack("fer2013-mini", tmp_path / "pack-bad", cache=empty)
     assert [r for r, _ in out["refused"]] == [rid] and "test set differs" in out["refused"][0][1]
     assert rid not in ab.load_ab("fer2013-mini", "far", empty)["runs"]["curated"]
+    # the bench's command line (run as the queue runs it, from outside the repository)
+    cmd = [sys.executable, str(ROOT / "bench" / "ab_carry.py"), "--name", "fer2013-mini", "--cache", str(here)]
+    r = subprocess.run(cmd + ["pack", "--dir", str(tmp_path / "cli"), "--ab-id", "far"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and f"packed {len(man['runs'])} finished runs (far)" in r.stdout, r.stderr
+    r = subprocess.run(cmd + ["unpack", "--dir", str(tmp_path / "nothing")], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2 and "holds no packed runs" in r.stderr and "Traceback" not in r.stderr
