@@ -42,15 +42,16 @@ AB="$PY bench/bench_ab.py --cache $C --ab-id crowd-ab --arms raw,curated,control
   --eval-on ferplus:test --seeds 3"
 # the same recipe at equal compute (budget "steps": every arm draws raw's 28,709 images per epoch, so the 16% the
 # recipe removes does not also cost 16% of the gradient steps), paired against crowd-ab's raw runs; per seed: raw,
-# then the crowd relabel (the reference: no standard run of it yet), the control (curated − control: which images,
-# not how many), curated
+# then the crowd relabel (the reference), the control (curated − control: which images, not how many), curated and
+# the model relabel (how much of the crowd's gain the automatic arms capture)
 STEPS="$PY bench/bench_ab.py --cache $C --ab-id crowd-steps --recipe $C/ablations/fer2013-default.yaml --baseline crowd-ab \
   --arms raw,curated,control,crowd,relabel --budget steps --eval-on ferplus:test --seeds 3"
 for s in 0 1 2; do
   stamp raw seed $s; step $AB --train-seeds $s --train-arms raw
-  for arm in crowd control curated; do stamp crowd-steps $arm seed $s; step $STEPS --train-seeds $s --train-arms $arm; done
+  for arm in crowd control curated relabel; do
+    stamp crowd-steps $arm seed $s; step $STEPS --train-seeds $s --train-arms $arm
+  done
 done
-for s in 0 1 2; do stamp crowd-steps relabel seed $s; step $STEPS --train-seeds $s --train-arms relabel; done
 # the default recipe minus one cut at a time, 3 seeds each, at the same steps, against the same raw runs
 for k in keepdups nolabel noquality; do
   stamp ablation $k
