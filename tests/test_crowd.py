@@ -427,6 +427,23 @@ def test_label_issue_precision_against_the_crowd():
     rank = np.array([1, 2, 3, 4, np.nan, 5, 6])
     disagree = np.array([True, True, False, True, True, False, False])
     assert crowd.precision_at(rank, disagree, ks=(2, 4, 10)) == {2: 1.0, 4: 0.75, 10: None}
+    # on signals: is the model's suggestion or the given label the crowd's majority among the most suspect?
+    n = 3000
+    rng = np.random.default_rng(0)
+    lab = rng.choice(["happy", "sad", "angry"], n)
+    crowd_l = np.where(np.arange(n) < 1000, rng.choice(["happy", "sad", "angry"], n), lab)   # the top third: noisy
+    sugg = np.where(np.arange(n) < 500, crowd_l, np.where(lab == "happy", "sad", "happy"))  # right on the top 500 only
+    sig = pd.DataFrame({"split": "train", "label": lab, "crowd_label": crowd_l, "suggested_label": sugg,
+                        "label_rank": np.arange(1, n + 1, dtype=float), "crowd_given": 5})
+    sig.loc[2999, "crowd_label"] = "tie"                                       # not usable: left out
+    p = crowd.label_issue_precision(sig)
+    assert p["images"] == n - 1
+    assert p["suggestion_right"]["precision"][500] == 1.0
+    assert p["suggestion_right"]["precision"][2000] == pytest.approx(
+        (500 + ((sugg == crowd_l)[500:2000]).sum()) / 2000)
+    assert p["given_right"]["precision"][500] == pytest.approx((lab == crowd_l)[:500].mean())
+    assert p["given_right"]["base_rate"] == pytest.approx(1 - p["not_majority"]["base_rate"])
+    assert "suggestion_right" not in crowd.label_issue_precision(sig.drop(columns="suggested_label"))
 
 
 # ---- the real copies ------------------------------------------------------------------------------------------------
@@ -670,3 +687,32 @@ def test_finished_ab_runs_carry_to_another_machine_without_weights(mini, tmp_pat
     r = subprocess.run(cmd + ["unpack", "--dir", str(tmp_path / "nothing")], cwd=tmp_path, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 2 and "holds no packed runs" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_label_issues_tab_says_whether_to_relabel_or_drop():
+    """Review → Label issues, where crowd votes exist: how often the suggestion and the given label are the crowd's
+    majority among the most suspect images, and which policy that favours."""
+    from streamlit.testing.v1 import AppTest
+
+    def page(top_right: int):
+        import numpy as np
+        import pandas as pd
+
+        from ui.labels_view import crowd_check
+
+        n = 3000
+        rng = np.random.default_rng(0)
+        lab = rng.choice(["happy", "sad", "angry"], n)
+        crowd_l = np.where(np.arange(n) < 1000, np.where(lab == "happy", "sad", "happy"), lab)
+        wrong = np.where(crowd_l == "angry", "sad", "angry")            # never the crowd's majority
+        sugg = np.where(np.arange(n) < top_right, crowd_l, wrong)
+        crowd_check(pd.DataFrame({"split": "train", "label": lab, "crowd_label": crowd_l, "suggested_label": sugg,
+                                  "label_rank": np.arange(1, n + 1, dtype=float), "crowd_given": 0}))
+
+    for top_right, says in [(500, "up to the top 1,000; beyond, dropping does"),
+                            (0, "no more often right than the given label here: drop, do not relabel")]:
+        at = AppTest.from_function(page, args=(top_right,), default_timeout=60)
+        at.run()
+        assert not at.exception, at.exception
+        text = " ".join(m.value for m in at.markdown)
+        assert "**Relabel or drop?**" in text and says in text, text

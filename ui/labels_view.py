@@ -46,6 +46,15 @@ def crowd_check(sig: pd.DataFrame) -> None:
                 f"images ranked most suspect, the share where the given label got **0 of 10 votes** — {_fmt(p['zero_votes'])} "
                 f"(all images: {p['zero_votes']['base_rate']:.0%}); where it is **not the crowd's majority** — "
                 f"{_fmt(p['not_majority'])} (all images: {p['not_majority']['base_rate']:.0%}).")
+    both = {k: (v, p["given_right"]["precision"][k]) for k, v in p.get("suggestion_right", {}).get("precision", {}).items()
+            if v is not None}
+    if both:                         # (not with fewer ranked images than the smallest top k)
+        better = [k for k, (v, g) in both.items() if v > g]
+        st.markdown(f"**Relabel or drop?** Among the same top images the model's suggested label is the crowd's "
+                    f"majority — {_fmt(p['suggestion_right'])}; the given label — {_fmt(p['given_right'])}. "
+                    + (f"Relabelling to the suggestion brings labels nearer the crowd's up to the top {max(better):,}; "
+                       "beyond, dropping does." if better else
+                       "The suggestion is no more often right than the given label here: drop, do not relabel."))
 
 
 def label_issues_tab(name: str, inputs, dec: pd.DataFrame, rec, rs) -> None:
