@@ -10,10 +10,9 @@
 #
 # Finished runs are carried between machines (bench/ab_carry.py: figures and test probabilities, no weights): the
 # queue unpacks $CARRY (default bench/ab-runs/fer2013) into an empty cache first and packs into it after every
-# run, so a commit of that folder keeps what finished when the machine goes. A run trained again need not repeat its
-# figures: raw seed 0 gave 65.12% on PrivateTest in two A/Bs on one machine, but on a fresh machine (and resumed
-# after its epoch 6; which of the two made the difference is not known) 64.98%, and 66.63% on FER+ Test against
-# 69.35% — one more reason a verdict needs several seeds.
+# run, so a commit of that folder keeps what finished when the machine goes. An uninterrupted run repeats its figures
+# exactly on any machine (raw and curated seed 0 did, to the hundredth); a run resumed mid-way does not (raw seed 0
+# resumed after epoch 6: 66.63% on FER+ Test against 69.35%), so stop the queue between runs when you can.
 set -e
 C=${1:?usage: bash bench/ab_queue.sh CACHE}
 cd "$(dirname "$0")/.."
