@@ -5,7 +5,8 @@
 #   bash bench/ab_queue.sh CACHE
 #
 # On an empty CACHE it first imports FER2013 and FER+ from ../shared, scans FER2013, computes its label signals
-# (`labels fer2013`: 4 CNN folds, ~20 min idle on 2 cores) and links FER+ to it; each step is skipped when done.
+# (`labels fer2013`: 4 CNN folds, ~20 min idle on 2 cores, 50 on a busy VM; carried: see below) and links FER+ to it;
+# each step is skipped when done.
 # Issue 18's runs (adding CK+ and ExpW) are recorded in bench/RESULTS.md; `bench_adding_data.py` repeats them.
 #
 # Finished runs are carried between machines (bench/ab_carry.py: figures and test probabilities, no weights): the
@@ -29,7 +30,15 @@ done_family() {   # done_family NAME FAMILY: exit 0 when that signal family is c
 }
 [ -d "$C/datasets/fer2013" ] || { stamp import fer2013; $P import $SH/fer2013/archive.zip --name fer2013; }
 stamp scan fer2013; $P scan fer2013
-done_family fer2013 labels || { stamp labels fer2013; $P labels fer2013; }
+# the label signal's CNN folds are carried too (4 × 200 KB of out-of-fold probabilities, keyed by the catalog hash and
+# the folds' settings, so `labels` reuses them only for the same import and settings): 50 minutes on a busy 2-core VM
+FOLDS=$($PY -c "from fer_core import datasets, store; print(store.family_dir(datasets.load('fer2013', '$C'), 'labels') / 'folds')")
+FCARRY=$(dirname "$CARRY")/fer2013-label-folds
+if ! done_family fer2013 labels; then
+  mkdir -p "$FOLDS"; [ -d "$FCARRY" ] && cp -n "$FCARRY"/fold-*.npy "$FOLDS"/ 2>/dev/null || true
+  stamp labels fer2013; $P labels fer2013
+  mkdir -p "$FCARRY"; cp -n "$FOLDS"/fold-*.npy "$FCARRY"/
+fi
 [ -d "$C/datasets/ferplus" ] || { stamp import ferplus; $P import $SH/ferplus/archive.zip --name ferplus; }
 $PY -c "import sys; from fer_core import links; sys.exit(links.status('fer2013', 'ferplus', '$C')['state'] != 'ok')" \
   || { stamp link; $P link fer2013 ferplus; }
