@@ -37,13 +37,14 @@ done_family() {   # done_family NAME FAMILY: exit 0 when that signal family is c
 [ -d "$C/datasets/fer2013" ] || { stamp import fer2013; $P import $SH/fer2013/archive.zip --name fer2013; }
 stamp scan fer2013; $P scan fer2013
 # the label signal's CNN folds are carried too (4 × 200 KB of out-of-fold probabilities, keyed by the catalog hash and
-# the folds' settings, so `labels` reuses them only for the same import and settings): 50 minutes on a busy 2-core VM
+# the folds' settings, so `labels` reuses them only for the same import and settings): 82 minutes on a busy 2-core VM
 FOLDS=$($PY -c "from fer_core import datasets, store; print(store.family_dir(datasets.load('fer2013', '$C'), 'labels') / 'folds')")
 FCARRY=$(dirname "$CARRY")/fer2013-label-folds
 if ! done_family fer2013 labels; then
-  mkdir -p "$FOLDS"; [ -d "$FCARRY" ] && cp -n "$FCARRY"/fold-*.npy "$FOLDS"/ 2>/dev/null || true
+  copy_new() { for f in "$1"/fold-*.npy; do [ ! -e "$f" ] || [ -e "$2/${f##*/}" ] || cp "$f" "$2"/; done; }
+  mkdir -p "$FOLDS" "$FCARRY"; copy_new "$FCARRY" "$FOLDS"
   stamp labels fer2013; $P labels fer2013
-  mkdir -p "$FCARRY"; cp -n "$FOLDS"/fold-*.npy "$FCARRY"/
+  copy_new "$FOLDS" "$FCARRY"
 fi
 [ -d "$C/datasets/ferplus" ] || { stamp import ferplus; $P import $SH/ferplus/archive.zip --name ferplus; }
 $PY -c "import sys; from fer_core import links; sys.exit(links.status('fer2013', 'ferplus', '$C')['state'] != 'ok')" \
