@@ -5,7 +5,7 @@
 #   bash bench/ab_queue.sh CACHE
 #
 # On an empty CACHE it first imports FER2013 and FER+ from ../shared, scans FER2013, computes its label signals
-# (`labels fer2013`: 4 CNN folds, ~20 min idle on 2 cores, 50 on a busy VM; carried: see below) and links FER+ to it;
+# (`labels fer2013`: 4 CNN folds, ~20 min idle on 2 cores, 82 on a busy VM; carried: see below) and links FER+ to it;
 # each step is skipped when done.
 # Issue 18's runs (adding CK+ and ExpW) are recorded in bench/RESULTS.md; `bench_adding_data.py` repeats them.
 #

@@ -4,15 +4,16 @@ linear probe — multinomial logistic regression on HOG features of the 48-px cr
 majority (FER2013 PrivateTest images through the FER+ link; ties, unknown, not-a-face and contempt set aside; the
 leakage-aware variant also drops test images with a training copy). The probe has no run-to-run spread, so its
 intervals are test-sampling only (paired bootstrap over the test images); the control arm, which is random, is fitted
-on several draws and reported as their mean and range.
+on several draws, resampled with the test images as the A/B resamples seeds.
 
     python bench/bench_probe_ab.py --cache DIR [--name fer2013] [--recipe R.yaml] [--draws 5]
 
 Needs FER2013's quality and duplicate signals, its label signals (`labels fer2013`) and FER+ linked. A linear probe is
 not the CNN: it tells which training-set changes move a simple model on the crowd's labels, and by how much relative to
 the crowd relabel (calibrate every figure against that arm's gain: +9.4 points for the standard CNN at seed 0), not
-what the CNN will score. The label cut's signal is partly an embedding classifier's and partly CNN folds', both
-independent of HOG.
+what the CNN will score. The label cut's signal comes from CNN folds (and a face-embedding classifier where
+embeddings are computed), both independent of HOG. The cuts removed in turn are `bench_recipe_cuts.ablations`, the
+recipes the CNN ablations train.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 import numpy as np
 
 from _common import machine
+from bench_recipe_cuts import ablations
 
 
 def hog_features(px: np.ndarray) -> np.ndarray:
@@ -102,9 +104,9 @@ def main() -> None:
     results: dict[str, dict] = {}
     preds: dict[str, np.ndarray] = {}
 
-    def score(name: str, mask: np.ndarray, labels: np.ndarray, pred: np.ndarray | None = None) -> None:
+    def score(name: str, mask: np.ndarray, labels: np.ndarray) -> None:
         t = time.perf_counter()
-        pred = fit(mask, labels) if pred is None else pred
+        pred = fit(mask, labels)
         preds[name] = pred
         ok = pred == y_crowd
         results[name] = {"train": int(mask.sum()), "ferplus": float(ok.mean()), "ferplus_clean": float(ok[~leaked].mean()),
@@ -123,23 +125,18 @@ def main() -> None:
     # the control, as the A/B draws it (same per-class counts, leaked copies removed in both), several draws
     leak = recipe_mod.has_reason(base_dec["reasons"].to_numpy(), "leak")
     ctl = []
+    ids = sig["id"].to_numpy()
     for s in range(args.draws):
-        cids, clab, _ = random_control(sig["id"].to_numpy(), given, train, cur_mask, s, forced=leak)
-        m = np.isin(sig["id"].to_numpy(), cids)
-        score(f"control draw {s}", m, given)
+        cids, _, _ = random_control(ids, given, train, cur_mask, s, forced=leak)
+        score(f"control draw {s}", np.isin(ids, cids), given)
         ctl.append(preds[f"control draw {s}"] == y_crowd)
     for name, r in [(a, r) for a, _src, r in ab.arms_for(args.name, rec, arms=["relabel", "crowd"], cache=args.cache)]:
         score(name, *from_recipe(r))
-    # one cut at a time: the recipe without it, and it alone on raw
-    quality = [c for c, f in rec.filters.items() if f.enabled and c != "label_quality"]
-    noq = rec
-    for c in quality:
-        noq = noq.with_filter(c, enabled=False)
-    nolab = rec.with_filter("label_quality", enabled=False)
-    score("recipe without its quality filters", *from_recipe(noq))
-    score("recipe without its duplicate cut (leaked copies still out)",
-          *from_recipe(rec.with_duplicates(policy="keep_all", drop_leaked=True)))
-    score("recipe without its label cut", *from_recipe(nolab))
+    # one cut at a time: the recipe without it (the CNN ablations' recipes)
+    cuts = ablations(rec)
+    score("recipe without its quality filters", *from_recipe(cuts["noquality"]))
+    score("recipe without its duplicate cut (leaked copies still out)", *from_recipe(cuts["keepdups"]))
+    score("recipe without its label cut", *from_recipe(cuts["nolabel"]))
     lq = sig["label_quality"].to_numpy(float)
     for f in (0.05, 0.10, 0.20, 0.30):
         thr = float(np.nanquantile(lq[train], f))
@@ -157,7 +154,7 @@ def main() -> None:
     score("random drop of as many images", rnd, given)
     ctl_acc = np.array([c.mean() for c in ctl])
     cur_ok = preds["curated"] == y_crowd
-    diffs = [paired_difference(c[None], cur_ok[None])["difference"] for c in ctl]
+    diffs = [float(cur_ok.mean() - c.mean()) for c in ctl]
     # the draws as the A/B's seeds: the interval resamples draws and test images together
     both = paired_difference(np.stack(ctl), np.tile(cur_ok, (len(ctl), 1)))
     vs_raw = paired_difference(np.tile(preds["raw"] == y_crowd, (len(ctl), 1)), np.stack(ctl))
