@@ -7,8 +7,6 @@ import json
 
 import pytest
 
-pytestmark = pytest.mark.timeout(900)
-
 
 @pytest.mark.slow
 def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer2013_workspace):

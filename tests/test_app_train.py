@@ -8,6 +8,7 @@ import time
 import pytest
 
 from conftest import app_page
+from waiting import wait_job, wait_moving
 from fer_core import datasets, review
 
 pytestmark = pytest.mark.slow
@@ -24,15 +25,17 @@ def test_train_page_runs_a_smoke_job_and_shows_results(fer2013_workspace):
     at.run()
     rid = at.session_state["tr_watch"]
     seen_progress = False
-    deadline = time.time() + 400
-    while time.time() < deadline:
+
+    def page_progress() -> tuple:
+        nonlocal seen_progress
         at.run()
         assert not at.exception, at.exception
-        texts = [p.proto.text for p in at.get("progress")] if at.get("progress") else []
+        texts = tuple(p.proto.text for p in at.get("progress")) if at.get("progress") else ()
         seen_progress |= any("train:" in t and "images/s" in t for t in texts)
-        if runner.run_info("fer2013", rid)["status"].get("state") in ("done", "failed", "cancelled"):
-            break
-        time.sleep(1.0)
+        return texts
+
+    wait_moving(lambda: runner.run_info("fer2013", rid)["status"].get("state") in ("done", "failed", "cancelled"),
+                page_progress, what="the smoke run started from the page")
     info = runner.run_info("fer2013", rid)
     assert info["status"]["state"] == "done", info["status"]
     assert seen_progress
@@ -89,7 +92,7 @@ def test_an_interrupted_ab_can_be_resumed_from_the_page(fer2013_workspace):
     jobs = JobManager().list(kind="ab", dataset="fer2013")
     assert len(jobs) == 1
     assert JobManager()._meta(jobs[0].id)["argv"] == ["ab", "fer2013", "--resume", "killed-ab"]
-    st = JobManager().wait(jobs[0].id, timeout=600)
+    st = wait_job(JobManager(), jobs[0].id)
     assert st.state == "done", (st.state, st.error, JobManager().log(jobs[0].id)[-2000:])
     done = ab.load_ab("fer2013", "killed-ab")
     assert done["complete"] and done["changes"] == {"epochs": 1, "max_train": 600}
@@ -113,7 +116,7 @@ def test_an_interrupted_ab_can_be_resumed_from_the_page(fer2013_workspace):
     assert not at.exception, at.exception
     job = JobManager().list(kind="ab", dataset="fer2013")[0]
     assert JobManager()._meta(job.id)["argv"][-4:] == ["--baseline", "killed-ab", "--budget", "steps"]
-    st = JobManager().wait(job.id, timeout=600)
+    st = wait_job(JobManager(), job.id)
     assert st.state == "done", (st.state, st.error, JobManager().log(job.id)[-2000:])
     new = next(d for d in ab.list_ab("fer2013") if d.get("baseline") == "killed-ab")
     assert new["complete"] and new["changes"] == done["changes"]

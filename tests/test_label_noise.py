@@ -8,8 +8,6 @@ import json
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.timeout(900)
-
 
 @pytest.mark.slow
 def test_planted_label_noise_concentrates_at_the_top(noisy_labelled, monkeypatch):

@@ -4,14 +4,12 @@ test_label_noise.py; the A/B: test_ab.py)."""
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
 
 from conftest import import_and_scan
-
-pytestmark = pytest.mark.timeout(900)
+from waiting import wait_moving
 
 
 # ---- evaluation maths ----------------------------------------------------------------------------------
@@ -136,15 +134,13 @@ def test_cancel_marks_the_run_cancelled_without_a_model(fer2013_workspace):
 
     jm = JobManager()
     jid = jm.start("train", ["train", "fer2013", "--preset", "smoke", "--run-id", "cancel-me"], dataset="fer2013")
-    deadline = time.time() + 240
-    while time.time() < deadline:
+
+    def training() -> bool:
         st = jm.status(jid)
-        if st.stage == "train" and st.done and st.done >= 5:
-            break
         assert not st.finished, jm.log(jid)
-        time.sleep(0.2)
-    else:
-        pytest.fail("training never started: " + jm.log(jid))
+        return st.stage == "train" and st.done >= 5
+
+    wait_moving(training, lambda: (jm.status(jid).stage, jm.status(jid).done), what="the run's first steps")
     st = jm.cancel(jid, grace=30)
     assert st.state == "cancelled"
     info = runner.run_info("fer2013", "cancel-me")
