@@ -6,6 +6,7 @@ import pytest
 
 from conftest import app_page, import_and_scan
 from fer_core import datasets, decisions, recipe, review
+from waiting import wait_job
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def test_quality_page_offers_a_scan_when_signals_are_missing(tmp_path, fer_sampl
     from ui.common import job_manager
     jm = job_manager()
     job = jm.list("scan", "noscan")[0]
-    assert jm.wait(job.id, 120).state == "done", jm.log(job.id)
+    assert wait_job(jm, job.id).state == "done", jm.log(job.id)
     at.run()
     assert not at.exception and any(m.label == "Rejected by this filter" for m in at.metric)
 
@@ -184,7 +185,7 @@ def test_export_page_exports_in_background(subset):
     from ui.common import job_manager
     jm = job_manager()
     job = jm.list("export", "sub")[0]
-    st = jm.wait(job.id, 180)
+    st = wait_job(jm, job.id)
     assert st.state == "done", jm.log(job.id)
     at.run()
     assert any(e.label.startswith("sub-clean") for e in at.expander)

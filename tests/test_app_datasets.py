@@ -10,6 +10,7 @@ from conftest import ROOT, zip_tree
 from fer_core import datasets
 from fer_core.config import import_roots
 from fer_core.sources import kaggle
+from waiting import wait_job
 
 
 def _page(path="pages/1_Datasets.py"):
@@ -84,7 +85,7 @@ def test_import_from_path_runs_in_background_and_shows_summary(tmp_path, fer_sam
     assert jobs and jobs[0].dataset == "small"
     argv = jm._meta(jobs[0].id)["argv"]
     assert argv[:2] == ["import", str(z.resolve())] and argv[argv.index("--within") + 1] == str(import_roots()[0])
-    st = jm.wait(jobs[0].id, timeout=120)
+    st = wait_job(jm, jobs[0].id)
     assert st.state == "done", jm.log(jobs[0].id)
     at.run()
     assert not at.exception
@@ -153,7 +154,7 @@ def test_csv_text_never_reaches_the_page_or_the_job_log(tmp_path):
     at.run()
     jm = _jobs()
     job = jm.list("import")[0]
-    assert jm.wait(job.id, timeout=120).state == "failed"
+    assert wait_job(jm, job.id).state == "failed"
     at.run()
     shown = " ".join(e.value for e in at.error)
     assert "no 'emotion' column" in shown and "hunter2" not in shown
@@ -186,7 +187,7 @@ def test_import_form_source_and_name_are_what_the_person_chose(tmp_path, fer_sam
     at.run()
     jm = _jobs()
     failed = jm.list("import")[0]
-    assert jm.wait(failed.id, timeout=120).state == "failed"
+    assert wait_job(jm, failed.id).state == "failed"
     at.run()
     assert any("no 'emotion' column" in e.value for e in at.error)
     at.radio(key="imp_how").set_value("path")                        # …then a typed path: the upload is not used
@@ -202,5 +203,5 @@ def test_import_form_source_and_name_are_what_the_person_chose(tmp_path, fer_sam
         assert not jm.status(new.id).finished
         assert not at.error, [e.value for e in at.error]             # the old error is gone while this one runs
         assert len(at.main.get("progress")) == 1                        # its progress bar (queued) is shown
-    assert jm.wait(new.id, timeout=120).state == "done", jm.log(new.id)
+    assert wait_job(jm, new.id).state == "done", jm.log(new.id)
     assert len(datasets.load("mine").catalog) == len(fer_sample)

@@ -8,6 +8,7 @@ import socket
 from conftest import app_page
 from fer_core import datasets
 from fer_core.jobs import JobManager
+from waiting import wait_job
 
 
 def _free_port() -> int:
@@ -38,7 +39,7 @@ def test_the_scan_panel_runs_the_scan_where_the_person_chose(tmp_path, fer_sampl
     (js,) = jm.list(kind="scan", dataset="tiny")
     argv = jm._meta(js.id)["argv"]
     assert argv[argv.index("--engine") + 1] == "ray" and argv[argv.index("--address") + 1] == f"127.0.0.1:{port}"
-    st = jm.wait(js.id, timeout=120)
+    st = wait_job(jm, js.id)
     assert st.state == "failed", jm.log(js.id)
     assert f"Cannot reach the Ray cluster at 127.0.0.1:{port}" in st.error["message"]
     # back to this machine: the scan runs and the page moves on to the signals
@@ -49,7 +50,7 @@ def test_the_scan_panel_runs_the_scan_where_the_person_chose(tmp_path, fer_sampl
     jobs = jm.list(kind="scan", dataset="tiny")
     newest = max(jobs, key=lambda j: j.created)
     assert "--engine" not in jm._meta(newest.id)["argv"]
-    assert jm.wait(newest.id, timeout=180).state == "done", jm.log(newest.id)
+    assert wait_job(jm, newest.id).state == "done", jm.log(newest.id)
     at.run()
     assert not at.exception, at.exception
     assert not [b for b in at.button if b.key == "scan_btn"]          # scanned: the panel gave way to the page

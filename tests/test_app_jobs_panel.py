@@ -15,6 +15,7 @@ from conftest import ROOT, import_and_scan
 from fer_core import decisions, estimates, locks, recipe
 from fer_core.progress import FileProgress, atomic_write_json, emit
 from ui.common import PAGES, job_manager
+from waiting import wait_job
 
 
 def _page(path: str) -> AppTest:
@@ -91,7 +92,7 @@ def test_a_finished_jobs_rate_is_recorded_once_and_estimates_use_it(tmp_path, fe
     assert estimates.estimate("scan", 1000) is None   # no bench figure for it, nothing measured: no estimate
     jm = job_manager()
     job = jm.start("scan", ["scan", "sub"], dataset="sub", exclusive="dataset-sub")
-    assert jm.wait(job, 120).state == "done", jm.log(job)
+    assert wait_job(jm, job).state == "done", jm.log(job)
     jm.status(job)
     jm.list()
     hist = estimates.history()
@@ -125,7 +126,7 @@ def test_long_jobs_show_an_estimate_before_they_start(tmp_path, fer_sample):
     jm = job_manager()
     job = jm.start("train", ["train", "sub", "--preset", "smoke", "--epochs", "1", "--run-id", "r1"], dataset="sub",
                    exclusive="train-sub")
-    assert jm.wait(job, 400).state == "done", jm.log(job)
+    assert wait_job(jm, job).state == "done", jm.log(job)
     jm.status(job)
     (e,) = estimates.history()
     assert e["key"] == "train:smoke" and e["units"] == n_raw

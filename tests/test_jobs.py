@@ -6,6 +6,7 @@ import time
 
 from fer_core import datasets
 from fer_core.jobs import JobManager
+from waiting import wait_job
 
 
 def test_download_job_reports_progress_and_finishes(fake_kaggle):
@@ -50,7 +51,7 @@ def test_failed_job_carries_the_error(fake_kaggle):
     jm = JobManager()
     jid = jm.start("download", ["download", "fer2013"], dataset="fer2013",
                    env={"KAGGLE_USERNAME": fake_kaggle.username, "KAGGLE_KEY": "nope"})
-    st = jm.wait(jid, timeout=120)
+    st = wait_job(jm, jid)
     assert st.state == "failed"
     assert st.error["code"] == "auth" and "HTTP 401" in st.error["message"]
 
@@ -65,7 +66,7 @@ def test_killed_job_is_reported_failed_not_running(tmp_path, fer_sample):
     jid = jm.start("import", ["import", str(z), "--name", "k"], dataset="k")
     pid = jm._meta(jid)["pid"]
     os.killpg(pid, signal.SIGKILL)
-    st = jm.wait(jid, timeout=30)
+    st = wait_job(jm, jid)
     assert st.state == "failed" and "ended unexpectedly" in st.error["message"]
 
 
@@ -83,7 +84,7 @@ def test_exclusive_jobs_queue(tmp_path, fer_sample):
             time.sleep(0.05)
         assert jm.status(b).state == "queued"
         assert datasets.list_datasets() == []
-    st = jm.wait(b, timeout=120)
+    st = wait_job(jm, b)
     assert st.state == "done" and datasets.list_datasets() == ["q"]
 
 

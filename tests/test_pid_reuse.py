@@ -10,6 +10,7 @@ import time
 from fer_core import fsutil
 from fer_core.fsutil import pid_alive
 from fer_core.train import runs
+from waiting import wait_job
 
 
 def _status(tmp_path, monkeypatch, pid: int, started: float) -> None:
@@ -64,7 +65,7 @@ def test_a_started_job_records_its_own_process_start(tmp_path, monkeypatch):
     jid = jm.start("scan", ["scan", "no-such-dataset"], dataset="no-such-dataset")
     meta = jm._meta(jid)
     assert meta["pid_started"] >= meta["created"] - 1.0
-    st = jm.wait(jid, timeout=120)
+    st = wait_job(jm, jid)
     assert st.state == "failed"       # the dataset does not exist: the job ends with the CLI's error, not "died"
     assert st.error["code"] != "died"
 
