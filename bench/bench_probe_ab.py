@@ -50,6 +50,11 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=5, help="random-removal control draws")
     ap.add_argument("--C", type=float, default=0.1, help="inverse L2 strength of the probe")
     ap.add_argument("--json", default=None, help="also write every figure to this file")
+    ap.add_argument("--quality-method", default=None,
+                    choices=["self_confidence", "normalized_margin", "confidence_weighted_entropy"],
+                    help="rank label quality by this cleanlab method of the stored fold probabilities (default: the "
+                         "stored label_quality, self-confidence) — the recipe's default and label cuts follow it")
+    ap.add_argument("--quick", action="store_true", help="raw, curated and the label cuts only")
     args = ap.parse_args()
     print(f"machine: {machine()}")
     from sklearn.decomposition import PCA
@@ -66,6 +71,19 @@ def main() -> None:
     ws = Workspace(args.name, args.cache)
     inputs = ws.inputs()
     rec = recipe_mod.Recipe.load(args.recipe) if args.recipe else ws.default_recipe(inputs=inputs)
+    if args.quality_method:
+        from cleanlab.rank import get_label_quality_scores
+
+        s0 = inputs.signals
+        tr0 = (s0["split"] == "train").to_numpy()
+        cls0 = sorted(c[2:] for c in s0.columns if c.startswith("p_"))
+        p0 = np.clip(s0.loc[tr0, [f"p_{c}" for c in cls0]].to_numpy(np.float64), 1e-6, 1)
+        y0 = np.array([cls0.index(c) for c in s0.loc[tr0, "label"]])
+        s0.loc[tr0, "label_quality"] = get_label_quality_scores(y0, p0 / p0.sum(1, keepdims=True),
+                                                                method=args.quality_method)
+        if not args.recipe:
+            rec = ws.default_recipe(inputs=inputs)
+        print(f"label quality: cleanlab {args.quality_method} of the stored fold probabilities")
     sig = inputs.signals.reset_index(drop=True)
     for col in ("crowd_label", "label_quality", "suggested_label"):
         if col not in sig.columns:
@@ -126,17 +144,18 @@ def main() -> None:
     leak = recipe_mod.has_reason(base_dec["reasons"].to_numpy(), "leak")
     ctl = []
     ids = sig["id"].to_numpy()
-    for s in range(args.draws):
+    for s in range(0 if args.quick else args.draws):
         cids, _, _ = random_control(ids, given, train, cur_mask, s, forced=leak)
         score(f"control draw {s}", np.isin(ids, cids), given)
         ctl.append(preds[f"control draw {s}"] == y_crowd)
-    for name, r in [(a, r) for a, _src, r in ab.arms_for(args.name, rec, arms=["relabel", "crowd"], cache=args.cache)]:
-        score(name, *from_recipe(r))
-    # one cut at a time: the recipe without it (the CNN ablations' recipes)
-    cuts = ablations(rec)
-    score("recipe without its quality filters", *from_recipe(cuts["noquality"]))
-    score("recipe without its duplicate cut (leaked copies still out)", *from_recipe(cuts["keepdups"]))
-    score("recipe without its label cut", *from_recipe(cuts["nolabel"]))
+    if not args.quick:
+        for name, r in [(a, r) for a, _src, r in ab.arms_for(args.name, rec, arms=["relabel", "crowd"], cache=args.cache)]:
+            score(name, *from_recipe(r))
+        # one cut at a time: the recipe without it (the CNN ablations' recipes)
+        cuts = ablations(rec)
+        score("recipe without its quality filters", *from_recipe(cuts["noquality"]))
+        score("recipe without its duplicate cut (leaked copies still out)", *from_recipe(cuts["keepdups"]))
+        score("recipe without its label cut", *from_recipe(cuts["nolabel"]))
     lq = sig["label_quality"].to_numpy(float)
     for f in (0.05, 0.10, 0.20, 0.30):
         thr = float(np.nanquantile(lq[train], f))
@@ -147,22 +166,14 @@ def main() -> None:
     # a random drop of the same size
     voted = np.isin(crowd, classes)
     oracle = train & ~(voted & (crowd != given))
-    score("oracle drop: every training image whose crowd majority is another class", oracle, given)
-    rng = np.random.default_rng(0)
-    rnd = train.copy()
-    rnd[rng.choice(np.flatnonzero(train), size=int(train.sum() - oracle.sum()), replace=False)] = False
-    score("random drop of as many images", rnd, given)
-    ctl_acc = np.array([c.mean() for c in ctl])
-    cur_ok = preds["curated"] == y_crowd
-    diffs = [float(cur_ok.mean() - c.mean()) for c in ctl]
-    # the draws as the A/B's seeds: the interval resamples draws and test images together
-    both = paired_difference(np.stack(ctl), np.tile(cur_ok, (len(ctl), 1)))
-    vs_raw = paired_difference(np.tile(preds["raw"] == y_crowd, (len(ctl), 1)), np.stack(ctl))
-    results["control"] = {"ferplus_mean": float(ctl_acc.mean()), "ferplus_min": float(ctl_acc.min()),
-                          "ferplus_max": float(ctl_acc.max()), "curated_minus_control_mean": float(np.mean(diffs)),
-                          "curated_minus_control_range": [float(np.min(diffs)), float(np.max(diffs))],
-                          "curated_minus_control_ci95": both["ci95"], "control_minus_raw": vs_raw["difference"],
-                          "control_minus_raw_ci95": vs_raw["ci95"]}
+    if not args.quick:
+        score("oracle drop: every training image whose crowd majority is another class", oracle, given)
+        rng = np.random.default_rng(0)
+        rnd = train.copy()
+        rnd[rng.choice(np.flatnonzero(train), size=int(train.sum() - oracle.sum()), replace=False)] = False
+        score("random drop of as many images", rnd, given)
+    if ctl:
+        summarise_control(results, preds, ctl, y_crowd)
     print(f"recipe {rec.name} [{rec.fingerprint()}]; probe: logistic regression C={args.C} on HOG (PCA 300); "
           f"{time.perf_counter() - t0:.0f} s in all")
     print("| training set | images | train label = crowd | FER+ Test | leakage-aware | FER2013 labels | − raw on FER+ Test (95% CI) |")
@@ -174,16 +185,34 @@ def main() -> None:
         dd = f"{d[0] * 100:+.2f} ({d[1] * 100:+.2f} to {d[2] * 100:+.2f})" if d else "—"
         print(f"| {name} | {r['train']:,} | {r['train_agree'] * 100:.1f}% | {r['ferplus'] * 100:.2f}% | "
               f"{r['ferplus_clean'] * 100:.2f}% | {r['given'] * 100:.2f}% | {dd} |")
-    c = results["control"]
-    print(f"control ({args.draws} draws): FER+ Test {c['ferplus_mean'] * 100:.2f}% ({c['ferplus_min'] * 100:.2f}–"
-          f"{c['ferplus_max'] * 100:.2f}); curated − control {c['curated_minus_control_mean'] * 100:+.2f} "
-          f"(95% interval over draws and test images {c['curated_minus_control_ci95'][0] * 100:+.2f} to "
-          f"{c['curated_minus_control_ci95'][1] * 100:+.2f}; per draw {c['curated_minus_control_range'][0] * 100:+.2f} to "
-          f"{c['curated_minus_control_range'][1] * 100:+.2f}); control − raw {c['control_minus_raw'] * 100:+.2f} "
-          f"({c['control_minus_raw_ci95'][0] * 100:+.2f} to {c['control_minus_raw_ci95'][1] * 100:+.2f})")
+    if ctl:
+        c = results["control"]
+        print(f"control ({args.draws} draws): FER+ Test {c['ferplus_mean'] * 100:.2f}% ({c['ferplus_min'] * 100:.2f}–"
+              f"{c['ferplus_max'] * 100:.2f}); curated − control {c['curated_minus_control_mean'] * 100:+.2f} "
+              f"(95% interval over draws and test images {c['curated_minus_control_ci95'][0] * 100:+.2f} to "
+              f"{c['curated_minus_control_ci95'][1] * 100:+.2f}; per draw {c['curated_minus_control_range'][0] * 100:+.2f} to "
+              f"{c['curated_minus_control_range'][1] * 100:+.2f}); control − raw {c['control_minus_raw'] * 100:+.2f} "
+              f"({c['control_minus_raw_ci95'][0] * 100:+.2f} to {c['control_minus_raw_ci95'][1] * 100:+.2f})")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"recipe": rec.fingerprint(), "C": args.C, "results": results}, fh, indent=1)
+            json.dump({"recipe": rec.fingerprint(), "C": args.C, "quality_method": args.quality_method or "stored",
+                       "results": results}, fh, indent=1)
+
+
+def summarise_control(results: dict, preds: dict, ctl: list, y_crowd) -> None:
+    from fer_core.train.evaluate import paired_difference
+
+    ctl_acc = np.array([c.mean() for c in ctl])
+    cur_ok = preds["curated"] == y_crowd
+    diffs = [float(cur_ok.mean() - c.mean()) for c in ctl]
+    # the draws as the A/B's seeds: the interval resamples draws and test images together
+    both = paired_difference(np.stack(ctl), np.tile(cur_ok, (len(ctl), 1)))
+    vs_raw = paired_difference(np.tile(preds["raw"] == y_crowd, (len(ctl), 1)), np.stack(ctl))
+    results["control"] = {"ferplus_mean": float(ctl_acc.mean()), "ferplus_min": float(ctl_acc.min()),
+                          "ferplus_max": float(ctl_acc.max()), "curated_minus_control_mean": float(np.mean(diffs)),
+                          "curated_minus_control_range": [float(np.min(diffs)), float(np.max(diffs))],
+                          "curated_minus_control_ci95": both["ci95"], "control_minus_raw": vs_raw["difference"],
+                          "control_minus_raw_ci95": vs_raw["ci95"]}
 
 
 if __name__ == "__main__":
