@@ -7,6 +7,7 @@ intervals are test-sampling only (paired bootstrap over the test images); the co
 on several draws, resampled with the test images as the A/B resamples seeds.
 
     python bench/bench_probe_ab.py --cache DIR [--name fer2013] [--recipe R.yaml] [--draws 5]
+                                   [--quality-method normalized_margin] [--quick] [--json F]
 
 Needs FER2013's quality and duplicate signals, its label signals (`labels fer2013`) and FER+ linked. A linear probe is
 not the CNN: it tells which training-set changes move a simple model on the crowd's labels, and by how much relative to
