@@ -7,7 +7,8 @@ intervals are test-sampling only (paired bootstrap over the test images); the co
 on several draws, resampled with the test images as the A/B resamples seeds.
 
     python bench/bench_probe_ab.py --cache DIR [--name fer2013] [--recipe R.yaml] [--draws 5]
-                                   [--quality-method normalized_margin] [--quick] [--json F]
+                                   [--quality-method normalized_margin] [--label-cut label_margin] [--capped]
+                                   [--quick] [--json F]
 
 Needs FER2013's quality and duplicate signals, its label signals (`labels fer2013`) and FER+ linked. A linear probe is
 not the CNN: it tells which training-set changes move a simple model on the crowd's labels, and by how much relative to
@@ -27,6 +28,7 @@ import numpy as np
 
 from _common import machine
 from bench_recipe_cuts import ablations
+from fer_core.recipe.vocab import LABEL_CUTS  # noqa: E402 (_common puts the repository on the path)
 
 
 def hog_features(px: np.ndarray) -> np.ndarray:
@@ -56,6 +58,9 @@ def main() -> None:
                     help="rank label quality by this cleanlab method of the stored fold probabilities (default: the "
                          "stored label_quality, self-confidence) — the recipe's default and label cuts follow it")
     ap.add_argument("--quick", action="store_true", help="raw, curated and the label cuts only")
+    ap.add_argument("--label-cut", default=None, choices=list(LABEL_CUTS),
+                    help="the label signal the depth sweep cuts on (default: the one the recipe cuts on)")
+    ap.add_argument("--capped", action="store_true", help="the depth sweep also with the default's per-class cap")
     args = ap.parse_args()
     print(f"machine: {machine()}")
     from sklearn.decomposition import PCA
@@ -157,12 +162,21 @@ def main() -> None:
         score("recipe without its quality filters", *from_recipe(cuts["noquality"]))
         score("recipe without its duplicate cut (leaked copies still out)", *from_recipe(cuts["keepdups"]))
         score("recipe without its label cut", *from_recipe(cuts["nolabel"]))
-    lq = sig["label_quality"].to_numpy(float)
+    # the recipe's label cut at other depths (on the column it cuts on, or --label-cut), without and with the default's
+    # per-class cap (2x the overall share)
+    col = args.label_cut or next((c for c in LABEL_CUTS if c in rec.filters and rec.filters[c].enabled), "label_quality")
+    base_rec = rec
+    for c in LABEL_CUTS:
+        if c in base_rec.filters and c != col:
+            base_rec = base_rec.with_filter(c, enabled=False)
+    lq = sig[col].to_numpy(float)
     for f in (0.05, 0.10, 0.20, 0.30):
         thr = float(np.nanquantile(lq[train], f))
-        score(f"recipe, label cut at lowest {f * 100:.0f}%, drop",
-              *from_recipe(rec.with_filter("label_quality", enabled=True, min=thr).with_labels(policy="drop",
-                                                                                             class_cap=None)))
+        cut = base_rec.with_filter(col, enabled=True, min=thr).with_labels(policy="drop", class_cap=None)
+        score(f"recipe, {col} cut at lowest {f * 100:.0f}%, drop", *from_recipe(cut))
+        if args.capped:
+            score(f"recipe, {col} cut at lowest {f * 100:.0f}%, drop, at most {2 * f * 100:.0f}% of a class",
+                  *from_recipe(cut.with_labels(class_cap=2 * f)))
     # ceilings a drop-only recipe could reach: every image whose given label the crowd rejects dropped (an oracle), and
     # a random drop of the same size
     voted = np.isin(crowd, classes)

@@ -87,13 +87,19 @@ def main() -> None:
 def ablations(rec) -> dict:
     """The recipe minus one cut at a time (the leak cut always stays: a training copy of a test image is what makes
     a score dishonest)."""
-    quality = [c for c, f in rec.filters.items() if f.enabled and c != "label_quality"]
+    from fer_core.recipe.vocab import LABEL_CUTS
+
+    quality = [c for c, f in rec.filters.items() if f.enabled and c not in LABEL_CUTS]
     noq = rec
     for c in quality:
         noq = noq.with_filter(c, enabled=False)
+    nolabel = rec
+    for c in LABEL_CUTS:
+        if c in rec.filters:
+            nolabel = nolabel.with_filter(c, enabled=False)
     return {"keepdups": rec.with_duplicates(policy="keep_all", drop_leaked=True),
             "noquality": noq,
-            "nolabel": rec.with_filter("label_quality", enabled=False)}
+            "nolabel": nolabel}
 
 
 def write_ablations(ws, rec, out_dir: str) -> None:

@@ -424,7 +424,7 @@ def load_signals(name: str, cache=None, require: tuple[str, ...] = ("quality",))
             continue
         p = family_dir(ds, fam.name) / "table.parquet"
         cols = [c for c in _parquet_columns(p) if c not in fam.load_exclude]
-        t = pd.read_parquet(p, columns=cols)
+        t = fam.upgrade(pd.read_parquet(p, columns=cols), cat)
         out = out.merge(t, on="id", how="left", validate="one_to_one")
         scores = load_derived(ds, fam.name, "scores")
         if scores is not None:

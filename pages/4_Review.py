@@ -42,7 +42,7 @@ with tab_q:
         flags = dec["flags"].to_numpy() | dec["review"].to_numpy()
         in_scope = dec["in_scope"].to_numpy()
         present = [r for r in recipe_mod.reason_names() if recipe_mod.has_reason(flags, r).any()]
-        QUEUES = {"label_quality": "Label issues (label quality)", "face_score": "Not a face (face score)", "class_outlier": "Outlier in its class",
+        QUEUES = {"label_margin": "Label issues (label margin)", "label_quality": "Label issues (label quality)", "face_score": "Not a face (face score)", "class_outlier": "Outlier in its class",
                   "knn_disagree": "Neighbours carry other labels", "conflict": "Conflicting labels (copies disagree)",
                   "crowd": "Crowd votes: no single expression"}
         c = st.columns([1.3, 1, 1.3, 1])

@@ -349,11 +349,11 @@ def recipe_sidebar(name: str, inputs: dec_mod.Inputs) -> None:
                 rec = recipe_mod.default_recipe(inputs.signals, name="default")
                 set_recipe(name, rec, DEFAULT_LABEL, saved=True)
                 st.rerun()
-        if "label_quality" in inputs.signals:
+        if rs["recipe"].label_cut(inputs.signals.columns):
             pol = st.radio("Label issues below the cut", ["drop", "relabel"], horizontal=True,
                            index=["drop", "relabel"].index(rs["recipe"].labels.policy), key=wkey(name, "label_policy"),
                            help="drop: reject them; relabel: keep them under the suggested label (a keep override "
-                           "on an image reverses its relabel). The cut is the Label quality filter.")
+                           "on an image reverses its relabel). The cut is the Label margin (or Label quality) filter.")
             if pol != rs["recipe"].labels.policy:
                 rs["recipe"] = rs["recipe"].with_labels(policy=pol)
                 st.rerun()

@@ -10,6 +10,7 @@ import streamlit as st
 
 from fer_core import crowd, datasets, review, store
 from fer_core.montage import load_gray_or_color
+from fer_core.recipe.vocab import LABEL_CUTS
 from fer_core.signals.base import COLUMN_META
 from fer_core.sources.labels import BASIC7
 from ui.curation import LABEL_ORDER, set_override, undo_override
@@ -59,32 +60,34 @@ def crowd_check(sig: pd.DataFrame) -> None:
 
 def label_issues_tab(name: str, inputs, dec: pd.DataFrame, rec, rs) -> None:
     sig = inputs.signals
-    if "label_quality" not in sig:
+    col = rec.label_cut(sig.columns)      # the label signal the recipe cuts on (or ranks review by)
+    if col is None:
         st.info("No label signals yet. They come from K-fold training: start **Find label issues** on the "
                 "Train page, or run `python -m fer_core labels " + name + "`.")
         return
     meta = store.family_status(name)["labels"]
     ds = datasets.load(name)
-    q = sig["label_quality"].to_numpy(np.float64, na_value=np.nan)
-    f = rec.filters.get("label_quality")
+    q = sig[col].to_numpy(np.float64, na_value=np.nan)
+    title = COLUMN_META[col].title
+    f = rec.filters.get(col)
     cut = f.min if f is not None and f.enabled else None
     rcut = f.review_min if f is not None and f.enabled else None
     st.caption(f"Out-of-fold label check of {int(np.isfinite(q).sum()):,} training images "
-               f"(finished {meta.get('finished') or '?'}). Recipe cut: label quality < "
+               f"(finished {meta.get('finished') or '?'}). Recipe cut: {title.lower()} < "
                f"{cut if cut is None else f'{cut:.3f}'} is {'relabelled' if rec.labels.policy == 'relabel' else 'dropped'}"
                f"; < {rcut if rcut is None else f'{rcut:.3f}'} goes to review. Change the cut and the policy on the "
-               "Quality page (signal *Label quality*) or in the recipe file.")
+               f"Quality page (signal *{title}*) or in the recipe file.")
     crowd_check(sig)
     c = st.columns([1.2, 1.2, 1, 1])
     labs = [l for l in LABEL_ORDER if l in set(sig["label"])]
     label = c[0].selectbox("Given label", ["any"] + labs, key="li_label", persist_state="session")
     show_mode = c[1].selectbox("Show", ["undecided", "decided by hand", "all"], key="li_mode", persist_state="session")
     # no review cut in the recipe: the share its data-derived default would send to review
-    limit = rcut if rcut is not None else np.nanpercentile(q, COLUMN_META["label_quality"].review_q)
+    limit = rcut if rcut is not None else np.nanpercentile(q, COLUMN_META[col].review_q)
     mask = review.queue_mask(dec, sig["label"].to_numpy(), np.isfinite(q) & (q < limit), label, show_mode)
     ov = dec["override"].to_numpy()
     idx = np.flatnonzero(mask)
-    idx = idx[np.argsort(sig["label_rank"].to_numpy()[idx], kind="stable")]
+    idx = idx[np.lexsort((sig["label_rank"].to_numpy()[idx], q[idx]))]   # lowest score first; ties by label_rank
     per_page = 20
     pages = max(1, -(-len(idx) // per_page))
     if st.session_state.get("li_page", 1) > pages:
@@ -126,7 +129,8 @@ def label_issues_tab(name: str, inputs, dec: pd.DataFrame, rec, rs) -> None:
             hand = {"keep": "kept as is by hand", "reject": "dropped by hand", "relabel": f"relabelled by hand → {final}"}.get(ov[i], "")
             votes = crowd.votes_text(sig.iloc[i]) if "crowd_votes" in sig else ""
             st.markdown(f"**given:** {given} → **suggested:** {sugg}  \n"
-                        f"label quality {sig['label_quality'].iat[i]:.3f} · rank {int(sig['label_rank'].iat[i]):,}  \n"
+                        + " · ".join(f"{COLUMN_META[c].title.lower()} {sig[c].iat[i]:.3f}"
+                                     for c in LABEL_CUTS if c in sig) + "  \n"
                         f"top-3: {sig['label_top3'].iat[i]}  \n"
                         + (f"{votes}  \n" if votes else "") +
                         f"now: **{state}**{' as ' + final if state == 'kept' and final != given else ''}"

@@ -31,17 +31,17 @@ from fer_core.recipe.report import (ClassRemoval, class_imbalance, class_removal
                                     split_rejections, summarize)
 from fer_core.recipe.schema import (_CUTS, _DuplicatesSchema, _FilterSchema, _LabelsSchema, _RecipeSchema,
                                     validate)
-from fer_core.recipe.vocab import (FIXED_REASONS, FORMAT, LABEL_POLICIES, POLICIES, SPLIT_ORDER, filter_columns,
-                                   reason_bit, reason_names)
+from fer_core.recipe.vocab import (FIXED_REASONS, FORMAT, LABEL_CUTS, LABEL_POLICIES, POLICIES, SPLIT_ORDER,
+                                   filter_columns, label_cut_bits, reason_bit, reason_names)
 from fer_core.signals.base import COLUMN_META
 
 __all__ = [
-    "COLUMN_META", "ClassRemoval", "Duplicates", "FIXED_REASONS", "FORMAT", "Filter", "LABEL_POLICIES", "LabelPolicy",
+    "COLUMN_META", "ClassRemoval", "Duplicates", "FIXED_REASONS", "FORMAT", "Filter", "LABEL_CUTS", "LABEL_POLICIES", "LabelPolicy",
     "METHOD_CODE", "METHOD_NAME", "PIXEL_SAME", "POLICIES", "Pairs", "Recipe", "SPLIT_ORDER", "_CUTS",
     "_DuplicatesSchema", "_FilterSchema", "_LabelsSchema", "_RecipeSchema", "accepted_pairs", "apply_overrides", "beyond", "crowd_marks",
     "cap_label_cut", "cap_per_class", "class_imbalance", "class_removals", "copy_pairs", "cross_split_copies",
     "decide", "default_recipe", "duplicate_groups", "duplicate_marks", "exact_classes", "filter_columns",
-    "filter_cuts", "format_summary", "funnel", "has_reason", "imbalance_text", "reason_bit", "reason_names",
+    "filter_cuts", "format_summary", "funnel", "has_reason", "imbalance_text", "label_cut_bits", "reason_bit", "reason_names",
     "reasons_text", "relabel_candidates", "removal_text", "robust_cut", "split_rejection_text", "split_rejections",
     "summarize", "validate",
 ]

@@ -22,7 +22,7 @@ import pandas as pd
 
 from fer_core.recipe.grouping import Pairs, copy_pairs, cross_split_copies, duplicate_groups
 from fer_core.recipe.model import Duplicates, Filter, Recipe
-from fer_core.recipe.vocab import reason_bit, reason_names
+from fer_core.recipe.vocab import LABEL_CUTS, label_cut_bits, reason_bit, reason_names
 from fer_core.recipe.report import _codes
 
 
@@ -55,44 +55,45 @@ def filter_cuts(signals: pd.DataFrame, filters: dict[str, Filter]) -> tuple[np.n
 
 def cap_label_cut(signals: pd.DataFrame, class_cap: float | None, in_scope: np.ndarray, flags: np.ndarray,
                   review: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The label cut takes at most ``class_cap`` of any one class: the best-scored flagged images beyond it are
-    spared (left in the review band); ties broken by position (= id order), so decisions are deterministic.
+    """The label cut (any of ``LABEL_CUTS``) takes at most ``class_cap`` of any one class: the best-scored
+    flagged images beyond it are spared (left in the review band). Scored by the label margin, then the label
+    quality (the cuts that flagged images); ties broken by position (= id order), so decisions are deterministic.
     Returns new (flags, review, spared)."""
     n = len(signals)
     flags, review = flags.copy(), review.copy()
     spared = np.zeros(n, bool)
-    names = reason_names()
-    if class_cap is None or "label_quality" not in names or "label_quality" not in signals:
+    bits = label_cut_bits()
+    if class_cap is None or not bits:
         return flags, review, spared
-    bit = 1 << names.index("label_quality")
-    fl = np.flatnonzero(((flags & bit) != 0) & in_scope)
-    if len(fl):
+    fl = np.flatnonzero(((flags & bits) != 0) & in_scope)
+    # scored by the label cuts that flagged anything: the margin first, then the quality
+    keys = [c for c in LABEL_CUTS if c in signals and (flags[fl] & reason_bit(c)).any()]
+    if len(fl) and keys:
         cats, codes = _codes(signals, "label")               # cached on the frame: slider moves reuse it
         codes = codes + 1                                     # a missing label (-1) is a class of its own
         allow = np.floor(class_cap * np.bincount(codes[in_scope], minlength=len(cats) + 1) + 1e-9).astype(np.int64)
-        q = signals["label_quality"].to_numpy(np.float64, na_value=-np.inf)[fl]
-        s_idx = fl[np.lexsort((fl, q, codes[fl]))]            # by class, then score, then position
+        scores = [signals[c].to_numpy(np.float64, na_value=-np.inf)[fl] for c in keys]
+        s_idx = fl[np.lexsort((fl, *scores[::-1], codes[fl]))]   # by class, then score(s), then position
         sc = codes[s_idx]
         rank = np.arange(len(s_idx)) - np.searchsorted(sc, sc, side="left")
         spare = s_idx[rank >= allow[sc]]
-        flags[spare] &= ~bit
-        review[spare] |= bit
+        review[spare] |= flags[spare] & bits
+        flags[spare] &= ~bits
         spared[spare] = True
     return flags, review, spared
 
 
 def relabel_candidates(signals: pd.DataFrame, policy: str, flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Under the relabel policy, label issues whose suggested label differs are kept (their label bit cleared)
-    and marked for relabelling. Returns new (flags, auto_relabel)."""
+    """Under the relabel policy, label issues (flagged by any label cut) whose suggested label differs are kept
+    (their label bits cleared) and marked for relabelling. Returns new (flags, auto_relabel)."""
     flags = flags.copy()
     auto = np.zeros(len(signals), bool)
-    names = reason_names()
-    if policy == "relabel" and "label_quality" in names and "suggested_label" in signals:
-        bit = 1 << names.index("label_quality")
-        auto = ((flags & bit) != 0) & (signals["suggested_label"].to_numpy(dtype=object)
-                                       != signals["label"].to_numpy(dtype=object))
+    bits = label_cut_bits()
+    if policy == "relabel" and bits and "suggested_label" in signals:
+        auto = ((flags & bits) != 0) & (signals["suggested_label"].to_numpy(dtype=object)
+                                        != signals["label"].to_numpy(dtype=object))
         auto &= pd.notna(signals["suggested_label"]).to_numpy()
-        flags[auto] &= ~bit
+        flags[auto] &= ~bits
     return flags, auto
 
 

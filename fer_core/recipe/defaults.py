@@ -9,7 +9,7 @@ import pandas as pd
 
 from fer_core.signals.base import COLUMN_META
 from fer_core.recipe.model import Duplicates, Filter, LabelPolicy, Recipe, rounded
-from fer_core.recipe.vocab import filter_columns
+from fer_core.recipe.vocab import LABEL_CUTS, filter_columns
 
 # ---- defaults from the data ---------------------------------------------------------------------
 
@@ -95,12 +95,17 @@ def default_recipe(signals: pd.DataFrame, name: str = "default", scope: list[str
               "face score: 1% / 0.3% percentiles capped at 0.5 / 0.2",
                "images": int(len(base))}
     labels = LabelPolicy()
-    lq = filters.get("label_quality")
-    if lq is not None and lq.min is not None:
-        q = base["label_quality"].to_numpy(np.float64, na_value=np.nan)
-        share = float(np.mean(q[np.isfinite(q)] < lq.min)) if np.isfinite(q).any() else 0.0
+    # one label cut: the margin where the table has it (it ranks real label errors better: bench/RESULTS.md
+    # 2026-12-01), else the quality (a table written before the margin existed, without probabilities)
+    on = [c for c in LABEL_CUTS if c in filters and filters[c].enabled]
+    for c in on[1:]:
+        filters[c] = replace(filters[c], enabled=False)
+    cut = next((c for c in on if filters[c].min is not None), None)
+    if cut is not None:
+        q = base[cut].to_numpy(np.float64, na_value=np.nan)
+        share = float(np.mean(q[np.isfinite(q)] < filters[cut].min)) if np.isfinite(q).any() else 0.0
         labels = LabelPolicy(class_cap=round(max(2 * share, 0.01), 4))
-        derived["method"] += "; label cut: at most 2x its overall share of any one class"
+        derived["method"] += f"; label cut ({cut}): at most 2x its overall share of any one class"
     own = signals.attrs.get("dataset")
     if "crowd_label" in base and own is not None and signals.attrs.get("labels_are_votes"):
         # the votes are the dataset's own labels (FER+): a tie, unknown or not-a-face is no label to train on

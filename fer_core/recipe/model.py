@@ -14,8 +14,8 @@ import yaml
 
 from fer_core.errors import InvalidInput
 from fer_core.recipe.schema import _CUTS, validate
-from fer_core.recipe.vocab import (FIXED_REASONS, FORMAT, LABEL_POLICIES, POLICIES, SPLIT_ORDER,  # noqa: F401
-                                   filter_columns, reason_bit, reason_names)
+from fer_core.recipe.vocab import (FIXED_REASONS, FORMAT, LABEL_CUTS, LABEL_POLICIES, POLICIES,  # noqa: F401
+                                   SPLIT_ORDER, filter_columns, reason_bit, reason_names)
 
 class FrozenDict(dict):
     """A dict that refuses changes (a recipe's filters, its derived_from note)."""
@@ -130,6 +130,13 @@ class Recipe:
         recipe does not have yet starts from an enabled one without cuts."""
         f = replace(self.filters.get(col, Filter()), **changes)
         return replace(self, filters={**self.filters, col: f})
+
+    def label_cut(self, columns) -> str | None:
+        """The label signal this recipe cuts on (the first enabled one of ``LABEL_CUTS`` among ``columns``), else the
+        one its review should rank by (the margin where present); None without label signals."""
+        present = [c for c in LABEL_CUTS if c in columns]
+        on = [c for c in present if c in self.filters and self.filters[c].enabled]
+        return (on or present or [None])[0]
 
     def with_duplicates(self, **changes) -> "Recipe":
         return replace(self, duplicates=replace(self.duplicates, **changes))

@@ -104,7 +104,9 @@ _WHY = {"duplicate": ("extra copies in {groups:,} duplicate groups (near copies 
         "crowd": ("images whose crowd votes give no label (a tie, unknown or not-a-face)",
                   "keep it, or keep them under their given label (recipe labels.crowd_unsure)"),
         "label_quality": ("likely mislabelled images (label checks)",
-                          "keep it, relabel instead of dropping, or cap it per class (Quality page)")}
+                          "keep it, relabel instead of dropping, or cap it per class (Quality page)"),
+        "label_margin": ("likely mislabelled images (label checks)",
+                         "keep it, relabel instead of dropping, or cap it per class (Quality page)")}
 
 
 def large_cuts(signals: pd.DataFrame, decisions: pd.DataFrame, limit: float = LARGE_CUT,

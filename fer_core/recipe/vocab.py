@@ -14,6 +14,12 @@ POLICIES = ("keep_one", "drop_all", "keep_all")
 FIXED_REASONS = ["duplicate", "leak", "manual", "conflict", "crowd"]
 
 
+# The signal columns that rank label errors (cleanlab scores of the out-of-fold probabilities): a cut on any of
+# them is "the label cut" — capped per class (labels.class_cap) and relabelled under the relabel policy. In order of
+# preference: the default recipe cuts on the first one the table has.
+LABEL_CUTS = ("label_margin", "label_quality")
+
+
 def filter_columns() -> list[str]:
     return [c.name for c in COLUMN_META.values() if c.filterable and c.direction != "none"]
 
@@ -24,6 +30,12 @@ def reason_names() -> list[str]:
 
 def reason_bit(name: str) -> int:
     return 1 << reason_names().index(name)
+
+
+def label_cut_bits() -> int:
+    """The reason bits of every label cut (0 where no label family is registered)."""
+    names = reason_names()
+    return sum(1 << names.index(c) for c in LABEL_CUTS if c in names)
 
 
 LABEL_POLICIES = ("drop", "relabel")

@@ -60,7 +60,7 @@ class ImageBatch:
 
 # ---- the contract every signal family keeps --------------------------------------------------------------
 
-_HOOKS = ("available", "compute", "finalize")
+_HOOKS = ("available", "compute", "finalize", "upgrade")
 
 
 class SignalFamily:
@@ -106,6 +106,11 @@ class SignalFamily:
     def finalize(self, table: pd.DataFrame, catalog: pd.DataFrame) -> dict[str, pd.DataFrame]:
         """Whole-dataset tables from the complete ``table`` (``catalog``: id, split, label), keyed as ``derived``."""
         return {}
+
+    def upgrade(self, table: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
+        """A stored table as read, plus columns added to the family since it was written that can be derived from
+        what it stores (no recompute, so no version bump). ``catalog``: id, split, label. Default: as read."""
+        return table
 
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]

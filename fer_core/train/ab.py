@@ -19,6 +19,7 @@ from fer_core import datasets, store
 from fer_core.errors import InvalidInput
 from fer_core.fsutil import pid_alive, process_started
 from fer_core.progress import CancelToken, ProgressFn, atomic_write_json, emit
+from fer_core.recipe.vocab import LABEL_CUTS
 from fer_core.train import runner
 
 
@@ -79,8 +80,9 @@ def arms_for(name: str, recipe, relabel_arm: bool | None = None, cache=None,
                 raise InvalidInput(f"The {arm} arm needs crowd votes for {name} ({why}).",
                                    f"Import FER+ and link it: `python -m fer_core link {name} ferplus`.")
             r = recipe
-            if "label_quality" in r.filters:
-                r = r.with_filter("label_quality", enabled=False)
+            for c in LABEL_CUTS:      # the crowd's labels replace the model's label cut
+                if c in r.filters:
+                    r = r.with_filter(c, enabled=False)
             out.append((arm, "recipe", r.with_labels(crowd="relabel", crowd_unsure="drop")
                         .replace(name=f"{recipe.name} ({'crowd relabel' if arm == 'crowd' else 'soft crowd labels'})")))
     return out

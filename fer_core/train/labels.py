@@ -162,6 +162,7 @@ def score(y: np.ndarray, probs: np.ndarray, classes: list[str], ids: np.ndarray)
     probs = np.clip(probs, 1e-6, 1.0)
     probs = probs / probs.sum(1, keepdims=True)
     q = get_label_quality_scores(y, probs, method="self_confidence")
+    m = get_label_quality_scores(y, probs, method="normalized_margin")
     try:
         issue = find_label_issues(y, probs, filter_by="prune_by_noise_rate", n_jobs=1)
     except ValueError:  # too few images of some class for cleanlab's noise-rate estimate
@@ -177,7 +178,8 @@ def score(y: np.ndarray, probs: np.ndarray, classes: list[str], ids: np.ndarray)
     cls = np.array(classes, dtype=object)
     top = np.argsort(-probs, axis=1)[:, :3]
     top3 = [", ".join(f"{classes[j]} {probs[i, j]:.2f}" for j in row) for i, row in enumerate(top)]
-    return pd.DataFrame({"id": ids, "label_quality": q.astype(np.float64), "label_issue": issue.astype(bool),
+    return pd.DataFrame({"id": ids, "label_quality": q.astype(np.float64), "label_margin": m.astype(np.float64),
+                         "label_issue": issue.astype(bool),
                          "suggested_label": cls[sugg], "label_rank": rank, "label_top3": top3})
 
 
