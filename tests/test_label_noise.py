@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 
 @pytest.mark.slow
 def test_planted_label_noise_concentrates_at_the_top(noisy_labelled, monkeypatch):
-    from fer_core import store
+    from fer_core import datasets, store
 
     cache, flipped, stdout, secs = noisy_labelled
     monkeypatch.setenv("FER_CACHE_DIR", str(cache))
@@ -35,7 +36,23 @@ def test_planted_label_noise_concentrates_at_the_top(noisy_labelled, monkeypatch
     # ranks are a permutation (ties broken), suggested labels are real classes
     assert sorted(tr["label_rank"]) == list(range(1, len(tr) + 1))
     assert set(tr["suggested_label"]) <= set(tr["label"])
-    # the flipped images' suggestions often restore the original label
+    # the margin (the default label cut) ranks the flips too, and is what cleanlab gives for the stored probabilities;
+    # a table stored before the margin existed gets the same values on read
+    from cleanlab.rank import get_label_quality_scores
+
+    from fer_core.signals.labels import Labels
+
+    m_auc = roc_auc_score(tr["flipped"], -tr["label_margin"])
+    print(f"label margin: ROC AUC {m_auc:.3f}")
+    assert m_auc > 0.65 and sig.loc[sig["split"] == "test", "label_margin"].isna().all()
+    classes = sorted(c[2:] for c in tr.columns if c.startswith("p_"))
+    p = np.clip(tr[[f"p_{c}" for c in classes]].to_numpy(np.float64), 1e-6, 1)
+    y = np.array([classes.index(c) for c in tr["label"]])
+    want = get_label_quality_scores(y, p / p.sum(1, keepdims=True), method="normalized_margin")
+    assert np.allclose(tr["label_margin"], want, atol=1e-6)
+    old = pd.read_parquet(store.family_dir(datasets.load("noisy"), "labels") / "table.parquet").drop(columns="label_margin")
+    up = Labels().upgrade(old, datasets.load("noisy").catalog).set_index("id")["label_margin"]
+    assert np.allclose(up.loc[tr["id"]].to_numpy(), tr["label_margin"].to_numpy(), atol=1e-6)
     meta = store.family_status("noisy")["labels"]
     assert meta["complete"]
 
@@ -46,32 +63,35 @@ def test_label_policy_relabel_and_overrides_round_trip_into_the_export(noisy_wor
 
     inputs = decisions.load_inputs("noisy")
     rec = recipe_mod.default_recipe(inputs.signals)
-    f = rec.filters["label_quality"]
+    # the default cuts on one label signal, the margin; the self-confidence filter is there, off
+    col = rec.label_cut(inputs.signals.columns)
+    assert col == "label_margin" and not rec.filters["label_quality"].enabled
+    f = rec.filters[col]
     assert f.enabled and f.min is not None and f.review_min > f.min
     s = inputs.signals
     dropped = decisions.run(inputs, rec)
-    low = (s["label_quality"] < f.min).to_numpy()
+    low = (s[col] < f.min).to_numpy()
     train = (s["split"] == "train").to_numpy()
     assert low.sum() >= 0.02 * train.sum()
     # the data-derived per-class cap: 2x the share the cut takes overall
     assert rec.labels.class_cap == pytest.approx(2 * low[train].mean(), abs=1e-3)
     capped = dropped["label_capped"].to_numpy()
-    by_lq = recipe_mod.has_reason(dropped["reasons"], "label_quality")
+    by_lq = recipe_mod.has_reason(dropped["reasons"], col)
     assert by_lq[low & ~capped].all() and not by_lq[capped].any() and not capped[~low].any()
     labs = s["label"].to_numpy()
-    qv = s["label_quality"].to_numpy()
+    qv = s[col].to_numpy()
     for lab in np.unique(labs[train]):
         c = train & (labs == lab)
         assert by_lq[c].sum() <= np.floor(rec.labels.class_cap * c.sum() + 1e-9)
         if (c & capped).any():                   # spared = the best-scored flagged images of that class
             assert qv[c & capped].min() >= qv[c & by_lq].max()
-    assert recipe_mod.has_reason(dropped["review"], "label_quality")[capped].all()   # still to review
+    assert recipe_mod.has_reason(dropped["review"], col)[capped].all()   # still to review
     # the cap is a recipe field: it round-trips, and without it every image below the cut is dropped
     assert recipe_mod.Recipe.from_dict(json.loads(json.dumps(rec.to_dict()))).labels.class_cap == rec.labels.class_cap
     rec = rec.with_labels(class_cap=None)
     assert "class_cap" not in rec.to_dict()["labels"]        # recipes saved before the cap keep their exact form
     dropped = decisions.run(inputs, rec)
-    assert recipe_mod.has_reason(dropped["reasons"], "label_quality")[low].all()
+    assert recipe_mod.has_reason(dropped["reasons"], col)[low].all()
     assert not dropped["label_capped"].any()
     # relabel policy: those images stay, under the suggested label
     rec = rec.with_labels(policy="relabel")
@@ -81,7 +101,7 @@ def test_label_policy_relabel_and_overrides_round_trip_into_the_export(noisy_wor
     moved = low & (s["suggested_label"] != s["label"]).to_numpy()
     assert dec["auto_relabel"].to_numpy()[moved].all()
     assert (dec["label_final"].to_numpy()[moved] == s["suggested_label"].to_numpy()[moved]).all()
-    assert not recipe_mod.has_reason(dec["reasons"], "label_quality")[moved].any()
+    assert not recipe_mod.has_reason(dec["reasons"], col)[moved].any()
     # the person reverses one auto relabel (keep as is) and accepts another image's relabel by hand
     ids = s["id"].to_numpy()
     mv = np.flatnonzero(moved)

@@ -248,6 +248,64 @@ def test_label_cut_is_capped_per_class():
     assert recipe.class_imbalance(sig, d2)[0]["label"] == "disgust"
 
 
+def test_label_margin_is_the_default_label_cut(monkeypatch):
+    """The margin is cleanlab's normalized margin; a table written before it existed gets it on read from its
+    stored probabilities; the default recipe cuts on it alone (self-confidence filter off), caps it per class by
+    the margin and relabels what it flags; the A/B's crowd arm turns every label cut off."""
+    from cleanlab.rank import get_label_quality_scores
+
+    from fer_core.signals.labels import Labels, normalized_margin
+    from fer_core.train import ab
+
+    rng = np.random.default_rng(3)
+    n = 600
+    classes = ["angry", "happy", "sad"]
+    labels = np.array(["happy"] * 400 + ["sad"] * 150 + ["angry"] * 50)
+    y = np.array([classes.index(c) for c in labels])
+    p = rng.dirichlet(np.ones(3), n)
+    assert np.allclose(normalized_margin(p, y), get_label_quality_scores(y, p, method="normalized_margin"))
+    split = np.array(["train"] * (n - 60) + ["test"] * 60, dtype=object)
+    table = pd.DataFrame({"id": [f"i{k:04d}" for k in range(n)], "label_quality": p[np.arange(n), y],
+                          "suggested_label": np.array(classes, dtype=object)[p.argmax(1)],
+                          **{f"p_{c}": p[:, i] for i, c in enumerate(classes)}})
+    table.loc[split == "test", [f"p_{c}" for c in classes] + ["label_quality"]] = np.nan
+    cat = pd.DataFrame({"id": table["id"], "split": split, "label": labels})
+    up = Labels().upgrade(table, cat)
+    m = up["label_margin"].to_numpy()
+    assert np.allclose(m[split == "train"], normalized_margin(p, y)[split == "train"], atol=1e-5)
+    assert np.isnan(m[split == "test"]).all()
+    assert Labels().upgrade(up, cat) is up                             # already there: read as stored
+    sig = cat.merge(up, on="id")
+    r = recipe.default_recipe(sig)
+    assert r.label_cut(sig.columns) == "label_margin" and not r.filters["label_quality"].enabled
+    lm = r.filters["label_margin"]
+    train = split == "train"
+    share = (m[train] < lm.min).mean()
+    assert 0.09 <= share <= 0.11                                       # its default: the lowest 10%
+    assert r.labels.class_cap == pytest.approx(2 * share, abs=1e-4)
+    d = recipe.decide(sig, r)
+    by_m = recipe.has_reason(d["reasons"], "label_margin")
+    assert not recipe.has_reason(d["reasons"], "label_quality").any()
+    capped = d["label_capped"].to_numpy()
+    for c in classes:
+        k = train & (labels == c)
+        assert by_m[k].sum() <= np.floor(r.labels.class_cap * k.sum() + 1e-9)
+        if (k & capped).any():                                         # spared: the best margins of the class
+            assert m[k & capped].min() >= m[k & by_m].max()
+    assert (by_m | capped)[train & (m < lm.min)].all() and not by_m[~train].any()
+    rl = recipe.decide(sig, r.with_labels(policy="relabel", class_cap=None))
+    moved = train & (m < lm.min) & (sig["suggested_label"] != sig["label"]).to_numpy()
+    assert moved.any() and rl["auto_relabel"].to_numpy()[moved].all()
+    assert (rl["label_final"].to_numpy()[moved] == sig["suggested_label"].to_numpy()[moved]).all()
+    # both cuts on: either flags; the crowd arm and the "no label cut" ablation turn both off
+    both = r.with_filter("label_quality", enabled=True)
+    assert recipe.has_reason(recipe.decide(sig, both.with_labels(class_cap=None))["reasons"], "label_quality").any()
+    monkeypatch.setattr(ab.store, "family_status",
+                        lambda *a, **k: {"labels": {"complete": True}, "votes": {"complete": True}})
+    crowd_r = {a: rr for a, _, rr in ab.arms_for("x", both, arms=["crowd"])}["crowd"]
+    assert not any(crowd_r.filters[c].enabled for c in recipe.LABEL_CUTS)
+
+
 # ---- schema: bad recipes are refused with the key path, what is allowed and the closest valid key ----------
 
 @pytest.mark.parametrize("text, expected", [
