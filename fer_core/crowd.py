@@ -105,24 +105,25 @@ def precision_at(rank: np.ndarray, disagree: np.ndarray, ks=(500, 1000, 2000)) -
     return {k: (float(disagree[order[:k]].mean()) if len(order) >= k else None) for k in ks}
 
 
-def label_issue_precision(signals: pd.DataFrame) -> dict | None:
-    """How well the label-issue ranking (``label_rank``) finds the crowd's disagreements, on the training images
+def label_issue_precision(signals: pd.DataFrame, by: str = "label_rank") -> dict | None:
+    """How well a label-issue ranking finds the crowd's disagreements — ``by``: ``label_rank`` (1 = most suspect)
+    or a label signal whose low values are suspect (``label_margin``, the default cut) — on the training images
     that have usable votes: precision at 500 / 1,000 / 2,000 for "the given label got 0 of 10 votes" and for
     "the given label is not the crowd majority", with each rate over all those images as the baseline; and, where
     the model suggested a label, how often the suggestion is the crowd's majority among the same top images
     against how often the given label is (``suggestion_right``, ``given_right``): relabelling the top k to the
     suggestion brings the labels nearer the crowd only where the first is higher (on FER2013, only in the top ~5%:
     bench/RESULTS.md, issue 17)."""
-    if "label_rank" not in signals or "crowd_label" not in signals:
+    if by not in signals or "crowd_label" not in signals:
         return None
-    m = usable(signals) & (signals["split"].to_numpy() == "train") & signals["label_rank"].notna().to_numpy()
+    m = usable(signals) & (signals["split"].to_numpy() == "train") & signals[by].notna().to_numpy()
     if not m.any():
         return None
     s = signals[m]
     zero = s["crowd_given"].to_numpy() == 0
     notmaj = s["crowd_label"].to_numpy() != s["label"].to_numpy()
-    rank = s["label_rank"].to_numpy()
-    out = {"images": int(m.sum()),
+    rank = s[by].to_numpy()                     # low first: a rank, or a score where low is suspect
+    out = {"by": by, "images": int(m.sum()),
            "zero_votes": {"base_rate": float(zero.mean()), "precision": precision_at(rank, zero)},
            "not_majority": {"base_rate": float(notmaj.mean()), "precision": precision_at(rank, notmaj)}}
     if "suggested_label" in s:

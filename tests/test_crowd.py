@@ -444,6 +444,13 @@ def test_label_issue_precision_against_the_crowd():
     assert p["given_right"]["precision"][500] == pytest.approx((lab == crowd_l)[:500].mean())
     assert p["given_right"]["base_rate"] == pytest.approx(1 - p["not_majority"]["base_rate"])
     assert "suggestion_right" not in crowd.label_issue_precision(sig.drop(columns="suggested_label"))
+    # by a score where low is suspect (the label margin): the same figures as by the rank it orders like
+    sig["label_margin"] = np.linspace(0.01, 0.99, n)
+    pm = crowd.label_issue_precision(sig, by="label_margin")
+    assert pm["by"] == "label_margin" and pm["not_majority"] == p["not_majority"]
+    sig["label_margin"] = sig["label_margin"].to_numpy()[::-1]                 # reversed: the clean end first
+    assert crowd.label_issue_precision(sig, by="label_margin")["suggestion_right"]["precision"][500] < 0.5
+    assert crowd.label_issue_precision(sig, by="label_quality") is None       # no such signal
 
 
 # ---- the real copies ------------------------------------------------------------------------------------------------

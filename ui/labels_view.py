@@ -32,19 +32,21 @@ def _neighbours(name: str, image_ids: list[str], k: int) -> dict[str, pd.DataFra
     return embedmap.nearest(*_unit_vectors(name, stamp), image_ids, k)
 
 
-def crowd_check(sig: pd.DataFrame) -> None:
-    """Where crowd votes exist (FER+, or a link to it): how well this ranking finds the crowd's disagreements."""
+def crowd_check(sig: pd.DataFrame, col: str = "label_rank") -> None:
+    """Where crowd votes exist (FER+, or a link to it): how well the ranking by ``col`` (the recipe's label cut)
+    finds the crowd's disagreements."""
     if sig.attrs.get("labels_are_votes"):   # FER+ itself: its labels are the majority, nothing to check against
         return
-    p = crowd.label_issue_precision(sig)
+    p = crowd.label_issue_precision(sig, by=col)
     if p is None:
         return
 
     def _fmt(d):
         return " · ".join(f"top {k:,}: {'–' if v is None else f'{v:.0%}'}" for k, v in d["precision"].items())
 
+    by = COLUMN_META[col].title.lower() if col in COLUMN_META else "label-issue rank"
     st.markdown(f"**Checked against the crowd** ({p['images']:,} training images with ten FER+ votes): of the "
-                f"images ranked most suspect, the share where the given label got **0 of 10 votes** — {_fmt(p['zero_votes'])} "
+                f"images ranked most suspect by {by}, the share where the given label got **0 of 10 votes** — {_fmt(p['zero_votes'])} "
                 f"(all images: {p['zero_votes']['base_rate']:.0%}); where it is **not the crowd's majority** — "
                 f"{_fmt(p['not_majority'])} (all images: {p['not_majority']['base_rate']:.0%}).")
     both = {k: (v, p["given_right"]["precision"][k]) for k, v in p.get("suggestion_right", {}).get("precision", {}).items()
@@ -77,7 +79,7 @@ def label_issues_tab(name: str, inputs, dec: pd.DataFrame, rec, rs) -> None:
                f"{cut if cut is None else f'{cut:.3f}'} is {'relabelled' if rec.labels.policy == 'relabel' else 'dropped'}"
                f"; < {rcut if rcut is None else f'{rcut:.3f}'} goes to review. Change the cut and the policy on the "
                f"Quality page (signal *{title}*) or in the recipe file.")
-    crowd_check(sig)
+    crowd_check(sig, col)
     c = st.columns([1.2, 1.2, 1, 1])
     labs = [l for l in LABEL_ORDER if l in set(sig["label"])]
     label = c[0].selectbox("Given label", ["any"] + labs, key="li_label", persist_state="session")
