@@ -34,8 +34,9 @@ COLUMNS = [
                  "on label_quality instead.", "none", filterable=False),
     SignalColumn("suggested_label", _F, "Suggested label", "The most probable label out of fold.", "none",
                  filterable=False),
-    SignalColumn("label_rank", _F, "Label issue rank", "1 = most likely mislabelled (ties broken by the margin "
-                 "of the suggested label, then by id).", "none", filterable=False),
+    SignalColumn("label_rank", _F, "Label issue rank", "1 = most likely mislabelled by label quality "
+                 "(self-confidence; ties broken by the margin of the suggested label, then by id). The review queue "
+                 "ranks by the recipe's label cut (the label margin by default).", "none", filterable=False),
     SignalColumn("label_top3", _F, "Top-3 probabilities", "The three most probable labels out of fold.", "none",
                  filterable=False),
 ]
