@@ -36,7 +36,7 @@ def test_planted_label_noise_concentrates_at_the_top(noisy_labelled, monkeypatch
     # ranks are a permutation (ties broken), suggested labels are real classes
     assert sorted(tr["label_rank"]) == list(range(1, len(tr) + 1))
     assert set(tr["suggested_label"]) <= set(tr["label"])
-    # the margin (the default label cut) ranks the flips too, and is what cleanlab gives for the stored probabilities;
+    # the margin (a second label cut) ranks the flips too, and is what cleanlab gives for the stored probabilities;
     # a table stored before the margin existed gets the same values on read
     from cleanlab.rank import get_label_quality_scores
 
@@ -63,9 +63,9 @@ def test_label_policy_relabel_and_overrides_round_trip_into_the_export(noisy_wor
 
     inputs = decisions.load_inputs("noisy")
     rec = recipe_mod.default_recipe(inputs.signals)
-    # the default cuts on one label signal, the margin; the self-confidence filter is there, off
+    # the default cuts on one label signal, the quality (self-confidence); the margin filter is there, off
     col = rec.label_cut(inputs.signals.columns)
-    assert col == "label_margin" and not rec.filters["label_quality"].enabled
+    assert col == "label_quality" and not rec.filters["label_margin"].enabled
     f = rec.filters[col]
     assert f.enabled and f.min is not None and f.review_min > f.min
     s = inputs.signals

@@ -248,10 +248,11 @@ def test_label_cut_is_capped_per_class():
     assert recipe.class_imbalance(sig, d2)[0]["label"] == "disgust"
 
 
-def test_label_margin_is_the_default_label_cut(monkeypatch):
+def test_label_margin_a_second_label_cut(monkeypatch):
     """The margin is cleanlab's normalized margin; a table written before it existed gets it on read from its
-    stored probabilities; the default recipe cuts on it alone (self-confidence filter off), caps it per class by
-    the margin and relabels what it flags; the A/B's crowd arm turns every label cut off."""
+    stored probabilities; the default recipe keeps cutting on label quality alone (the margin filter is there,
+    off); a recipe that cuts on the margin caps it per class by the margin and relabels what it flags; the A/B's
+    crowd arm turns every label cut off."""
     from cleanlab.rank import get_label_quality_scores
 
     from fer_core.signals.labels import Labels, normalized_margin
@@ -276,13 +277,16 @@ def test_label_margin_is_the_default_label_cut(monkeypatch):
     assert np.isnan(m[split == "test"]).all()
     assert Labels().upgrade(up, cat) is up                             # already there: read as stored
     sig = cat.merge(up, on="id")
-    r = recipe.default_recipe(sig)
-    assert r.label_cut(sig.columns) == "label_margin" and not r.filters["label_quality"].enabled
-    lm = r.filters["label_margin"]
+    d0 = recipe.default_recipe(sig)
+    assert d0.label_cut(sig.columns) == "label_quality" and d0.filters["label_quality"].enabled
+    assert not d0.filters["label_margin"].enabled and d0.filters["label_margin"].min is not None
+    lm = d0.filters["label_margin"]
     train = split == "train"
     share = (m[train] < lm.min).mean()
-    assert 0.09 <= share <= 0.11                                       # its default: the lowest 10%
-    assert r.labels.class_cap == pytest.approx(2 * share, abs=1e-4)
+    assert 0.09 <= share <= 0.11                                       # its data-derived cut: the lowest 10%
+    r = d0.with_filter("label_quality", enabled=False).with_filter("label_margin", enabled=True)
+    r = r.with_labels(class_cap=round(2 * share, 4))
+    assert r.label_cut(sig.columns) == "label_margin"
     d = recipe.decide(sig, r)
     by_m = recipe.has_reason(d["reasons"], "label_margin")
     assert not recipe.has_reason(d["reasons"], "label_quality").any()

@@ -95,8 +95,7 @@ def default_recipe(signals: pd.DataFrame, name: str = "default", scope: list[str
               "face score: 1% / 0.3% percentiles capped at 0.5 / 0.2",
                "images": int(len(base))}
     labels = LabelPolicy()
-    # one label cut: the margin where the table has it (it ranks real label errors better: bench/RESULTS.md
-    # 2026-12-01), else the quality (a table written before the margin existed, without probabilities)
+    # one label cut at most, the first of LABEL_CUTS enabled by default (label quality; the margin is a choice)
     on = [c for c in LABEL_CUTS if c in filters and filters[c].enabled]
     for c in on[1:]:
         filters[c] = replace(filters[c], enabled=False)

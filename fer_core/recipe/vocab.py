@@ -16,8 +16,9 @@ FIXED_REASONS = ["duplicate", "leak", "manual", "conflict", "crowd"]
 
 # The signal columns that rank label errors (cleanlab scores of the out-of-fold probabilities): a cut on any of
 # them is "the label cut" — capped per class (labels.class_cap) and relabelled under the relabel policy. In order of
-# preference: the default recipe cuts on the first one the table has.
-LABEL_CUTS = ("label_margin", "label_quality")
+# preference: the default recipe cuts on the first one enabled by default that the table has (label quality; the
+# margin is there to choose: bench/RESULTS.md, 2026-12-01, "the label margin on the CNN").
+LABEL_CUTS = ("label_quality", "label_margin")
 
 
 def filter_columns() -> list[str]:

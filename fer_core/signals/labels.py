@@ -19,16 +19,15 @@ COLUMNS = [
                  "of the given label (average of the CNN folds and the face-embedding classifier). Low = the label "
                  "is probably wrong.", "low", "probability", lower_bound=0, upper_bound=1,
                  default_rule="percentile", review_q=8.0, reject_q=3.0),
-    # The default label cut where a table has both (bench/RESULTS.md, 2026-12-01: what the label cut should drop;
-    # recipe.defaults enables one label cut only). Self-confidence ranks
-    # first the hard but correctly labelled faces of every class (the model is unsure of everything there);
-    # the margin ranks first the images whose model prefers one *other* class, which the FER+ crowd disputes
-    # more often: on FER2013 dropping 4,500 by the margin gained +1.44 points on FER+ Test (probe), by
-    # self-confidence +0.39.
+    # Another ranking of the same probabilities, off by default. On FER2013 it ranks first the images the model gives
+    # to one other class, whose suggestion the FER+ crowd confirms more often (59% against 40% in the top 500), and
+    # in the linear probe its 10% cut gained +1.02 points on FER+ Test where self-confidence gained +0.39 — but the
+    # CNN trained on that recipe scored 2.9 points *below* raw at seed 0 (the self-confidence recipe +0.57):
+    # bench/RESULTS.md, 2026-12-01, "the label margin on the CNN". A choice, not the default, until seeds say more.
     SignalColumn("label_margin", _F, "Label margin", "cleanlab normalized margin: (1 + probability of the given "
                  "label − the largest probability of another label) / 2, out of fold. Below 0.5 the model prefers "
                  "another label; low = the label is probably wrong.", "low", "probability", lower_bound=0,
-                 upper_bound=1, default_rule="percentile", review_q=15.0, reject_q=10.0),
+                 upper_bound=1, default_rule="percentile", review_q=15.0, reject_q=10.0, default_enabled=False),
     SignalColumn("label_issue", _F, "Label issue (cleanlab)", "cleanlab's find_label_issues flag (prune by noise "
                  "rate). With a ~56%-accurate model it flags far too many images to drop blindly: the recipe cuts "
                  "on label_quality instead.", "none", filterable=False),
@@ -36,7 +35,7 @@ COLUMNS = [
                  filterable=False),
     SignalColumn("label_rank", _F, "Label issue rank", "1 = most likely mislabelled by label quality "
                  "(self-confidence; ties broken by the margin of the suggested label, then by id). The review queue "
-                 "ranks by the recipe's label cut (the label margin by default).", "none", filterable=False),
+                 "ranks by the recipe's label cut.", "none", filterable=False),
     SignalColumn("label_top3", _F, "Top-3 probabilities", "The three most probable labels out of fold.", "none",
                  filterable=False),
 ]
