@@ -107,7 +107,7 @@ def precision_at(rank: np.ndarray, disagree: np.ndarray, ks=(500, 1000, 2000)) -
 
 def label_issue_precision(signals: pd.DataFrame, by: str = "label_rank") -> dict | None:
     """How well a label-issue ranking finds the crowd's disagreements — ``by``: ``label_rank`` (1 = most suspect)
-    or a label signal whose low values are suspect (``label_margin``, the default cut) — on the training images
+    or a label signal whose low values are suspect (``label_quality``, ``label_margin``) — on the training images
     that have usable votes: precision at 500 / 1,000 / 2,000 for "the given label got 0 of 10 votes" and for
     "the given label is not the crowd majority", with each rate over all those images as the baseline; and, where
     the model suggested a label, how often the suggestion is the crowd's majority among the same top images

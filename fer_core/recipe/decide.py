@@ -56,8 +56,8 @@ def filter_cuts(signals: pd.DataFrame, filters: dict[str, Filter]) -> tuple[np.n
 def cap_label_cut(signals: pd.DataFrame, class_cap: float | None, in_scope: np.ndarray, flags: np.ndarray,
                   review: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The label cut (any of ``LABEL_CUTS``) takes at most ``class_cap`` of any one class: the best-scored
-    flagged images beyond it are spared (left in the review band). Scored by the label margin, then the label
-    quality (the cuts that flagged images); ties broken by position (= id order), so decisions are deterministic.
+    flagged images beyond it are spared (left in the review band). Scored by the label cuts that flagged images,
+    in ``LABEL_CUTS`` order; ties broken by position (= id order), so decisions are deterministic.
     Returns new (flags, review, spared)."""
     n = len(signals)
     flags, review = flags.copy(), review.copy()
@@ -66,7 +66,7 @@ def cap_label_cut(signals: pd.DataFrame, class_cap: float | None, in_scope: np.n
     if class_cap is None or not bits:
         return flags, review, spared
     fl = np.flatnonzero(((flags & bits) != 0) & in_scope)
-    # scored by the label cuts that flagged anything: the margin first, then the quality
+    # scored by the label cuts that flagged anything, in LABEL_CUTS order
     keys = [c for c in LABEL_CUTS if c in signals and (flags[fl] & reason_bit(c)).any()]
     if len(fl) and keys:
         cats, codes = _codes(signals, "label")               # cached on the frame: slider moves reuse it

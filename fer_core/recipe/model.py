@@ -133,7 +133,7 @@ class Recipe:
 
     def label_cut(self, columns) -> str | None:
         """The label signal this recipe cuts on (the first enabled one of ``LABEL_CUTS`` among ``columns``), else the
-        one its review should rank by (the margin where present); None without label signals."""
+        one its review should rank by (the first of them the table has); None without label signals."""
         present = [c for c in LABEL_CUTS if c in columns]
         on = [c for c in present if c in self.filters and self.filters[c].enabled]
         return (on or present or [None])[0]
