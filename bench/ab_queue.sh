@@ -69,7 +69,7 @@ AB="$PY bench/bench_ab.py --cache $C --ab-id crowd-ab --arms raw,curated,control
 STEPS="$PY bench/bench_ab.py --cache $C --ab-id crowd-steps --recipe $OLD.yaml --baseline crowd-ab \
   --arms raw,curated,control,crowd,relabel --budget steps --eval-on ferplus:test --seeds 3"
 # the same recipe with its label cut on the margin instead (+1.02 on the probe where the default gave +0.39; the CNN
-# at seed 0: 2.9 points below raw), at the same steps against the same raw runs — after the default's seeds
+# at seed 0: 2.9 points below raw), at the same steps against the same raw runs — after every arm the issue names
 MARGIN="$PY bench/bench_ab.py --cache $C --ab-id margin-steps --recipe $NEW --baseline crowd-ab \
   --arms raw,curated,control --budget steps --eval-on ferplus:test --seeds 3"
 for s in 0 1 2; do
@@ -79,13 +79,13 @@ for s in 0 1 2; do
   done
 done
 for s in 0 1 2; do
-  for arm in curated control; do
-    stamp margin-steps $arm seed $s; step $MARGIN --train-seeds $s --train-arms $arm
+  for arm in crowd relabel; do
+    stamp crowd-steps $arm seed $s; step $STEPS --train-seeds $s --train-arms $arm
   done
 done
 for s in 0 1 2; do
-  for arm in crowd relabel; do
-    stamp crowd-steps $arm seed $s; step $STEPS --train-seeds $s --train-arms $arm
+  for arm in curated control; do
+    stamp margin-steps $arm seed $s; step $MARGIN --train-seeds $s --train-arms $arm
   done
 done
 # the default recipe minus one cut at a time, 3 seeds each, at the same steps, against the same raw runs
