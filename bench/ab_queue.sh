@@ -72,6 +72,14 @@ STEPS="$PY bench/bench_ab.py --cache $C --ab-id crowd-steps --recipe $OLD.yaml -
 # at seed 0: 2.9 points below raw), at the same steps against the same raw runs — after every arm the issue names
 MARGIN="$PY bench/bench_ab.py --cache $C --ab-id margin-steps --recipe $NEW --baseline crowd-ab \
   --arms raw,curated,control --budget steps --eval-on ferplus:test --seeds 3"
+# First (2026-12-07): the same A/B with the standard preset's rate decaying along a cosine to 0 and no early stopping
+# (`--lr-decay cosine`), raw and curated for three seeds — does a run that lands at rate 0 vary less from seed to
+# seed than the plateau schedule's (pooled sd 1.66 points on FER+ Test, ~19 seeds per arm to see +1.5)?
+COS="$PY bench/bench_ab.py --cache $C --ab-id cosine-steps --recipe $OLD.yaml --lr-decay cosine \
+  --arms raw,curated,control,crowd,relabel --budget steps --eval-on ferplus:test --seeds 3"
+for s in 0 1 2; do
+  for arm in raw curated; do stamp cosine $arm seed $s; step $COS --train-seeds $s --train-arms $arm; done
+done
 for s in 0 1 2; do
   stamp raw seed $s; step $AB --train-seeds $s --train-arms raw
   for arm in curated control; do

@@ -99,6 +99,8 @@ def main() -> None:
     ap.add_argument("--eval-on", action="append", default=[], help="extra yardstick DATASET[:SPLIT] (repeatable)")
     ap.add_argument("--budget", default=None, choices=["passes", "steps"],
                     help="same gradient steps as the raw arm for every arm (default) or same passes")
+    ap.add_argument("--lr-decay", default=None, choices=["cosine"],
+                    help="the preset's learning rate decays along a cosine to 0 over the run (default: the preset's own)")
     ap.add_argument("--train-arms", default=None, help="train only these arms' missing runs now, e.g. prior")
     ap.add_argument("--train-seeds", default=None,
                     help="train only these seeds' missing runs now, e.g. 0 or 0,1 (the A/B keeps all its seeds)")
@@ -126,7 +128,8 @@ def main() -> None:
                         arms=args.arms.split(",") if args.arms else None, eval_on=args.eval_on,
                         train_seeds=[int(x) for x in args.train_seeds.split(",")] if args.train_seeds else None,
                         train_arms=args.train_arms.split(",") if args.train_arms else None,
-                        budget=args.budget or (doc.get("budget", "passes") if doc else None))
+                        budget=args.budget or (doc.get("budget", "passes") if doc else None),
+                        lr_decay=args.lr_decay or ((doc.get("changes") or {}).get("lr_decay") if doc else None))
     if doc is None:
         raise SystemExit(f"No A/B '{args.ab_id}' yet.")
     report(doc)

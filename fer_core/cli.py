@@ -278,7 +278,7 @@ def cmd_train(ctx: Ctx) -> int:
     source = "recipe" if a.recipe else "export" if a.export else "raw"
     m = runner.train(a.name, source, a.recipe, a.export, preset=a.preset, seed=a.seed, run_id=a.run_id,
                      use_overrides=not a.no_overrides, progress=ctx.progress, cancel=ctx.cancel, cache=ctx.cache,
-                     epochs=a.epochs, max_train=a.max_train, balance=a.balance, augment=a.augment,
+                     epochs=a.epochs, max_train=a.max_train, balance=a.balance, augment=a.augment, lr_decay=a.lr_decay,
                      eval_on=a.eval_on or (), soft=a.soft, prior=a.prior, resume=a.resume)
     ctx.bar.close()
     ctx.out(f"run {m['run_id']}: {m['train_images']:,} training images, {m['epochs_run']} epochs, "
@@ -329,7 +329,7 @@ def cmd_ab(ctx: Ctx) -> int:
     from fer_core.train import ab
 
     a = ctx.args
-    budget = {"epochs": a.epochs, "max_train": a.max_train}
+    budget = {"epochs": a.epochs, "max_train": a.max_train, "lr_decay": a.lr_decay}
     # resuming, or comparing a new recipe against an earlier A/B's raw runs: its preset and budget unless given
     ref = ab.load_ab(a.name, a.resume or a.baseline, ctx.cache) if (a.resume or a.baseline) else None
     if a.resume and ref is None:
@@ -599,6 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", default="standard", choices=["smoke", "standard", "full"])
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    s.add_argument("--lr-decay", default=None, choices=["cosine"],
+                   help="the learning rate falls along a cosine to 0 over the run (default: the preset's own)")
     s.add_argument("--max-train", type=int, default=None, help="stratified subset of the training images")
     s.add_argument("--balance", default=None, choices=["none", "class_weight", "sampler"])
     s.add_argument("--augment", default=None, choices=["none", "light", "standard"])
@@ -630,6 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed0", type=int, default=0, help="first seed")
     s.add_argument("--epochs", type=int, default=None)
     s.add_argument("--max-train", type=int, default=None)
+    s.add_argument("--lr-decay", default=None, choices=["cosine"],
+                   help="the learning rate falls along a cosine to 0 over each run (default: the preset's own)")
     s.add_argument("--no-relabel-arm", action="store_true")
     s.add_argument("--budget", default=None, choices=["passes", "steps"],
                    help="what every arm gets the same of: passes (the preset's epochs over its own images; an arm "

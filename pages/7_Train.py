@@ -108,7 +108,7 @@ def _selection_note(m: dict, cfg: dict, hist: list[dict]) -> str:
     (presets without early stopping, e.g. smoke), with the per-epoch validation peak for comparison."""
     n, best = m.get("epochs_run"), m.get("best_epoch")
     peak = max((h.get("val_accuracy") for h in hist if h.get("val_accuracy") is not None), default=None)
-    if (cfg.get("preset") or {}).get("patience") is not None:
+    if presets.selects_epoch(cfg.get("preset")):
         return f"{n} epochs; the model is the best epoch's ({best}, by validation accuracy)"
     txt = f"{n} epochs; the model is the **last** epoch's (the {m.get('preset')} preset does not select an epoch)"
     if best and best != n and peak is not None:
@@ -169,7 +169,7 @@ with tab_train:
     also = st.multiselect("Also evaluate on", ys, key="tr_eval_on", persist_state="session",
                           help="Other imported datasets' test splits (e.g. FER+ Test: FER2013's faces under the crowd's "
                                "labels). Classes the model never saw and crowd ties are set aside and counted.") if ys else []
-    estimate_caption(estimates.for_training(preset, [n_tr]), upper=presets.get(preset).patience is not None)
+    estimate_caption(estimates.for_training(preset, [n_tr]), upper=presets.get(preset).stops_early)
     if st.button("Start training", type="primary", key="tr_start"):
         run_id = runner.new_run_id(preset, int(seed))
         jm.submit(jobs.train_job(name, run_id, preset, int(seed), "none" if balance == "source" else balance,
@@ -303,7 +303,7 @@ with tab_ab:
             n_cur = n_raw_train
         arms_n = ([] if base else [n_raw_train]) + [n_cur] + ([n_cur] if rel else []) + [n_cur] * len(extra_arms)
         estimate_caption(estimates.for_training(ab_preset, arms_n * int(n_seeds)),
-                         upper=presets.get(ab_preset).patience is not None, what=f"{len(arms_n) * int(n_seeds)} runs")
+                         upper=presets.get(ab_preset).stops_early, what=f"{len(arms_n) * int(n_seeds)} runs")
         if st.button("Compare raw vs curated", type="primary", key="ab_start"):
             arms = ("raw", "curated") + (("relabel",) if rel else ()) + tuple(extra_arms)
             jm.submit(jobs.ab_job(name, _recipe_file(rec), ab_preset, int(n_seeds), relabel_arm=rel, baseline=base,
@@ -426,7 +426,7 @@ with tab_runs:
                 k[2].metric("Accuracy without leaked test images", f"{tl['accuracy']:.1%}",
                             help=f"{m.get('test_leaked_images', 0):,} test images with a training copy left out; 95% "
                                  f"interval {tl['ci95']['accuracy'][0]:.1%}–{tl['ci95']['accuracy'][1]:.1%}")
-            selects = (r["config"].get("preset") or {}).get("patience") is not None
+            selects = presets.selects_epoch(r["config"].get("preset"))
             k[3].metric("Val accuracy (model selection)" if selects else "Val accuracy (last epoch's model)",
                         f"{m['val_accuracy']:.1%}", help="Of the kept model, with the test-time flip; the per-epoch "
                         "figures in the curves are without it.")

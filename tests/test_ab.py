@@ -82,7 +82,7 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
 
     # A second recipe against the same raw runs: the raw arm is reused, only the new arm is trained.
     rec2 = rec.with_labels(class_cap=None).replace(name="second")
-    with pytest.raises(InvalidInput, match="different budget"):
+    with pytest.raises(InvalidInput, match="different preset settings"):     # 2 epochs against the baseline's 1
         ab.run_ab("fer2013", rec2, seeds=[0], preset="smoke", baseline=doc["ab_id"], epochs=2, max_train=1200)
     with pytest.raises(InvalidInput, match="no A/B 'nope'"):
         ab.run_ab("fer2013", rec2, seeds=[0], preset="smoke", baseline="nope", epochs=1, max_train=1200)

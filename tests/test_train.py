@@ -208,6 +208,41 @@ def test_a_killed_run_resumes_from_its_last_finished_epoch(fer2013_workspace):
     assert again["train_images"] == 1000
 
 
+def test_a_cosine_decay_takes_adam_to_zero_and_resumes_on_its_schedule(fer2013_workspace):
+    """``lr_decay="cosine"``: Adam's rate falls along a cosine to 0 over the run (no plateau halving), so the last
+    epochs do not land anywhere on a noisy path; a killed run continues on the same schedule (the step count is
+    in the checkpoint). The preset's definition records it; an unknown decay is refused."""
+    from fer_core.errors import Cancelled, InvalidInput
+    from fer_core.progress import CancelToken
+    from fer_core.train import presets, runner
+
+    with pytest.raises(InvalidInput, match="learning-rate decay"):
+        presets.get("standard", lr_decay="linear")
+    assert "lr_decay" not in presets.get("standard").to_dict()             # old runs' definitions compare equal
+    cos = presets.get("standard", lr_decay="cosine")
+    assert presets.get("standard").stops_early and not cos.stops_early     # the schedule sets the run's length
+    assert presets.selects_epoch(presets.get("standard").to_dict()) and not presets.selects_epoch(cos.to_dict())
+    kw = dict(preset="standard", epochs=3, seed=1, max_train=900, lr_decay="cosine", augment="light")
+    whole = runner.train("fer2013", run_id="cos", **kw)
+    info = runner.run_info("fer2013", "cos")
+    assert info["config"]["preset"]["lr_decay"] == "cosine" and whole["epochs_run"] == 3
+    lrs = [r["lr"] for r in info["history"]]
+    # CosineDecay(1e-3) after 1/3 and 2/3 of the steps, then 0 (the rate the next step would use)
+    assert lrs == pytest.approx([0.75e-3, 0.25e-3, 0.0], abs=2e-5)
+    token = CancelToken()
+
+    def stop_in_epoch_3(ev):
+        if ev.stage == "train" and ev.extra.get("epoch") == 3:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        runner.train("fer2013", run_id="cos-cut", progress=stop_in_epoch_3, cancel=token, **kw)
+    runner.train("fer2013", run_id="cos-cut", resume=True, **kw)
+    cut = runner.run_info("fer2013", "cos-cut")
+    assert cut["config"]["resumed"] == [2]
+    assert [r["lr"] for r in cut["history"]] == pytest.approx(lrs, abs=2e-5)   # the schedule went on, not again
+
+
 # ---- data sources ---------------------------------------------------------------------------------------------
 
 @pytest.mark.slow

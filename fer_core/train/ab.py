@@ -237,10 +237,10 @@ def baseline_raw_runs(name: str, baseline_id: str, preset: str, changes: dict, c
     if base is None:
         raise InvalidInput(f"There is no A/B '{baseline_id}' of {name} to take the raw runs from.",
                            "Pick one listed on the Train page's A/B tab.")
-    diff = [k for k, a, b in (("preset", base["preset"], preset), ("budget", base.get("changes", {}), changes)) if a != b]
+    diff = [k for k, a, b in (("preset", base["preset"], preset), ("preset settings", base.get("changes", {}), changes)) if a != b]
     if diff:
         raise InvalidInput(f"A/B '{baseline_id}' was trained with a different {', '.join(diff)}; its raw runs are "
-                           "not comparable.", "Use the same preset and budget, or train the raw arm again.")
+                           "not comparable.", "Use the same preset and settings, or train the raw arm again.")
     ds = datasets.load(name, cache)
     chash = ds.meta.get("catalog_hash")
     cat = ds.catalog
@@ -306,7 +306,7 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
             recipe = recipe_mod.Recipe.from_dict(old["recipe"])
         mismatch = [k for k, a, b in (("preset", old["preset"], preset),
                                       ("recipe", old["recipe"], recipe.to_dict()),
-                                      ("budget", old.get("changes", {}), changes),
+                                      ("preset settings", old.get("changes", {}), changes),
                                       ("budget", old.get("budget", "passes"), budget)) if a != b]
         if mismatch:
             raise InvalidInput(f"A/B '{ab_id}' was started with a different {', '.join(dict.fromkeys(mismatch))}; resuming would "

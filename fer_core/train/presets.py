@@ -16,6 +16,11 @@ class Preset:
     batch_size: int = 128
     optimizer: str = "adam"      # adam | sgd (nesterov)
     lr: float = 1e-3
+    # how the learning rate falls: None = the optimizer's own (adam: halved on a validation-loss plateau; sgd: cosine
+    # decay to 0 over the run); "cosine" = cosine decay to 0 over the run for either, and no early stopping: the run
+    # ends where the rate reaches 0 and keeps its last weights (a stop part-way would land at a high rate, anywhere
+    # on a noisy path — what made one standard run's FER+ Test figure differ from another's by up to 4 points)
+    lr_decay: str | None = None
     patience: int | None = 6     # early stopping on val accuracy (best weights restored); None = no stopping
     augment: str = "standard"    # none | light | standard
     balance: str = "none"        # none | class_weight | sampler
@@ -25,12 +30,19 @@ class Preset:
     # an A/B with budget "steps" sets it to the raw arm's training images for every arm that keeps fewer
     epoch_images: int | None = None
 
+    @property
+    def stops_early(self) -> bool:
+        return self.patience is not None and self.lr_decay != "cosine"
+
     def to_dict(self) -> dict:
         d = asdict(self)
-        if d["epoch_images"] is None:    # runs saved before it existed compare equal (resume, baseline reuse)
-            del d["epoch_images"]
+        for k in ("epoch_images", "lr_decay"):
+            if d[k] is None:             # runs saved before it existed compare equal (resume, baseline reuse)
+                del d[k]
         return d
 
+
+LR_DECAYS = ("cosine",)
 
 PRESETS = {
     # about a minute on a 2-core CPU: for tests and a first look. SGD with its cosine decay to 0 over the 4 epochs
@@ -45,8 +57,17 @@ PRESETS = {
 }
 
 
+def selects_epoch(saved: dict | None) -> bool:
+    """Whether a run saved with this preset definition (a run config's "preset") kept its best epoch by validation
+    accuracy (early stopping) rather than its last."""
+    saved = saved or {}
+    return saved.get("patience") is not None and saved.get("lr_decay") != "cosine"
+
+
 def get(name: str, **changes) -> Preset:
     if name not in PRESETS:
         raise InvalidInput(f"Unknown preset '{name}'.", "Use " + ", ".join(PRESETS) + ".")
     changes = {k: v for k, v in changes.items() if v is not None}
+    if changes.get("lr_decay") not in (None, *LR_DECAYS):
+        raise InvalidInput(f"Unknown learning-rate decay '{changes['lr_decay']}'.", "Use " + " or ".join(LR_DECAYS) + ".")
     return replace(PRESETS[name], **changes)

@@ -33,12 +33,12 @@ from fer_core.train.runs import (delete_run, list_runs, new_run_id, predict, run
 def _compile(model, p: presets_mod.Preset, steps_per_epoch: int, soft: bool = False):
     import keras
 
+    cosine = keras.optimizers.schedules.CosineDecay(p.lr, decay_steps=max(1, p.epochs * steps_per_epoch),
+                                                    warmup_target=None)
     if p.optimizer == "sgd":
-        sched = keras.optimizers.schedules.CosineDecay(p.lr, decay_steps=max(1, p.epochs * steps_per_epoch),
-                                                       warmup_target=None)
-        opt = keras.optimizers.SGD(sched, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        opt = keras.optimizers.SGD(cosine, momentum=0.9, nesterov=True, weight_decay=5e-4)
     else:
-        opt = keras.optimizers.Adam(p.lr)
+        opt = keras.optimizers.Adam(cosine if p.lr_decay == "cosine" else p.lr)
     if soft:   # targets are distributions (soft labels); accuracy compares argmaxes
         loss, metric = keras.losses.CategoricalCrossentropy(), keras.metrics.CategoricalAccuracy(name="accuracy")
     else:
@@ -132,11 +132,11 @@ def fit(x: np.ndarray, y: np.ndarray, n_classes: int, p: presets_mod.Preset, see
     if val is not None and len(val[1]):
         vd = (val[0][..., None].astype(np.float32),
               val[1] if soft is None else np.eye(n_classes, dtype=np.float32)[val[1]])
-        if p.patience is not None:
+        if p.stops_early:
             es = _Resumable(keras.callbacks.EarlyStopping, ("wait", "best", "best_epoch"), state, "early_stopping",
                             monitor="val_accuracy", patience=p.patience, restore_best_weights=True, verbose=0)
             cbs.append(es)
-        if p.optimizer == "adam":
+        if p.optimizer == "adam" and p.lr_decay is None:
             rlr = _Resumable(keras.callbacks.ReduceLROnPlateau, ("wait", "best", "cooldown_counter"), state,
                              "reduce_lr", monitor="val_loss", factor=0.5, patience=max(2, (p.patience or 6) // 2),
                              verbose=0)
