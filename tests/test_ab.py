@@ -9,7 +9,7 @@ import pytest
 
 
 @pytest.mark.slow
-def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer2013_workspace):
+def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer2013_workspace, monkeypatch):
     from fer_core import datasets, decisions, recipe as recipe_mod
     from fer_core.errors import InvalidInput
     from fer_core.train import ab, runner
@@ -44,6 +44,17 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
         ab.run_ab("fer2013", rec, seeds=[0], preset="standard", ab_id=doc["ab_id"], resume=True, epochs=1, max_train=1200)
     with pytest.raises(InvalidInput, match="no A/B"):
         ab.run_ab("fer2013", rec, seeds=[0], preset="smoke", ab_id="nope", resume=True)
+    # a preset redefined under its own name (a new schedule) since the runs trained: neither resumed nor reused
+    import dataclasses
+
+    from fer_core.train import presets
+    with monkeypatch.context() as mp:
+        mp.setitem(presets.PRESETS, "smoke", dataclasses.replace(presets.PRESETS["smoke"], lr=0.05))
+        with pytest.raises(InvalidInput, match=r"as it was defined then \(lr 0\.02; now lr 0\.05\)"):
+            ab.run_ab("fer2013", None, seeds=[0], preset="smoke", ab_id=doc["ab_id"], resume=True, epochs=1,
+                      max_train=1200)
+        with pytest.raises(InvalidInput, match="as it was defined then"):
+            ab.run_ab("fer2013", rec, seeds=[0], preset="smoke", baseline=doc["ab_id"], epochs=1, max_train=1200)
     # a seed added, but only seed 0's missing run trained now (other work can be queued between seeds)
     again = ab.run_ab("fer2013", None, seeds=[1], preset="smoke", ab_id=doc["ab_id"], resume=True, epochs=1,
                       max_train=1200, train_seeds=[0])

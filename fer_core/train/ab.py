@@ -227,6 +227,27 @@ def summarize(name: str, runs: dict[str, list[str]], cache=None, eval_on: list[s
     return out
 
 
+def _definition(saved: dict | None) -> dict:
+    """A run's preset as it was defined when it trained, less what an A/B sets per arm (images per epoch)."""
+    return {k: v for k, v in (saved or {}).items() if k != "epoch_images"}
+
+
+def _check_definition(rid: str, info: dict, preset: str, changes: dict, where: str) -> None:
+    """Refuse to reuse a finished run whose preset was defined otherwise than ``preset`` (with ``changes``) is now —
+    a preset whose schedule changed since keeps its name, and pairing across the change would mix incomparable
+    runs silently."""
+    from fer_core.train import presets
+
+    now = _definition(presets.get(preset, **{k: v for k, v in changes.items() if k != "epoch_images"}).to_dict())
+    was = _definition(info["config"].get("preset"))
+    if was and was != now:
+        diff = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+        raise InvalidInput(f"Run {rid} of {where} was trained with the {preset} preset as it was defined then "
+                           f"({', '.join(f'{k} {was.get(k)!r}' for k in diff)}; now "
+                           f"{', '.join(f'{k} {now.get(k)!r}' for k in diff)}); pairing it with runs of today's "
+                           "definition would mix incomparable runs.", "Start a new A/B (no baseline) instead.")
+
+
 def baseline_raw_runs(name: str, baseline_id: str, preset: str, changes: dict, cache=None) -> dict[int, str]:
     """{seed: run_id} of the finished raw runs of an earlier A/B, for reuse as this A/B's raw arm.
 
@@ -260,6 +281,7 @@ def baseline_raw_runs(name: str, baseline_id: str, preset: str, changes: dict, c
             raise InvalidInput(f"Raw run {rid} of A/B '{baseline_id}' cannot be shown to come from {name} as it is "
                                "imported now (re-imported since, or trained on a subset before this was recorded).",
                                "Train the raw arm again (no baseline).")
+        _check_definition(rid, info, preset, changes, f"A/B '{baseline_id}'")
         out[int(info["metrics"]["seed"])] = rid
     if not out:
         raise InvalidInput(f"A/B '{baseline_id}' has no finished raw run to reuse.", "Train the raw arm again (no baseline).")
@@ -340,6 +362,7 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
                 info = runner.run_info(name, rid, cache)
                 same = (info["config"].get("source") or {}).get("catalog_hash") in (None, chash)
                 if info["status"].get("state") == "done" and info["metrics"] and arm in runs and same:
+                    _check_definition(rid, info, preset, changes, f"A/B '{ab_id}'")
                     done[(arm, int(info["metrics"]["seed"]))] = rid   # (a run of an earlier import is retrained)
         seeds = sorted(set(old["seeds"]) | set(seeds))
     if baseline:
