@@ -110,7 +110,9 @@ def _selection_note(m: dict, cfg: dict, hist: list[dict]) -> str:
     peak = max((h.get("val_accuracy") for h in hist if h.get("val_accuracy") is not None), default=None)
     if presets.selects_epoch(cfg.get("preset")):
         return f"{n} epochs; the model is the best epoch's ({best}, by validation accuracy)"
-    txt = f"{n} epochs; the model is the **last** epoch's (the {m.get('preset')} preset does not select an epoch)"
+    how = ("its learning rate decayed to 0 along a cosine: no epoch is selected"
+           if (cfg.get("preset") or {}).get("lr_decay") == "cosine" else f"the {m.get('preset')} preset does not select an epoch")
+    txt = f"{n} epochs; the model is the **last** epoch's ({how})"
     if best and best != n and peak is not None:
         txt += f"; validation accuracy peaked at epoch {best} ({peak:.1%}) and was not restored"
     return txt

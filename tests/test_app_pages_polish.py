@@ -43,7 +43,7 @@ def fake_job(kind: str, dataset: str, state: str, pid: int, created: float, summ
 
 
 def fake_run(name: str, run_id: str, preset: str, patience, val_by_epoch: list[float], state: str = "done",
-             pid: int | None = None) -> dict:
+             pid: int | None = None, lr_decay: str | None = None) -> dict:
     """A run folder as runner.train writes one, with real evaluate() metrics over made-up predictions."""
     from fer_core.train import runner
     from fer_core.train.evaluate import evaluate
@@ -55,7 +55,8 @@ def fake_run(name: str, run_id: str, preset: str, patience, val_by_epoch: list[f
             for i, v in enumerate(val_by_epoch)]
     atomic_write_json(rdir / "status.json", {"state": state, "pid": pid, "started": time.time()})
     atomic_write_json(rdir / "config.json", {"run_id": run_id, "dataset": name, "source": {"kind": "raw"},
-                                             "preset": {"name": preset, "patience": patience}, "seed": 0,
+                                             "preset": {"name": preset, "patience": patience,
+                                                        **({"lr_decay": lr_decay} if lr_decay else {})}, "seed": 0,
                                              "classes": classes, "sizes": {"train": 500, "val": 70, "test": 70}})
     atomic_write_json(rdir / "history.json", hist)
     if state != "done":
@@ -92,6 +93,13 @@ def test_runs_tab_says_which_epochs_weights_the_model_is(tiny):
     cap = next(c.value for c in at.caption if "training images" in c.value)
     assert "the model is the best epoch's (3, by validation accuracy)" in cap, cap
     assert "Val accuracy (model selection)" in [m.label for m in at.metric]
+
+    # the same preset with a cosine decay keeps its last epoch, whatever its patience says, and says why
+    fake_run(tiny, "20250103-000000-standard-s0-cccc", "standard", 6, [0.3, 0.4, 0.45, 0.44, 0.43], lr_decay="cosine")
+    at.run()
+    cap = next(c.value for c in at.caption if "training images" in c.value)
+    assert "the model is the **last** epoch's (its learning rate decayed to 0 along a cosine" in cap, cap
+    assert "Val accuracy (last epoch's model)" in [m.label for m in at.metric]
 
 
 def test_train_page_shows_the_newest_jobs_state_and_counts_only_live_jobs(tiny, live_pid):
