@@ -32,7 +32,7 @@ class Preset:
 
     @property
     def stops_early(self) -> bool:
-        return self.patience is not None and self.lr_decay != "cosine"
+        return selects_epoch(asdict(self))
 
     def to_dict(self) -> dict:
         d = asdict(self)
