@@ -35,6 +35,8 @@ def report(doc: dict) -> None:
           f"arms {doc['arms']}"
           + ("" if doc.get("complete") else "  [PARTIAL: not every run has finished]")
           + (f"; raw runs reused from A/B {doc['baseline']}" if doc.get("baseline") else ""))
+    for note in res.get("notes", []):
+        print(f"  NOTE: {note}")
     for arm, r in res.get("arms", {}).items():
         for x in r["runs"]:
             lo, hi = x["ci95"]["accuracy"]

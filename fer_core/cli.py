@@ -352,6 +352,8 @@ def cmd_ab(ctx: Ctx) -> int:
                     **budget)
     ctx.bar.close()
     res = doc["result"]
+    for note in res.get("notes", []):
+        ctx.out(f"Note: {note}")
     for where, r0 in [(f"{a.name} test", res)] + list(res.get("yardsticks", {}).items()):
         ctx.out(f"— on {where}:")
         for arm, r in r0["arms"].items():

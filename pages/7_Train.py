@@ -335,6 +335,8 @@ with tab_ab:
                         + ("" if doc.get("complete") else " — *partial: not every run has finished*"))
             if not res:
                 return
+            for note in res.get("notes", []):
+                st.warning(note)
             rows = []
             for arm, r in res["arms"].items():
                 for x in r["runs"]:

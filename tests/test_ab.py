@@ -104,6 +104,27 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
     assert second["result"]["differences"]["curated"]["seeds"] == [0, 1]
     assert second["result"]["arms"]["raw"]["runs"][0]["accuracy"] == pytest.approx(raw["accuracy"])
     assert runner.run_info("fer2013", raw_id)["config"]["source"]["catalog_hash"] == datasets.load("fer2013").meta["catalog_hash"]
+    assert second["result"]["notes"] == []                              # both seeds trained on one set of images
+    # an arm whose seeds trained on different decisions (signals recomputed between its runs) is flagged, and so is
+    # a seed whose control was built on other decisions than its curated run
+    s1_file = runner.runs_root("fer2013") / second["runs"]["curated"][1] / "config.json"
+    s1_cfg = json.loads(s1_file.read_text())
+    changed = {**s1_cfg["source"], "decisions": {**s1_cfg["source"]["decisions"], "fingerprint": "recomputed"}}
+    s1_file.write_text(json.dumps({**s1_cfg, "source": changed}))
+    notes = ab.summarize("fer2013", second["runs"])["notes"]
+    assert len(notes) == 1 and "curated arm's seeds trained on 2 different sets" in notes[0]
+    assert "seed 1 kept" in notes[0] and "seed 0 kept" in notes[0]
+    assert ab.image_set_notes("fer2013", {"curated": second["runs"]["curated"][1:], "control":
+                                          [again["runs"]["curated"][0]]}) == []       # seeds 1 and 0: not a pair
+    s1_file.write_text(json.dumps(s1_cfg))
+    s0_file = runner.runs_root("fer2013") / second["runs"]["curated"][0] / "config.json"
+    s0_cfg = json.loads(s0_file.read_text())
+    s0_file.write_text(json.dumps({**s0_cfg, "source": {**s0_cfg["source"], "decisions": {
+        **s0_cfg["source"]["decisions"], "fingerprint": "other"}}}))
+    pair = ab.image_set_notes("fer2013", {"curated": [again["runs"]["curated"][0]],
+                                          "control": [second["runs"]["curated"][0]]})
+    assert len(pair) == 1 and pair[0].startswith("Seed 0: the control run was built on other recipe decisions")
+    s0_file.write_text(json.dumps(s0_cfg))
     cfg_file = runner.runs_root("fer2013") / raw_id / "config.json"     # a raw run whose data cannot be verified
     cfg = json.loads(cfg_file.read_text())
     cfg_file.write_text(json.dumps({**cfg, "source": {k: v for k, v in cfg["source"].items() if k != "catalog_hash"}}))

@@ -127,6 +127,11 @@ def test_an_interrupted_ab_can_be_resumed_from_the_page(fer2013_workspace):
     at.run()
     assert any("raw runs reused from A/B `killed-ab`" in m.value and "as many steps as raw" in m.value
                for m in at.markdown)
+    # the A/B's own warnings (ab.image_set_notes: seeds of one arm trained on different decisions) show as such
+    new["result"]["notes"] = ["The curated arm's seeds trained on 2 different sets of recipe decisions"]
+    atomic_write_json(ab.ab_root("fer2013") / f"{new['ab_id']}.json", new)
+    at.run()
+    assert any(w.value.startswith("The curated arm's seeds trained on 2 different") for w in at.warning)
 
 
 def test_quality_page_caps_the_label_cut_per_class(noisy_workspace):

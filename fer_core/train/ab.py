@@ -171,6 +171,39 @@ def summarize_yardstick(name: str, runs: dict[str, list[str]], key: str, cache=N
     return out
 
 
+SAME_DECISIONS = (("curated", "control"), ("curated", "prior"))   # arms of one seed built on one set of decisions
+
+
+def image_set_notes(name: str, runs: dict[str, list[str]], cache=None) -> list[str]:
+    """Warnings when runs that should share their training images do not: an arm's seeds trained on different
+    recipe decisions (the signals were recomputed, or overrides edited, between its runs: its seeds are then not
+    repeats of one arm), or a seed's curated run and the control built on it saw different decisions (curated −
+    control then compares two recipes' outputs, not which images against how many). Raw runs have no decisions."""
+    fps: dict[str, dict[int, tuple[str, int]]] = {}
+    for arm, rids in runs.items():
+        for rid in rids:
+            info = runner.run_info(name, rid, cache)
+            dec = (info["config"].get("source") or {}).get("decisions")
+            if not info["metrics"] or not isinstance(dec, dict) or not dec.get("fingerprint"):
+                continue
+            fps.setdefault(arm, {})[int(info["metrics"]["seed"])] = (dec["fingerprint"], int(info["metrics"]["train_images"]))
+    notes = []
+    for arm, by_seed in fps.items():
+        distinct = {fp for fp, _ in by_seed.values()}
+        if len(distinct) > 1:
+            notes.append(f"The {arm} arm's seeds trained on {len(distinct)} different sets of recipe decisions "
+                         "(its signals were recomputed or its overrides edited between runs): "
+                         + ", ".join(f"seed {s} kept {n:,} training images" for s, (_, n) in sorted(by_seed.items()))
+                         + ". Its seeds are not repeats of one arm: its spread over seeds includes that change.")
+    for a, b in SAME_DECISIONS:
+        for seed in sorted(set(fps.get(a, {})) & set(fps.get(b, {}))):
+            if fps[a][seed][0] != fps[b][seed][0]:
+                notes.append(f"Seed {seed}: the {b} run was built on other recipe decisions than the {a} run "
+                             f"({fps[b][seed][1]:,} against {fps[a][seed][1]:,} training images): {a} − {b} at this "
+                             "seed compares two decision sets, not only which images were removed.")
+    return notes
+
+
 def summarize(name: str, runs: dict[str, list[str]], cache=None, eval_on: list[str] | tuple = ()) -> dict:
     """Per arm: metrics of each finished run; paired differences of each arm against raw (and curated against
     control); the same on every extra yardstick in ``eval_on`` (``result["yardsticks"][key]``)."""
@@ -224,6 +257,7 @@ def summarize(name: str, runs: dict[str, list[str]], cache=None, eval_on: list[s
             ys[key] = s
     if ys:
         out["yardsticks"] = ys
+    out["notes"] = image_set_notes(name, runs, cache)
     return out
 
 
