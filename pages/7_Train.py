@@ -304,8 +304,11 @@ with tab_ab:
         if ab_budget == "steps":
             n_cur = n_raw_train
         arms_n = ([] if base else [n_raw_train]) + [n_cur] + ([n_cur] if rel else []) + [n_cur] * len(extra_arms)
+        held = next((d.get("changes") or {} for d in ab_mod.list_ab(name) if d["ab_id"] == base), {}) if base else {}
         estimate_caption(estimates.for_training(ab_preset, arms_n * int(n_seeds)),
-                         upper=presets.get(ab_preset).stops_early, what=f"{len(arms_n) * int(n_seeds)} runs")
+                         upper=presets.get(ab_preset, **held).stops_early, what=f"{len(arms_n) * int(n_seeds)} runs")
+        if held:      # the new A/B trains as the baseline's runs did (cli.cmd_ab takes its settings)
+            st.caption("As A/B " + f"`{base}`" + "'s raw runs, with " + ", ".join(f"{k} {v}" for k, v in held.items()) + ".")
         if st.button("Compare raw vs curated", type="primary", key="ab_start"):
             arms = ("raw", "curated") + (("relabel",) if rel else ()) + tuple(extra_arms)
             jm.submit(jobs.ab_job(name, _recipe_file(rec), ab_preset, int(n_seeds), relabel_arm=rel, baseline=base,

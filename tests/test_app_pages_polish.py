@@ -5,6 +5,7 @@ Datasets on every page opened before any import."""
 
 from __future__ import annotations
 
+import json
 import time
 import tomllib
 
@@ -186,6 +187,20 @@ def test_ab_tab_caveats_a_one_seed_smoke_verdict_and_the_form_keeps_its_choices(
     at.run()
     ok = [s.value for s in at.success if "curated − raw" in s.value]
     assert ok and ok[0].endswith("better than raw, beyond noise.") and "indicative" not in ok[0]
+
+    # reusing the raw runs of a cosine A/B: the new one trains as they did (no early stopping), and says so
+    from fer_core.train import ab
+    doc = json.loads((ab.ab_root(tiny) / "ab-std-3.json").read_text())
+    atomic_write_json(ab.ab_root(tiny) / "ab-std-3.json", {**doc, "changes": {"lr_decay": "cosine"}})
+    at.selectbox(key="ab_base").select("ab-std-3")
+    at.run()
+    assert not at.exception, at.exception
+    assert "As A/B `ab-std-3`'s raw runs, with lr_decay cosine." in [c.value for c in at.caption]
+    est = [c.value for c in at.caption if c.value.startswith("⏱️ Estimated")]
+    assert est and not any("early stopping may end it sooner" in c for c in est), est
+    at.selectbox(key="ab_base").select(None)
+    at.run()
+    assert any("early stopping may end it sooner" in c.value for c in at.caption if c.value.startswith("⏱️"))
 
 
 # ---- polish (item 11) ----------------------------------------------------------------------------------------

@@ -171,7 +171,7 @@ def summarize_yardstick(name: str, runs: dict[str, list[str]], key: str, cache=N
     return out
 
 
-SAME_DECISIONS = (("curated", "control"), ("curated", "prior"))   # arms of one seed built on one set of decisions
+SAME_DECISIONS = (("curated", "control"), ("curated", "prior"), ("crowd", "soft"))   # arms of one seed built on one set of decisions
 
 
 def image_set_notes(name: str, runs: dict[str, list[str]], cache=None) -> list[str]:
@@ -192,7 +192,7 @@ def image_set_notes(name: str, runs: dict[str, list[str]], cache=None) -> list[s
         distinct = {fp for fp, _ in by_seed.values()}
         if len(distinct) > 1:
             notes.append(f"The {arm} arm's seeds trained on {len(distinct)} different sets of recipe decisions "
-                         "(its signals were recomputed or its overrides edited between runs): "
+                         "(between its runs the signals were recomputed, the overrides edited or the decision code changed): "
                          + ", ".join(f"seed {s} kept {n:,} training images" for s, (_, n) in sorted(by_seed.items()))
                          + ". Its seeds are not repeats of one arm: its spread over seeds includes that change.")
     for a, b in SAME_DECISIONS:
