@@ -55,6 +55,13 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
                       max_train=1200)
         with pytest.raises(InvalidInput, match="as it was defined then"):
             ab.run_ab("fer2013", rec, seeds=[0], preset="smoke", baseline=doc["ab_id"], epochs=1, max_train=1200)
+    # a setting given explicitly at the preset's own value is the same setting: resumed (here: nothing to train)
+    same = ab.run_ab("fer2013", None, seeds=[], preset="smoke", ab_id=doc["ab_id"], resume=True, epochs=1,
+                     max_train=1200, lr=0.02, train_seeds=[])
+    assert same["runs"]["raw"] == [raw_id]
+    with pytest.raises(InvalidInput, match="different preset settings"):
+        ab.run_ab("fer2013", None, seeds=[], preset="smoke", ab_id=doc["ab_id"], resume=True, epochs=1,
+                  max_train=1200, lr=0.03, train_seeds=[])
     # a seed added, but only seed 0's missing run trained now (other work can be queued between seeds)
     again = ab.run_ab("fer2013", None, seeds=[1], preset="smoke", ab_id=doc["ab_id"], resume=True, epochs=1,
                       max_train=1200, train_seeds=[0])

@@ -266,13 +266,19 @@ def _definition(saved: dict | None) -> dict:
     return {k: v for k, v in (saved or {}).items() if k != "epoch_images"}
 
 
+def _defined(preset: str, changes: dict) -> dict:
+    """What ``preset`` with ``changes`` trains as today (settings given explicitly at their default value are the
+    same settings: an A/B started with ``--epochs 24`` under standard is comparable to one started without)."""
+    from fer_core.train import presets
+
+    return _definition(presets.get(preset, **{k: v for k, v in changes.items() if k != "epoch_images"}).to_dict())
+
+
 def _check_definition(rid: str, info: dict, preset: str, changes: dict, where: str) -> None:
     """Refuse to reuse a finished run whose preset was defined otherwise than ``preset`` (with ``changes``) is now —
     a preset whose schedule changed since keeps its name, and pairing across the change would mix incomparable
     runs silently."""
-    from fer_core.train import presets
-
-    now = _definition(presets.get(preset, **{k: v for k, v in changes.items() if k != "epoch_images"}).to_dict())
+    now = _defined(preset, changes)
     was = _definition(info["config"].get("preset"))
     if was and was != now:
         diff = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
@@ -292,7 +298,8 @@ def baseline_raw_runs(name: str, baseline_id: str, preset: str, changes: dict, c
     if base is None:
         raise InvalidInput(f"There is no A/B '{baseline_id}' of {name} to take the raw runs from.",
                            "Pick one listed on the Train page's A/B tab.")
-    diff = [k for k, a, b in (("preset", base["preset"], preset), ("preset settings", base.get("changes", {}), changes)) if a != b]
+    diff = ["preset"] if base["preset"] != preset else \
+        ["preset settings"] if _defined(preset, base.get("changes", {})) != _defined(preset, changes) else []
     if diff:
         raise InvalidInput(f"A/B '{baseline_id}' was trained with a different {', '.join(diff)}; its raw runs are "
                            "not comparable.", "Use the same preset and settings, or train the raw arm again.")
@@ -362,7 +369,8 @@ def run_ab(name: str, recipe, seeds: list[int], preset: str = "standard", relabe
             recipe = recipe_mod.Recipe.from_dict(old["recipe"])
         mismatch = [k for k, a, b in (("preset", old["preset"], preset),
                                       ("recipe", old["recipe"], recipe.to_dict()),
-                                      ("preset settings", old.get("changes", {}), changes),
+                                      ("preset settings", _defined(preset, old.get("changes", {})),
+                                       _defined(preset, changes)),
                                       ("budget", old.get("budget", "passes"), budget)) if a != b]
         if mismatch:
             raise InvalidInput(f"A/B '{ab_id}' was started with a different {', '.join(dict.fromkeys(mismatch))}; resuming would "
