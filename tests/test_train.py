@@ -218,10 +218,17 @@ def test_a_cosine_decay_takes_adam_to_zero_and_resumes_on_its_schedule(fer2013_w
 
     with pytest.raises(InvalidInput, match="learning-rate decay"):
         presets.get("standard", lr_decay="linear")
-    assert "lr_decay" not in presets.get("standard").to_dict()             # old runs' definitions compare equal
+    assert "lr_decay" not in presets.get("full").to_dict()                 # old runs' definitions compare equal
+    assert presets.get("standard").lr_decay == "cosine"                    # the standard schedule since 2026-12-07
     cos = presets.get("standard", lr_decay="cosine")
-    assert presets.get("standard").stops_early and not cos.stops_early     # the schedule sets the run's length
-    assert presets.selects_epoch(presets.get("standard").to_dict()) and not presets.selects_epoch(cos.to_dict())
+    assert presets.get("full").stops_early and not cos.stops_early         # the schedule sets the run's length
+    assert not presets.get("full", lr_decay="cosine").stops_early
+    assert presets.selects_epoch(presets.get("full").to_dict()) and not presets.selects_epoch(cos.to_dict())
+    from fer_core.train import ab
+    # a cosine run never stops early: its patience is no part of what it trained as (an A/B reuses it either way)
+    assert ab._definition({**cos.to_dict(), "patience": None}) == ab._definition(cos.to_dict())
+    assert ab._definition({**presets.get("full").to_dict(), "patience": None}) != \
+        ab._definition(presets.get("full").to_dict())                   # … an early-stopping run's is
     kw = dict(preset="standard", epochs=3, seed=1, max_train=900, lr_decay="cosine", augment="light")
     whole = runner.train("fer2013", run_id="cos", **kw)
     info = runner.run_info("fer2013", "cos")

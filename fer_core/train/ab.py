@@ -262,8 +262,11 @@ def summarize(name: str, runs: dict[str, list[str]], cache=None, eval_on: list[s
 
 
 def _definition(saved: dict | None) -> dict:
-    """A run's preset as it was defined when it trained, less what an A/B sets per arm (images per epoch)."""
-    return {k: v for k, v in (saved or {}).items() if k != "epoch_images"}
+    """A run's preset as it was defined when it trained, less what an A/B sets per arm (images per epoch) and what
+    the run did not use (the patience of a cosine schedule, which never stops early)."""
+    saved = saved or {}
+    unused = {"epoch_images"} | ({"patience"} if saved.get("lr_decay") == "cosine" else set())
+    return {k: v for k, v in saved.items() if k not in unused}
 
 
 def _defined(preset: str, changes: dict) -> dict:
