@@ -190,15 +190,18 @@ def test_ab_tab_caveats_a_one_seed_smoke_verdict_and_the_form_keeps_its_choices(
 
     # reusing the raw runs of a cosine A/B: the new one trains as they did (no early stopping), and says so
     from fer_core.train import ab
-    doc = json.loads((ab.ab_root(tiny) / "ab-std-3.json").read_text())
-    atomic_write_json(ab.ab_root(tiny) / "ab-std-3.json", {**doc, "changes": {"lr_decay": "cosine"}})
-    at.selectbox(key="ab_base").select("ab-std-3")
+    _ab_doc(tiny, "ab-full-cos", "full", [0, 1, 2], 0.012, 0.004, 0.02, time.time() + 2)
+    doc = json.loads((ab.ab_root(tiny) / "ab-full-cos.json").read_text())
+    atomic_write_json(ab.ab_root(tiny) / "ab-full-cos.json", {**doc, "changes": {"lr_decay": "cosine"}})
+    at.selectbox(key="ab_preset").select("full")
+    at.run()
+    at.selectbox(key="ab_base").select("ab-full-cos")
     at.run()
     assert not at.exception, at.exception
-    assert "As A/B `ab-std-3`'s raw runs, with lr_decay cosine." in [c.value for c in at.caption]
+    assert "As A/B `ab-full-cos`'s raw runs, with lr_decay cosine." in [c.value for c in at.caption]
     est = [c.value for c in at.caption if c.value.startswith("⏱️ Estimated")]
     assert est and not any("early stopping may end it sooner" in c for c in est), est
-    at.selectbox(key="ab_base").select(None)
+    at.selectbox(key="ab_base").select(None)          # the full preset's own schedule stops early
     at.run()
     assert any("early stopping may end it sooner" in c.value for c in at.caption if c.value.startswith("⏱️"))
 
