@@ -190,6 +190,12 @@ def test_ab_tab_caveats_a_one_seed_smoke_verdict_and_the_form_keeps_its_choices(
 
     # reusing the raw runs of a cosine A/B: the new one trains as they did (no early stopping), and says so
     from fer_core.train import ab
+    std = json.loads((ab.ab_root(tiny) / "ab-std-3.json").read_text())     # … unless the preset's own schedule is it
+    atomic_write_json(ab.ab_root(tiny) / "ab-std-3.json", {**std, "changes": {"lr_decay": "cosine"}})
+    at.selectbox(key="ab_base").select("ab-std-3")
+    at.run()
+    assert not at.exception, at.exception
+    assert not any(c.value.startswith("As A/B") for c in at.caption)
     _ab_doc(tiny, "ab-full-cos", "full", [0, 1, 2], 0.012, 0.004, 0.02, time.time() + 2)
     doc = json.loads((ab.ab_root(tiny) / "ab-full-cos.json").read_text())
     atomic_write_json(ab.ab_root(tiny) / "ab-full-cos.json", {**doc, "changes": {"lr_decay": "cosine"}})
