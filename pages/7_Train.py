@@ -264,7 +264,8 @@ with tab_ab:
         c = st.columns(3)
         # the form keeps the person's choice for the session (page switches included); a new session starts
         # from the last A/B's preset and seed count
-        last = next(iter(ab_mod.list_ab(name)), None)
+        ab_docs = ab_mod.list_ab(name)        # read once per rerun: the form's default, its baselines, the one reused
+        last = next(iter(ab_docs), None)
         ab_preset = c[0].selectbox("Preset", list(presets.PRESETS), key="ab_preset", persist_state="session",
                                    index=list(presets.PRESETS).index(last["preset"]) if last and last.get("preset") in presets.PRESETS else 1)
         n_seeds = c[1].number_input("Seeds", 1, 10, len(last["seeds"]) if last and last.get("seeds") else 3, key="ab_seeds",
@@ -274,7 +275,7 @@ with tab_ab:
         rel = c[2].checkbox("Relabel arm", value=lst["complete"], disabled=not lst["complete"], key="ab_rel",
                             persist_state="session")
         # the raw arm does not depend on the recipe: a second recipe can reuse an earlier A/B's raw runs
-        bases = [d["ab_id"] for d in ab_mod.list_ab(name)
+        bases = [d["ab_id"] for d in ab_docs
                  if d["preset"] == ab_preset and (d.get("result") or {}).get("arms", {}).get("raw", {}).get("runs")]
         base = st.selectbox("Raw arm", [None] + bases, key="ab_base", persist_state="session",
                             format_func=lambda b: "train it (same seeds)" if b is None else f"reuse the raw runs of A/B {b}",
@@ -304,7 +305,7 @@ with tab_ab:
         if ab_budget == "steps":
             n_cur = n_raw_train
         arms_n = ([] if base else [n_raw_train]) + [n_cur] + ([n_cur] if rel else []) + [n_cur] * len(extra_arms)
-        held = next((d.get("changes") or {} for d in ab_mod.list_ab(name) if d["ab_id"] == base), {}) if base else {}
+        held = next((d.get("changes") or {} for d in ab_docs if d["ab_id"] == base), {}) if base else {}
         held = {k: v for k, v in held.items() if getattr(presets.get(ab_preset), k, None) != v}   # the preset's own: not news
         estimate_caption(estimates.for_training(ab_preset, arms_n * int(n_seeds)),
                          upper=presets.get(ab_preset, **held).stops_early, what=f"{len(arms_n) * int(n_seeds)} runs")
