@@ -77,10 +77,12 @@ done
 # redefined preset (an A/B refuses to pair runs of another definition).
 # The default minus its duplicate cut comes right after the control: the cut removes 17.8% of surprise and 14.0% of
 # disgust (crowd agreement 62.8%, no cleaner than the split), the two classes whose recall the curated arm loses.
-ablate() {
-  stamp ablation $1
-  step $PY bench/bench_ab.py --cache $C --ab-id cos-ablate-$1 --recipe $OLD-$1.yaml --lr-decay cosine \
-    --baseline cosine-steps --arms raw,curated --budget steps --eval-on ferplus:test --seeds 3
+ablate() {   # one seed at a time, so each finished seed is carried before the next starts
+  for s in 0 1 2; do
+    stamp ablation $1 seed $s
+    step $PY bench/bench_ab.py --cache $C --ab-id cos-ablate-$1 --recipe $OLD-$1.yaml --lr-decay cosine \
+      --baseline cosine-steps --arms raw,curated --budget steps --eval-on ferplus:test --seeds 3 --train-seeds $s
+  done
 }
 for s in 0 1 2; do stamp cosine control seed $s; step $COS --train-seeds $s --train-arms control; done
 ablate keepdups
