@@ -15,7 +15,8 @@ Needs a cache where FER2013 is imported and scanned, with label signals (`python
 fer2013`), so that the default recipe drops leaked copies, duplicate extras and the lowest label_quality.
 The A/B is resumable: run the same command again (same --ab-id) and only the missing (seed, arm) runs are
 trained; --report-only prints what has finished so far (partial results are labelled partial).
---baseline reuses the raw runs of an earlier A/B (same preset) so that a second recipe costs only its own arms;
+--baseline reuses the raw runs of an earlier A/B (its preset and settings, unless given) so that a second recipe
+  costs only its own arms;
 --recipe R.yaml starts a new A/B with that recipe instead of the default (one cut at a time: an ablation);
 --uncapped drops the per-class cap on the label cut (the recipe the first FER2013 A/B ran).
 """
@@ -88,7 +89,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cache", required=True)
     ap.add_argument("--name", default="fer2013")
-    ap.add_argument("--preset", default="standard")
+    ap.add_argument("--preset", default=None, help="default: a resumed or --baseline A/B's, else standard")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--ab-id", default="bench-ab-standard")
     ap.add_argument("--report-only", action="store_true")
@@ -113,6 +114,11 @@ def main() -> None:
     from fer_core.train import ab
 
     doc = ab.load_ab(args.name, args.ab_id, args.cache)
+    # as the CLI's `ab`: a resumed A/B, or a new one reusing --baseline's raw runs, keeps that A/B's preset and
+    # settings unless they are given here
+    ref = doc or (ab.load_ab(args.name, args.baseline, args.cache) if args.baseline else None)
+    preset = args.preset or (ref["preset"] if ref else "standard")
+    changes = (ref or {}).get("changes") or {}
     if not args.report_only:
         sig = decisions.load_inputs(args.name, args.cache).signals
         if "label_quality" not in sig.columns:
@@ -124,14 +130,15 @@ def main() -> None:
             rec = recipe_mod.default_recipe(sig, name=f"{args.name}-default")
             if args.uncapped:
                 rec = rec.with_labels(class_cap=None)
-        doc = ab.run_ab(args.name, rec, list(range(args.seeds)), args.preset, progress=TqdmProgress(),
+        doc = ab.run_ab(args.name, rec, list(range(args.seeds)), preset, progress=TqdmProgress(),
                         relabel_arm=False if args.no_relabel_arm else None, cache=args.cache, ab_id=args.ab_id,
                         resume=doc is not None, baseline=args.baseline,
                         arms=args.arms.split(",") if args.arms else None, eval_on=args.eval_on,
                         train_seeds=[int(x) for x in args.train_seeds.split(",")] if args.train_seeds else None,
                         train_arms=args.train_arms.split(",") if args.train_arms else None,
                         budget=args.budget or (doc.get("budget", "passes") if doc else None),
-                        lr_decay=args.lr_decay or ((doc.get("changes") or {}).get("lr_decay") if doc else None))
+                        lr_decay=args.lr_decay or changes.get("lr_decay"),
+                        epochs=changes.get("epochs"), max_train=changes.get("max_train"))
     if doc is None:
         raise SystemExit(f"No A/B '{args.ab_id}' yet.")
     report(doc)
