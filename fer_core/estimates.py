@@ -179,11 +179,12 @@ def for_labels(train_images: int, folds: int, epochs: int, cache=None) -> Estima
     return estimate("labels", train_images * (folds - 1) * epochs, cache)
 
 
-def for_training(preset: str, train_images: list[int], epochs: int | None = None, cache=None) -> Estimate | None:
+def for_training(preset: str, train_images: list[int], epochs: int | None = None, cache=None,
+                 **changes) -> Estimate | None:
     """One entry of ``train_images`` per run (an A/B: every arm × seed). An upper bound when the preset stops
-    early."""
+    early. ``changes``: settings that replace the preset's (a baseline A/B's ``epochs`` or ``max_train``)."""
     from fer_core.train import presets
 
-    p = presets.get(preset)
+    p = presets.get(preset, **changes)
     n = sum(min(t, p.max_train or t) for t in train_images) * (epochs or p.epochs)
     return estimate(f"train:{preset}", n, cache)

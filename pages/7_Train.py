@@ -307,7 +307,7 @@ with tab_ab:
         arms_n = ([] if base else [n_raw_train]) + [n_cur] + ([n_cur] if rel else []) + [n_cur] * len(extra_arms)
         held = next((d.get("changes") or {} for d in ab_docs if d["ab_id"] == base), {}) if base else {}
         held = {k: v for k, v in held.items() if getattr(presets.get(ab_preset), k, None) != v}   # the preset's own: not news
-        estimate_caption(estimates.for_training(ab_preset, arms_n * int(n_seeds)),
+        estimate_caption(estimates.for_training(ab_preset, arms_n * int(n_seeds), **held),
                          upper=presets.get(ab_preset, **held).stops_early, what=f"{len(arms_n) * int(n_seeds)} runs")
         if held:      # the new A/B trains as the baseline's runs did (cli.cmd_ab takes its settings)
             st.caption("As A/B " + f"`{base}`" + "'s raw runs, with " + ", ".join(f"{k} {v}" for k, v in held.items()) + ".")

@@ -136,3 +136,14 @@ def test_long_jobs_show_an_estimate_before_they_start(tmp_path, fer_sample):
     want = estimates.duration(n_raw * 4 / e["rate"])
     caps = [c.value for c in at.caption if c.value.startswith("⏱️ Estimated")]
     assert any(c.startswith(f"⏱️ Estimated: about {want} at the rate measured here on") for c in caps), caps
+
+
+def test_a_training_estimate_takes_the_settings_a_baseline_trained_with(tmp_path):
+    """An A/B that reuses another A/B's raw runs trains as they did: its estimate counts their epochs and cap."""
+    rate = estimates.BENCH["train:standard"]
+    base = estimates.for_training("standard", [10_000, 10_000], cache=tmp_path)
+    assert base.seconds == pytest.approx(20_000 * 24 / rate)
+    assert estimates.for_training("standard", [10_000, 10_000], cache=tmp_path, epochs=6).seconds \
+        == pytest.approx(20_000 * 6 / rate)
+    assert estimates.for_training("standard", [10_000, 10_000], cache=tmp_path, max_train=2_000, lr_decay=None).seconds \
+        == pytest.approx(4_000 * 24 / rate)
