@@ -368,11 +368,11 @@ with tab_ab:
                 for arm, c in r0.get("captured", {}).items():
                     st.caption(f"**{arm} against the crowd relabel** ({where}): "
                                + ab_mod.captured_text(arm, c, doc["preset"]))
-            recall = {arm: pd.DataFrame([x["per_class_recall"] for x in r["runs"] if x.get("per_class_recall")]).mean()
-                      for arm, r in res["arms"].items() if any(x.get("per_class_recall") for x in r["runs"])}
-            if recall:
-                st.caption("Test recall per class (mean over seeds): a cut that strips a small class shows here first.")
-                st.dataframe(pd.DataFrame(recall).T.style.format("{:.2f}"), width="stretch")
+                recall = ab_mod.recall_table(r0)
+                if recall is not None:
+                    st.caption(f"Recall per class on {where} (mean over seeds; *without leaked*: only the test images "
+                               "with no copy in training): a cut that strips a small class shows here first.")
+                    st.dataframe(recall.style.format("{:.2f}", na_rep="–"), width="stretch")
             st.caption("Learning curves of every arm (the first seed): curation can only help once a model trains "
                        "long enough to memorise noisy labels.")
             _curves({arm: (r["runs"][0]["history"] if r["runs"] else []) for arm, r in res["arms"].items()},

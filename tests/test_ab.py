@@ -22,6 +22,8 @@ def test_ab_pairs_arms_by_seed_and_reports_the_difference_with_an_interval(fer20
     raw, cur = res["arms"]["raw"]["runs"][0], res["arms"]["curated"]["runs"][0]
     assert raw["seed"] == cur["seed"] == 0 and raw["history"] and cur["history"]
     assert set(raw["per_class_recall"]) == set(cur["per_class_recall"]) and len(raw["per_class_recall"]) == 7
+    assert set(cur["per_class_recall_without_leaked"]) == set(cur["per_class_recall"])   # the leakage-aware row too
+    assert list(ab.recall_table(res).index) == ["raw", "raw (without leaked)", "curated", "curated (without leaked)"]
     d = res["differences"]["curated"]
     assert d["full"]["difference"] == pytest.approx(cur["accuracy"] - raw["accuracy"], abs=1e-9)
     lo, hi = d["full"]["ci95"]

@@ -212,6 +212,41 @@ def test_ab_tab_caveats_a_one_seed_smoke_verdict_and_the_form_keeps_its_choices(
     assert any("early stopping may end it sooner" in c.value for c in at.caption if c.value.startswith("⏱️"))
 
 
+def test_ab_tab_shows_recall_per_class_on_every_yardstick_with_and_without_leaked(tiny):
+    """Issue 17: the per-class recall table on the dataset's own test split and on each extra yardstick, a row per
+    arm on the whole split and one on the images with no copy in training (where a class's loss is not memorised
+    copies)."""
+    from fer_core.train import ab
+
+    _ab_doc(tiny, "ab-recall", "standard", [0, 1, 2], 0.01, -0.01, 0.03, time.time() + 5)
+    path = ab.ab_root(tiny) / "ab-recall.json"
+    doc = json.loads(path.read_text())
+
+    def with_recall(res, base):       # seed s of arm a: recall base + 0.1·s (+0.05 for curated), 0.2 lower unseen
+        for arm, r in res["arms"].items():
+            for x in r["runs"]:
+                v = base + 0.1 * x["seed"] + (0.05 if arm == "curated" else 0)
+                x["per_class_recall"] = {"happy": v, "surprise": v / 2}
+                x["per_class_recall_without_leaked"] = {"happy": v - 0.2, "surprise": v / 2 - 0.2}
+        return res
+
+    res = with_recall(doc["result"], 0.5)
+    res["yardsticks"] = {"ferplus:test": dict(with_recall(json.loads(json.dumps(
+        {"arms": res["arms"], "differences": {}})), 0.6), images=120)}
+    atomic_write_json(path, {**doc, "result": res})
+    tab = ab.recall_table(res)
+    assert list(tab.index) == ["raw", "raw (without leaked)", "curated", "curated (without leaked)"]
+    assert tab.loc["curated", "happy"] == pytest.approx(0.65) and tab.loc["raw (without leaked)", "surprise"] == \
+        pytest.approx(0.1)
+    at = app_page("pages/7_Train.py")
+    caps = [c.value for c in at.caption if c.value.startswith("Recall per class on")]
+    assert [c.split(" (")[0] for c in caps] == ["Recall per class on tiny test", "Recall per class on ferplus:test"], caps
+    frames = [d.value for d in at.dataframe if "curated (without leaked)" in list(getattr(d.value, "index", []))]
+    assert len(frames) == 2, [getattr(d.value, "index", None) for d in at.dataframe]
+    assert frames[1].loc["curated", "happy"] == pytest.approx(0.75)          # the yardstick's own figures
+    assert frames[0].loc["raw (without leaked)", "happy"] == pytest.approx(0.4)
+
+
 # ---- polish (item 11) ----------------------------------------------------------------------------------------
 
 def _links(at):

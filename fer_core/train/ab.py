@@ -158,6 +158,7 @@ def summarize_yardstick(name: str, runs: dict[str, list[str]], key: str, cache=N
                          "accuracy": m["test"]["accuracy"], "macro_f1": m["test"]["macro_f1"],
                          "accuracy_without_leaked": (m.get("test_without_leaked") or {}).get("accuracy"),
                          "ci95": m["test"]["ci95"], "per_class_recall": m["test"].get("per_class_recall"),
+                         "per_class_recall_without_leaked": (m.get("test_without_leaked") or {}).get("per_class_recall"),
                          "set_aside": m.get("set_aside"), "leakage": m.get("leakage")})
             correct.setdefault(arm, {})[int(info["config"].get("seed", 0))] = arr["probs"].argmax(1)
         accs = [r["accuracy"] for r in rows]
@@ -204,6 +205,22 @@ def image_set_notes(name: str, runs: dict[str, list[str]], cache=None) -> list[s
     return notes
 
 
+def recall_table(result: dict):
+    """Mean recall per class over each arm's seeds, on the whole test split and (a second row per arm) on only the
+    test images with no copy in training; ``result``: ``summarize``'s output or one of its ``yardsticks``. A
+    DataFrame (rows ``arm`` / ``arm (without leaked)``, columns the classes) or None when no run has per-class
+    recall."""
+    import pandas as pd
+
+    rows = {}
+    for arm, r in result.get("arms", {}).items():
+        for key, label in (("per_class_recall", arm), ("per_class_recall_without_leaked", f"{arm} (without leaked)")):
+            got = [x[key] for x in r["runs"] if x.get(key)]
+            if got:
+                rows[label] = pd.DataFrame(got).mean()
+    return pd.DataFrame(rows).T if rows else None
+
+
 def summarize(name: str, runs: dict[str, list[str]], cache=None, eval_on: list[str] | tuple = ()) -> dict:
     """Per arm: metrics of each finished run; paired differences of each arm against raw (and curated against
     control); the same on every extra yardstick in ``eval_on`` (``result["yardsticks"][key]``)."""
@@ -223,6 +240,7 @@ def summarize(name: str, runs: dict[str, list[str]], cache=None, eval_on: list[s
                          "ci95": m["test"]["ci95"], "train_images": m["train_images"], "epochs_run": m["epochs_run"],
                          "images_per_epoch": m.get("images_per_epoch", m["train_images"]),
                          "per_class_recall": m["test"].get("per_class_recall"),
+                         "per_class_recall_without_leaked": (m["test_without_leaked"] or {}).get("per_class_recall"),
                          "history": info["history"]})
             probs = np.load(info["dir"] / "test_probs.npy")
             ids = json.loads((info["dir"] / "test_ids.json").read_text())
