@@ -77,6 +77,11 @@ def report(doc: dict) -> None:
             print(f"  {ab.captured_text(arm, c)}")
             if c.get("without_leaked"):
                 print(f"  without leaked: {ab.captured_text(arm, c, which='without_leaked')}")
+    for where, r0 in [("the dataset's test split", res)] + list(res.get("yardsticks", {}).items()):
+        recall = ab.recall_table(r0)
+        if recall is not None:
+            print(f"recall per class on {where} (mean over seeds):")
+            print("  " + recall.to_string(float_format=lambda v: f"{v:.3f}").replace("\n", "\n  "))
     print("learning curves (validation accuracy per epoch, first seed of each arm):")
     for arm, r in res.get("arms", {}).items():
         if r["runs"]:

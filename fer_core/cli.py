@@ -368,6 +368,9 @@ def cmd_ab(ctx: Ctx) -> int:
                 ctx.out(f"{arm} − {base}, without leaked images: {ab.verdict(d['without_leaked'], doc['preset'], base)}")
         for arm, c in r0.get("captured", {}).items():
             ctx.out(ab.captured_text(arm, c, doc["preset"]))
+        recall = ab.recall_table(r0)
+        if recall is not None:
+            ctx.out("recall per class (mean over seeds):\n" + recall.to_string(float_format=lambda v: f"{v:.2f}"))
     ctx.result = {"dataset": a.name, "ab_id": doc["ab_id"],
                   "summary": "; ".join(f"{k.split('-')[0]} − {v.get('against', 'raw')} {v['full']['difference'] * 100:+.2f} pts"
                                        for k, v in res["differences"].items())}

@@ -120,6 +120,8 @@ def test_an_interrupted_ab_can_be_resumed_from_the_page(fer2013_workspace):
     assert st.state == "done", (st.state, st.error, JobManager().log(job.id)[-2000:])
     new = next(d for d in ab.list_ab("fer2013") if d.get("baseline") == "killed-ab")
     assert new["complete"] and new["changes"] == done["changes"]
+    log = JobManager().log(job.id)
+    assert "recall per class (mean over seeds):" in log and "curated (without leaked)" in log, log[-2000:]
     assert new["runs"]["raw"] == done["runs"]["raw"] and new["runs"]["curated"] != done["runs"]["curated"]
     assert new["budget"] == "steps"
     raw_images = done["result"]["arms"]["raw"]["runs"][0]["train_images"]
