@@ -92,14 +92,8 @@ for s in 0 1 2; do stamp cosine control seed $s; step $COS --train-seeds $s --tr
 for s in 0 1 2; do
   for arm in crowd relabel; do stamp cosine $arm seed $s; step $COS --train-seeds $s --train-arms $arm; done
 done
-ablate keepdups
-# keepall: every copy kept, leaked ones included (the duplicate and leak cuts off: against keepdups it measures the
-# leak cut, fairly only on the test images without a copy in training). Next after keepdups since 2026-12-08: keeping
-# the duplicate copies did not bring surprise back (keepdups seed 0), the leak cut still removes 16.7% of surprise's
-# training images, and 185 of FER+ Test's 424 surprise images have a copy in training. The face cut is measured
-# without training (bench/RESULTS.md: 87 images, 0.3% of the split; this cache scans no faces).
-ablate keepall
-for k in nolabel noquality; do ablate $k; done
+# 2026-12-08: FER+'s references (issue 17 names them) come next, before the remaining ablations, whose one-cut
+# questions the linear probe has already answered in part (bench/RESULTS.md).
 # FER+'s own reference on FER+ Test (majority and soft labels), each also judged on FER2013's test
 $P scan ferplus
 [ -f "$FPCARRY/carry.json" ] && $PY bench/ab_carry.py unpack --name ferplus --cache "$C" --dir "$FPCARRY"
@@ -114,4 +108,12 @@ for s in 0 1 2; do
     $PY bench/ab_carry.py pack --name ferplus --run-id "$id" --cache "$C" --dir "$FPCARRY"
   done
 done
+ablate keepdups
+# keepall: every copy kept, leaked ones included (the duplicate and leak cuts off: against keepdups it measures the
+# leak cut, fairly only on the test images without a copy in training). Next after keepdups since 2026-12-08: keeping
+# the duplicate copies did not bring surprise back (keepdups seed 0), the leak cut still removes 16.7% of surprise's
+# training images, and 185 of FER+ Test's 424 surprise images have a copy in training. The face cut is measured
+# without training (bench/RESULTS.md: 87 images, 0.3% of the split; this cache scans no faces).
+ablate keepall
+for k in nolabel noquality; do ablate $k; done
 stamp queue finished
