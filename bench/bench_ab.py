@@ -77,6 +77,10 @@ def report(doc: dict) -> None:
             print(f"  {ab.captured_text(arm, c)}")
             if c.get("without_leaked"):
                 print(f"  without leaked: {ab.captured_text(arm, c, which='without_leaked')}")
+        if y.get("crowd_prior"):
+            print(f"  {ab.crowd_prior_text(y['crowd_prior'])}")
+            if y["crowd_prior"]["prior"].get("without_leaked"):
+                print(f"  without leaked: {ab.crowd_prior_text(y['crowd_prior'], which='without_leaked')}")
     for where, r0 in [("the dataset's test split", res)] + list(res.get("yardsticks", {}).items()):
         recall = ab.recall_table(r0)
         if recall is not None:

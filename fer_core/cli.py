@@ -368,6 +368,8 @@ def cmd_ab(ctx: Ctx) -> int:
                 ctx.out(f"{arm} − {base}, without leaked images: {ab.verdict(d['without_leaked'], doc['preset'], base)}")
         for arm, c in r0.get("captured", {}).items():
             ctx.out(ab.captured_text(arm, c, doc["preset"]))
+        if r0.get("crowd_prior"):
+            ctx.out(ab.crowd_prior_text(r0["crowd_prior"], doc["preset"]))
         recall = ab.recall_table(r0)
         if recall is not None:
             ctx.out("recall per class (mean over seeds):\n" + recall.to_string(float_format=lambda v: f"{v:.2f}"))

@@ -368,6 +368,9 @@ with tab_ab:
                 for arm, c in r0.get("captured", {}).items():
                     st.caption(f"**{arm} against the crowd relabel** ({where}): "
                                + ab_mod.captured_text(arm, c, doc["preset"]))
+                if r0.get("crowd_prior"):
+                    st.caption(f"**The crowd relabel's gain, split** ({where}): "
+                               + ab_mod.crowd_prior_text(r0["crowd_prior"], doc["preset"]))
                 recall = ab_mod.recall_table(r0)
                 if recall is not None:
                     st.caption(f"Recall per class on {where} (mean over seeds; *without leaked*: only the test images "

@@ -414,11 +414,21 @@ def test_the_ab_trains_a_control_arm_and_pairs_arms_on_every_yardstick(mini, tmp
     assert cap["reference_gain"] == pytest.approx(y["differences"]["crowd"]["full"]["difference"])
     assert (cap["share"] == pytest.approx(cap["gain"] / cap["reference_gain"])) if cap["share"] is not None \
         else bool(cap["why"])
+    # the crowd's gain split: raw moved to the crowd arm's class shares (a prior shift), and what is left
+    cp = y["crowd_prior"]
+    assert cp["seeds"] == [0] and set(cp["weights"]) == set(runner.run_info("fer2013-mini", doc2["runs"]["raw"][0],
+                                                                             cache)["config"]["classes"])
+    for which in ("full", "without_leaked"):
+        assert cp["prior"][which]["difference"] + cp["beyond"][which]["difference"] == \
+            pytest.approx(y["differences"]["crowd"][which]["difference"])
+    assert "crowd_prior" not in doc2["result"]          # the dataset's own labels are not the crowd's
     from conftest import app_page                   # the Train page says it beside the verdicts
 
     at = app_page("pages/7_Train.py", timeout=180)
     caps = [c.value for c in at.caption]
     assert any(c.startswith("**curated against the crowd relabel** (ferplus-mini:test): curated ") for c in caps), caps
+    assert any(c.startswith("**The crowd relabel's gain, split** (ferplus-mini:test): Of the crowd relabel's ")
+               for c in caps), caps
     crowd_cfg = runner.run_info("fer2013-mini", doc2["runs"]["crowd"][0], cache)["config"]
     assert crowd_cfg["source"]["relabelled"] > 0
 

@@ -76,6 +76,39 @@ def test_captured_share_of_a_reference_gain():
     assert "1 seed: indicative only" in ab.captured_text("curated", {"seeds": [0], "full": c}, "standard")
 
 
+def test_the_crowd_relabels_gain_split_into_class_prior_and_the_rest():
+    """Issue 17 (bench_prior_shift.py): raw re-weighted to the crowd arm's training class shares, no retraining —
+    what a change of class prior alone gives, and what the crowd's labels add beyond it; the parts add up."""
+    from fer_core.train import ab
+
+    classes = ["happy", "sad", "neutral"]
+    assert ab.prior_weights_to({"happy": 50, "sad": 30, "neutral": 20}, {"happy": 50, "sad": 10, "neutral": 40},
+                               classes) == pytest.approx([1.0, 1 / 3, 2.0])
+    assert ab.prior_weights_to({"happy": 5, "sad": 0}, {"happy": 5, "sad": 5}, ["happy", "sad"])[1] == 1.0
+    rng = np.random.default_rng(3)
+    n = 3000
+    y = rng.integers(0, 3, n)                          # the crowd's test labels; 2 = neutral
+    # raw: right on 60%; on the rest it says sad, leaning only slightly (0.45 against 0.40) away from the truth
+    raw = np.full((n, 3), 0.15)
+    right = rng.random(n) < 0.6
+    raw[np.arange(n), y] = np.where(right, 0.7, 0.40)
+    raw[~right, 1] = np.where(y[~right] == 1, 0.7, 0.45)
+    crowd = np.eye(3)[np.where(rng.random(n) < 0.85, y, (y + 1) % 3)]   # right on ~85%
+    counts = {"raw": {0: {"happy": 50, "sad": 30, "neutral": 20}},
+              "crowd": {0: {"happy": 50, "sad": 24, "neutral": 26}}}      # sad ×0.8, neutral ×1.3
+    leaked = np.arange(n) % 10 == 0
+    cp = ab._crowd_prior({"raw": {0: raw}, "crowd": {0: crowd}}, counts, classes, y, leaked)
+    whole = ((crowd.argmax(1) == y).mean() - (raw.argmax(1) == y).mean())
+    assert cp["seeds"] == [0] and cp["weights"] == {"happy": 1.0, "sad": 0.8, "neutral": 1.3}
+    assert cp["prior"]["full"]["difference"] + cp["beyond"]["full"]["difference"] == pytest.approx(whole)
+    # the shift undoes sad's slight lean on every wrong image whose truth is not sad (~27% of the images)
+    assert cp["prior"]["full"]["difference"] == pytest.approx((~right & (y != 1)).mean())
+    assert "without_leaked" in cp["beyond"]
+    text = ab.crowd_prior_text(cp, "standard")
+    assert text.startswith(f"Of the crowd relabel's {whole * 100:+.2f} points over raw, ") and "1 seed" in text
+    assert ab._crowd_prior({"raw": {0: raw}}, {"raw": counts["raw"]}, classes, y, leaked) is None
+
+
 # ---- smoke training on real FER2013 -----------------------------------------------------------------------
 
 @pytest.mark.slow
