@@ -26,6 +26,7 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 import _common  # noqa: F401  (the repository's root on sys.path)
+from fer_core.train import ab
 
 
 def _runs(root: Path, doc: dict) -> dict[str, list[str]]:
@@ -67,7 +68,7 @@ def main() -> None:
             d = root / "runs" / rid
             cfg = json.loads((d / "config.json").read_text())
             classes, own = cfg["classes"], cfg["train_label_counts"]
-            w = np.array([(target[c] / sum(target.values())) / (own[c] / sum(own.values())) for c in classes])
+            w = ab.prior_weights_to(own, target, classes)
             with np.load(d / "yardsticks" / f"{args.key}.npz") as z:
                 y, p, leaked = z["y"], z["probs"], z["leaked"].astype(bool)
             everything = np.ones(len(y), bool)

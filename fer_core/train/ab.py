@@ -624,7 +624,7 @@ def crowd_prior_text(entry: dict, preset: str | None = None, which: str = "full"
            "from its class shares alone: raw's own models moved to the crowd arm's training class shares, without "
            f"retraining; the crowd relabel beats those by {pts(b)}, what its labels taught image by image. A recipe "
            "that only shifts class shares gains the first part without learning anything about faces; curated − "
-           "control (same class counts) is the pair that cannot.")
+           "control (same class counts) is the pair a class shift cannot move.")
     why = caveat({"per_seed": entry["seeds"]}, preset)
     if why:
         out += f" ({why}: indicative only.)"
