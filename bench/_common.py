@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
@@ -47,3 +48,13 @@ class StageTimer:
     def report(self) -> str:
         return "\n".join(f"  {k:12s} {self.last[k] - self.first[k]:7.2f} s  (ends at {self.last[k]:6.2f} s)"
                          for k in self.first)
+
+
+def carried_ab_runs(root: Path, doc: dict) -> dict[str, list[str]]:
+    """{arm: run ids} of an A/B document in a carry folder (bench/ab_carry.py); a raw baseline reused from another
+    A/B is followed there."""
+    runs = {a: list(r) for a, r in doc.get("runs", {}).items()}
+    if doc.get("baseline") and not runs.get("raw"):
+        base = json.loads((root / "ab" / f"{doc['baseline']}.json").read_text())
+        runs["raw"] = list(base.get("runs", {}).get("raw", []))
+    return runs

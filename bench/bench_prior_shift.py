@@ -25,16 +25,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-import _common  # noqa: F401  (the repository's root on sys.path)
+import _common  # the repository's root on sys.path; carried_ab_runs
 from fer_core.train import ab
-
-
-def _runs(root: Path, doc: dict) -> dict[str, list[str]]:
-    runs = {a: list(r) for a, r in doc.get("runs", {}).items()}
-    if doc.get("baseline") and not runs.get("raw"):
-        base = json.loads((root / "ab" / f"{doc['baseline']}.json").read_text())
-        runs["raw"] = list(base.get("runs", {}).get("raw", []))
-    return runs
 
 
 def _scores(y: np.ndarray, pred: np.ndarray, keep: np.ndarray) -> tuple[float, float, float]:
@@ -51,7 +43,7 @@ def main() -> None:
     ap.add_argument("--to-arm", default="crowd", help="the arm whose training class shares the runs are moved to")
     args = ap.parse_args()
     root = Path(args.dir)
-    runs = _runs(root, json.loads((root / "ab" / f"{args.ab_id}.json").read_text()))
+    runs = _common.carried_ab_runs(root, json.loads((root / "ab" / f"{args.ab_id}.json").read_text()))
     done = {a: [r for r in rids if (root / "runs" / r / "yardsticks" / f"{args.key}.npz").is_file()]
             for a, rids in runs.items()}
     if not done.get(args.to_arm):

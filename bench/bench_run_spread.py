@@ -17,15 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-import _common  # noqa: F401  (the repository's root on sys.path)
-
-
-def _runs(root: Path, doc: dict) -> dict[str, list[str]]:
-    runs = {a: list(r) for a, r in doc.get("runs", {}).items()}
-    if doc.get("baseline") and not runs.get("raw"):
-        base = json.loads((root / "ab" / f"{doc['baseline']}.json").read_text())
-        runs["raw"] = list(base.get("runs", {}).get("raw", []))
-    return runs
+import _common  # the repository's root on sys.path; carried_ab_runs
 
 
 def _load(root: Path, rid: str) -> dict | None:
@@ -53,7 +45,7 @@ def main() -> None:
         changes = doc.get("changes") or {}
         print(f"A/B {ab_id}: preset {doc['preset']}" + (f" {changes}" if changes else "") +
               f", budget {doc.get('budget', 'passes')}")
-        runs = {a: [x for x in (_load(root, r) for r in rids) if x] for a, rids in _runs(root, doc).items()}
+        runs = {a: [x for x in (_load(root, r) for r in rids) if x] for a, rids in _common.carried_ab_runs(root, doc).items()}
         keys = sorted({k for rs in runs.values() for x in rs for k in x["yard"]})
         print("| arm | seeds | FER2013 test: each | mean (sd) | " +
               " | ".join(f"{k}: each | mean (sd) | predictions differ, run pairs" for k in keys) + " |")
